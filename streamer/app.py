@@ -1,0 +1,217 @@
+"""Running the main job: a video stream or a single image, end to end.
+
+The main thread owns rendering, the sinks, the window and the progress bar;
+capture, detect+track and the emotion worker run in the pipeline's threads.
+Sinks are closed in `finally`, so what was written is playable even after
+Ctrl+C, SIGTERM or an error in a stage.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+from rich.console import Console
+
+from cocoer_core.api import EmotionModel
+from cocoer_core.postprocess import LabelRule
+from streamer.config import AppConfig
+from streamer.detectors import FacePersonDetector, build_detector
+from streamer.emotion import build_emotion_model, resolve_device
+from streamer.errors import UserError
+from streamer.overlay import OverlayRenderer, OverlayStats
+from streamer.pipeline import Pipeline
+from streamer.progress import ProgressReporter, RateMeter
+from streamer.results import frame_to_json, person_to_json
+from streamer.sinks import DisplaySink, JsonlSink, VideoSink, ensure_writable_dir, write_image, write_json
+from streamer.smoothing import SmoothingBank
+from streamer.sources import Source
+from streamer.stages import DetectTrackStage, EmotionStage, region_of
+from streamer.types import Frame, FrameResult
+from trackers import FrameLocalTracker, Tracker, build_tracker
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Components:
+    """The models a run needs, built once."""
+
+    device: str
+    detector: FacePersonDetector
+    model: EmotionModel | None
+
+    @property
+    def model_name(self) -> str:
+        return self.model.name if self.model else "none"
+
+    @property
+    def model_description(self) -> str:
+        return self.model.description if self.model else "no emotion model"
+
+    @property
+    def label_rule(self) -> LabelRule:
+        return self.model.label_rule if self.model else LabelRule(None, None)
+
+
+def build_components(config: AppConfig) -> Components:
+    """Detector and emotion model on the chosen device; logs one line naming each."""
+    device = resolve_device(config.emotion.device if config.emotion.device != "auto" else config.device)
+    detector = build_detector(config.detector, device)
+    model = build_emotion_model(config.emotion, device)
+    logger.info("%s", detector.describe())
+    logger.info("emotion model: %s on %s", model.description if model else "none", device)
+    return Components(device, detector, model)
+
+
+@dataclass
+class RunSummary:
+    """What a run produced."""
+
+    frames: int = 0
+    video_path: Path | None = None
+    jsonl_path: Path | None = None
+    dropped: int = 0
+    interrupted: bool = False
+    seconds: float = 0.0
+    max_persons: int = 0
+    stage_ms: dict[str, float] = field(default_factory=dict)
+
+
+def _refuse_overwriting_input(output: Path, source_path: Path | None) -> None:
+    if source_path is not None and source_path.exists() and output.resolve() == source_path.resolve():
+        raise UserError(f"output {output} would overwrite the input; choose another --out folder")
+
+
+def run_video(
+    config: AppConfig,
+    source: Source,
+    components: Components,
+    console: Console | None = None,
+    show_progress: bool = True,
+    tracker: Tracker | None = None,
+) -> RunSummary:
+    """Analyze a stream; write `<out>/<stem>.mp4` and `<out>/<stem>.jsonl`."""
+    info = source.info
+    out_dir = ensure_writable_dir(Path(config.sink.out_dir).expanduser())
+    stem = info.stem if not info.is_live else f"{info.stem}_{time.strftime('%Y%m%d-%H%M%S')}"
+    source_path = Path(info.display_name) if info.kind == "file" else None
+    summary = RunSummary()
+    video: VideoSink | None = None
+    jsonl: JsonlSink | None = None
+    if config.sink.video:
+        summary.video_path = out_dir / f"{stem}.mp4"
+        _refuse_overwriting_input(summary.video_path, source_path)
+        video = VideoSink(summary.video_path, info.time_base, info.fps, config.sink.crf, config.sink.preset)
+    if config.sink.jsonl:
+        summary.jsonl_path = out_dir / f"{stem}.jsonl"
+        _refuse_overwriting_input(summary.jsonl_path, source_path)
+        jsonl = JsonlSink(summary.jsonl_path)
+    display = None
+    if config.sink.display:
+        if DisplaySink.available():
+            display = DisplaySink(f"CocoER - {info.display_name}")
+        else:
+            logger.warning("no display available: running headless (--display ignored)")
+
+    policy = config.source.policy if config.source.policy != "auto" else ("latest" if info.is_live else "block")
+    tracker = tracker or build_tracker(config.tracker, components.device)
+    bank = SmoothingBank(config.smoothing, components.label_rule)
+    detect_stage = DetectTrackStage(components.detector, tracker)
+    emotion_stage = EmotionStage(
+        components.model, bank, config.emotion.stride, config.emotion.min_face_px, config.emotion.batch_size
+    )
+    pipeline = Pipeline(
+        source.frames,
+        [("detect+track", detect_stage.process), ("emotion", emotion_stage.process)],
+        config.queue_size,
+        policy,
+    )
+    renderer = OverlayRenderer(config.overlay, components.model_description)
+    meter = RateMeter()
+    started = time.monotonic()
+    progress = ProgressReporter(
+        console or Console(stderr=True), f"{info.display_name}", info.frame_count_hint if not info.is_live else None, show_progress
+    )
+    pipeline.start()
+    try:
+        with progress:
+            for result in pipeline.results():
+                summary.frames += 1
+                summary.max_persons = max(summary.max_persons, len(result.persons))
+                fps = meter.tick()
+                stats = OverlayStats(fps, 1000.0 * (time.monotonic() - result.frame.captured_at), pipeline.stats.dropped)
+                annotated = renderer.annotate(result.frame.image.copy(), result, stats)
+                if video is not None:
+                    video.write(annotated, result.frame.pts_s)
+                if jsonl is not None:
+                    jsonl.write(frame_to_json(result, components.model_name))
+                if display is not None:
+                    display.write(annotated)
+                    if display.closed_by_user:
+                        break
+                fills = pipeline.stats.fills()
+                progress.update(summary.frames, fps, pipeline.stats.dropped, max(fills.values(), default=0.0))
+    except KeyboardInterrupt:
+        summary.interrupted = True
+        logger.warning("interrupted: finalizing the files written so far")
+    finally:
+        for sink in (video, jsonl, display):
+            if sink is not None:
+                sink.close()
+        summary.dropped = pipeline.stats.dropped
+        summary.seconds = time.monotonic() - started
+        summary.stage_ms = {name: t.mean_ms for name, t in pipeline.stats.stages.items()}
+        try:
+            pipeline.close()
+        finally:
+            source.close()
+    return summary
+
+
+@dataclass
+class ImageSummary:
+    """What the single-image mode produced."""
+
+    image_path: Path
+    json_path: Path
+    persons: int
+
+
+def load_image(path: Path) -> np.ndarray:
+    """A photo as BGR, or one clear error."""
+    if not path.is_file():
+        raise UserError(f"no such file: {path}")
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise UserError(f"{path} is not a readable image")
+    return np.ascontiguousarray(image)
+
+
+def run_image(config: AppConfig, path: Path, image: np.ndarray, components: Components) -> ImageSummary:
+    """Analyze one photo; write `<out>/<stem>_annotated<ext>` and `<out>/<stem>.json`."""
+    out_dir = ensure_writable_dir(Path(config.sink.out_dir).expanduser())
+    frame = Frame(str(path), 0, 0.0, time.monotonic(), image, is_last=True)
+    persons = tuple(FrameLocalTracker().update(frame, components.detector.detect(image)))
+    raw = tuple(components.model.predict(image, [region_of(p) for p in persons])) if components.model and persons else (None,) * len(persons)
+    result = FrameResult(frame, persons, raw, raw)
+    config.overlay.show_stats = False
+    annotated = OverlayRenderer(config.overlay, components.model_description).annotate(image.copy(), result)
+    image_path = out_dir / f"{path.stem}_annotated{path.suffix.lower() if path.suffix.lower() in ('.png', '.jpg', '.jpeg') else '.png'}"
+    json_path = out_dir / f"{path.stem}.json"
+    _refuse_overwriting_input(json_path, path)
+    write_image(image_path, annotated)
+    records = []
+    for person, emotion in zip(persons, raw, strict=True):
+        record = person_to_json(person, emotion, None)
+        del record["smoothed"]
+        records.append(record)
+    write_json(
+        json_path,
+        {"image": str(path), "width": image.shape[1], "height": image.shape[0], "model": components.model_name, "persons": records},
+    )
+    return ImageSummary(image_path, json_path, len(persons))

@@ -1,0 +1,176 @@
+"""The configuration tree: typed dataclasses, loaded from YAML, overridden from the CLI.
+
+Defaults live here; `configs/default.yaml` mirrors this tree key for key with a
+comment on every key. Unknown keys fail with their full path (OmegaConf's
+structured merge), so a typo never passes silently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from streamer.errors import UserError
+from trackers.base import TrackerConfig
+
+
+def _check_choice(name: str, value: str, choices: Sequence[str]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+
+
+@dataclass
+class SourceConfig:
+    """Where frames come from and what to do when they come faster than we process."""
+
+    spec: str = "demo"
+    policy: str = "auto"
+    rtsp_transport: str = "tcp"
+    open_timeout_s: float = 5.0
+    read_timeout_s: float = 5.0
+    reconnect: bool = True
+    reconnect_attempts: int = 0
+    backoff_initial_s: float = 0.5
+    backoff_max_s: float = 10.0
+    max_frames: int = 0
+    demo_seconds: float = 6.0
+    demo_fps: int = 25
+
+    def __post_init__(self) -> None:
+        _check_choice("source.policy", self.policy, ("auto", "block", "latest"))
+        _check_choice("source.rtsp_transport", self.rtsp_transport, ("tcp", "udp"))
+
+
+@dataclass
+class DetectorConfig:
+    """Which person and face detectors to use, and their thresholds."""
+
+    face: str = "auto"
+    person: str = "auto"
+    face_min_score: float = 0.9
+    person_min_score: float = 0.5
+    min_face_px: int = 20
+    max_side: int = 1280
+    bodies_from_faces: bool = True
+    insightface_root: str = "~/.insightface"
+    allow_download: bool = True
+
+    def __post_init__(self) -> None:
+        _check_choice("detector.face", self.face, ("auto", "insightface", "mtcnn", "haar", "none"))
+        _check_choice("detector.person", self.person, ("auto", "insightface", "hog", "none"))
+
+
+@dataclass
+class EmotionConfig:
+    """The emotion model and how the worker stage runs it."""
+
+    model: str = "auto"
+    weights: str = "checkpoints"
+    device: str = "auto"
+    precision: str = "auto"
+    stride: int = 1
+    min_face_px: int = 0
+    batch_size: int = 16
+    face_margin: float = 0.0
+    final_threshold: float = 0.26
+    level_threshold: float = 0.6
+    inside_lr: float = 1.0
+
+    def __post_init__(self) -> None:
+        _check_choice("emotion.model", self.model, ("auto", "cocoer", "baseline", "none"))
+        _check_choice("emotion.precision", self.precision, ("auto", "fp32", "fp16", "bf16"))
+        if self.stride < 1:
+            raise ValueError(f"emotion.stride must be >= 1; got {self.stride}")
+        if self.batch_size < 1:
+            raise ValueError(f"emotion.batch_size must be >= 1; got {self.batch_size}")
+
+
+@dataclass
+class SmoothingConfig:
+    """Per-track temporal smoothing of the model's scores."""
+
+    half_life_s: float = 0.4
+    hysteresis: float = 0.05
+    exclusion_window: int = 15
+    keep_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.half_life_s < 0:
+            raise ValueError(f"smoothing.half_life_s must be >= 0; got {self.half_life_s}")
+        if self.exclusion_window < 1:
+            raise ValueError("smoothing.exclusion_window must be >= 1")
+
+
+@dataclass
+class OverlayConfig:
+    """What the renderer draws."""
+
+    top_k: int = 3
+    show_levels: bool = True
+    show_exclusion: bool = True
+    show_legend: bool = True
+    show_stats: bool = True
+
+
+@dataclass
+class SinkConfig:
+    """What gets written, and where."""
+
+    out_dir: str = "recordings"
+    video: bool = True
+    jsonl: bool = True
+    crf: int = 20
+    preset: str = "veryfast"
+    segment_s: float = 0.0
+    display: bool = False
+
+
+@dataclass
+class AppConfig:
+    """Everything one run needs."""
+
+    source: SourceConfig = field(default_factory=SourceConfig)
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+    tracker: TrackerConfig = field(default_factory=TrackerConfig)
+    emotion: EmotionConfig = field(default_factory=EmotionConfig)
+    smoothing: SmoothingConfig = field(default_factory=SmoothingConfig)
+    overlay: OverlayConfig = field(default_factory=OverlayConfig)
+    sink: SinkConfig = field(default_factory=SinkConfig)
+    queue_size: int = 8
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.queue_size < 1:
+            raise ValueError(f"queue_size must be >= 1; got {self.queue_size}")
+        _check_choice("device", self.device, ("auto", "cpu", "cuda"))
+
+
+def load_config(yaml_path: str | Path | None = None, overrides: Sequence[str] = ()) -> AppConfig:
+    """Defaults, then a YAML file, then `a.b=c` overrides; typed and validated.
+
+    Raises:
+        UserError: a missing or malformed file, an unknown key, a bad value.
+    """
+    try:
+        merged = OmegaConf.structured(AppConfig)
+        if yaml_path is not None:
+            path = Path(yaml_path)
+            if not path.is_file():
+                raise UserError(f"config file {path} not found")
+            merged = OmegaConf.merge(merged, OmegaConf.load(path))
+        if overrides:
+            for item in overrides:
+                if "=" not in item:
+                    raise UserError(f"--set expects KEY=VALUE, got {item!r}")
+            merged = OmegaConf.merge(merged, OmegaConf.from_dotlist(list(overrides)))
+        config = OmegaConf.to_object(merged)
+    except OmegaConfBaseException as exc:
+        raise UserError(f"bad configuration: {str(exc).splitlines()[0]}") from exc
+    except ValueError as exc:
+        raise UserError(f"bad configuration: {exc}") from exc
+    assert isinstance(config, AppConfig)
+    return config

@@ -1,0 +1,118 @@
+"""Person + face detection: a `PersonDetector` built from config.
+
+"auto" prefers insightface's SCRFD models (what the official CocoER script
+uses) when their files are present or downloadable, and otherwise the
+detectors whose weights ship inside PyPI wheels: MTCNN for faces
+(facenet-pytorch) and OpenCV's HOG for people.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from streamer.config import DetectorConfig
+from streamer.detectors.association import associate
+from streamer.detectors.base import BodyDetector, FaceDetector, PersonDetector, ScoredBox
+from streamer.types import PersonDetection
+
+logger = logging.getLogger(__name__)
+
+
+class FacePersonDetector:
+    """Runs a face and a body detector on each frame and pairs their boxes."""
+
+    def __init__(
+        self,
+        faces: FaceDetector | None,
+        bodies: BodyDetector | None,
+        bodies_from_faces: bool = True,
+        notes: tuple[str, ...] = (),
+    ) -> None:
+        if faces is None and bodies is None:
+            raise ValueError("at least one of the face and person detectors is needed")
+        self.faces = faces
+        self.bodies = bodies
+        self.bodies_from_faces = bodies_from_faces
+        self.notes = notes
+
+    def detect(self, image_bgr: np.ndarray) -> list[PersonDetection]:
+        h, w = image_bgr.shape[:2]
+        faces: list[ScoredBox] = self.faces.detect(image_bgr) if self.faces else []
+        bodies: list[ScoredBox] = self.bodies.detect(image_bgr) if self.bodies else []
+        return associate(bodies, faces, w, h, self.bodies_from_faces)
+
+    def describe(self) -> str:
+        parts = [
+            f"faces={self.faces.name if self.faces else 'none'}",
+            f"people={self.bodies.name if self.bodies else 'none'}",
+        ]
+        if self.bodies_from_faces and self.faces:
+            parts.append("+ bodies extrapolated from unpaired faces")
+        text = "detectors: " + ", ".join(parts[:2]) + (f" {parts[2]}" if len(parts) > 2 else "")
+        if self.notes:
+            text += f" ({'; '.join(self.notes)})"
+        return text
+
+
+def _build_faces(config: DetectorConfig, device: str, notes: list[str]) -> FaceDetector | None:
+    from streamer.detectors.faces import HaarFaceDetector, MtcnnFaceDetector
+    from streamer.detectors.insightface_adapter import ModelUnavailable, ScrfdDetector, face_model_path
+
+    choice = config.face
+    if choice in ("auto", "insightface"):
+        root = Path(config.insightface_root).expanduser()
+        try:
+            path = face_model_path(root, config.allow_download)
+            return ScrfdDetector(path, "insightface-buffalo_l", min_score=0.5, device=device)
+        except ModelUnavailable as exc:
+            if choice == "insightface":
+                from streamer.errors import UserError
+
+                raise UserError(f"insightface face detector unavailable: {exc}") from exc
+            notes.append(f"insightface faces: {exc}")
+    if choice == "none":
+        return None
+    if choice == "haar":
+        return HaarFaceDetector(config.min_face_px, max_side=config.max_side)
+    return MtcnnFaceDetector(device, config.face_min_score, config.min_face_px, config.max_side)
+
+
+def _build_bodies(config: DetectorConfig, device: str, notes: list[str]) -> BodyDetector | None:
+    from streamer.detectors.insightface_adapter import ModelUnavailable, ScrfdDetector, person_model_path
+    from streamer.detectors.people import HogPeopleDetector
+
+    choice = config.person
+    if choice in ("auto", "insightface"):
+        root = Path(config.insightface_root).expanduser()
+        try:
+            path = person_model_path(root, config.allow_download)
+            return ScrfdDetector(
+                path, "insightface-scrfd_person_2.5g", min_score=config.person_min_score, nms_iou=0.5, device=device
+            )
+        except ModelUnavailable as exc:
+            if choice == "insightface":
+                from streamer.errors import UserError
+
+                raise UserError(f"insightface person detector unavailable: {exc}") from exc
+            notes.append(f"insightface people: {exc}")
+    if choice == "none":
+        return None
+    return HogPeopleDetector(config.person_min_score, config.max_side)
+
+
+def build_detector(config: DetectorConfig, device: str = "cpu") -> FacePersonDetector:
+    """The person+face detector the config asks for, falling back as documented."""
+    notes: list[str] = []
+    faces = _build_faces(config, device, notes)
+    bodies = _build_bodies(config, device, notes)
+    if faces is None and bodies is None:
+        from streamer.errors import UserError
+
+        raise UserError("detector.face and detector.person are both 'none': nothing to detect")
+    return FacePersonDetector(faces, bodies, config.bodies_from_faces, tuple(notes))
+
+
+__all__ = ["FacePersonDetector", "PersonDetector", "build_detector"]

@@ -1,0 +1,73 @@
+"""Detector protocols: faces and people are found separately, then associated."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from streamer.types import Box, PersonDetection
+
+
+@dataclass(frozen=True)
+class ScoredBox:
+    """One raw detection: a box in full-frame pixels and the detector's confidence."""
+
+    box: Box
+    score: float
+
+
+class FaceDetector(Protocol):
+    """Finds faces (head boxes) in a BGR frame."""
+
+    name: str
+
+    def detect(self, image_bgr: np.ndarray) -> list[ScoredBox]: ...
+
+
+class BodyDetector(Protocol):
+    """Finds people (body boxes) in a BGR frame."""
+
+    name: str
+
+    def detect(self, image_bgr: np.ndarray) -> list[ScoredBox]: ...
+
+
+class PersonDetector(Protocol):
+    """Finds people with their faces: what the detect+track stage calls."""
+
+    def detect(self, image_bgr: np.ndarray) -> list[PersonDetection]: ...
+
+    def describe(self) -> str:
+        """One line naming the detectors in use."""
+        ...
+
+
+def nms(boxes: list[ScoredBox], iou_threshold: float) -> list[ScoredBox]:
+    """Greedy non-maximum suppression, highest score first."""
+    kept: list[ScoredBox] = []
+    for candidate in sorted(boxes, key=lambda b: -b.score):
+        if all(candidate.box.iou(k.box) <= iou_threshold for k in kept):
+            kept.append(candidate)
+    return kept
+
+
+def downscale_for_detection(image: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
+    """Shrink a frame so its longer side is at most `max_side`; return the factor used."""
+    import cv2
+
+    h, w = image.shape[:2]
+    longest = max(h, w)
+    if max_side <= 0 or longest <= max_side:
+        return image, 1.0
+    factor = max_side / longest
+    small = cv2.resize(image, (round(w * factor), round(h * factor)), interpolation=cv2.INTER_AREA)
+    return small, factor
+
+
+def scale_box(box: Box, factor: float) -> Box:
+    """Map a box found on a downscaled frame back to full-frame pixels."""
+    if factor == 1.0:
+        return box
+    return Box(box.x1 / factor, box.y1 / factor, box.x2 / factor, box.y2 / factor)

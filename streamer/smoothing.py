@@ -1,0 +1,168 @@
+"""Per-track temporal smoothing of emotion scores, and the track lifecycle.
+
+Each level's probabilities follow an exponential moving average whose weight
+depends on the time elapsed, not the frame count: after `half_life_s`
+seconds an old value has half its weight, at any frame rate or inference
+stride. Shown labels use hysteresis so they don't flicker; the shown
+exclusion sequence is the most frequent one over a short window.
+
+Smoothing lives here, after the model: the model has no memory across frames.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from cocoer_core.api import EmotionResult, Level
+from cocoer_core.postprocess import LabelRule, labels_with_hysteresis
+from streamer.config import SmoothingConfig
+from streamer.types import Person, TrackEvent, TrackEventKind
+
+
+def ema_weight(dt_s: float, half_life_s: float) -> float:
+    """Weight of a new sample after dt seconds: 1 - 2^(-dt / half_life)."""
+    if half_life_s <= 0:
+        return 1.0
+    return float(1.0 - 0.5 ** (max(dt_s, 0.0) / half_life_s))
+
+
+class TrackSmoother:
+    """The smoothed emotion state of one track."""
+
+    def __init__(self, config: SmoothingConfig, rule: LabelRule) -> None:
+        self.config = config
+        self.rule = rule
+        self._scores: dict[Level, np.ndarray] = {}
+        self._last_t: float | None = None
+        self._template: EmotionResult | None = None
+        self._final_shown: tuple[str, ...] | None = None
+        self._level_shown: dict[Level, tuple[str, ...]] = {}
+        self._sequences: deque[tuple[Level, ...]] = deque(maxlen=config.exclusion_window)
+        self.current: EmotionResult | None = None
+
+    def update(self, raw: EmotionResult, t: float) -> EmotionResult:
+        """Fold in one new model output taken at time t (seconds)."""
+        if self._last_t is None:
+            self._scores = {level: values.astype(np.float32).copy() for level, values in raw.scores.items()}
+        else:
+            w = ema_weight(t - self._last_t, self.config.half_life_s)
+            for level, values in raw.scores.items():
+                previous = self._scores.get(level)
+                self._scores[level] = values.astype(np.float32) if previous is None else previous + w * (values - previous)
+        self._last_t = t
+        self._template = raw
+        if raw.exclusion:
+            self._sequences.append(raw.exclusion)
+        self.current = self._build()
+        return self.current
+
+    def _most_frequent_sequence(self) -> tuple[Level, ...]:
+        if not self._sequences:
+            return ()
+        counts = Counter(self._sequences)
+        best = max(counts.values())
+        # Ties go to the most recent of the tied sequences.
+        for sequence in reversed(self._sequences):
+            if counts[sequence] == best:
+                return sequence
+        return ()  # pragma: no cover - the loop always returns
+
+    def _build(self) -> EmotionResult:
+        assert self._template is not None
+        labels = self._template.labels
+        margin = self.config.hysteresis
+        self._final_shown = labels_with_hysteresis(
+            labels, self._scores[Level.FINAL], self.rule.final_threshold, self._final_shown, margin
+        )
+        for level in self._scores:
+            if level is not Level.FINAL:
+                self._level_shown[level] = labels_with_hysteresis(
+                    labels, self._scores[level], self.rule.level_threshold, self._level_shown.get(level), margin
+                )
+        return replace(
+            self._template,
+            scores={level: values.copy() for level, values in self._scores.items()},
+            pred=self._final_shown,
+            level_pred=dict(self._level_shown),
+            exclusion=self._most_frequent_sequence(),
+            level_losses={},
+        )
+
+
+@dataclass
+class _TrackState:
+    smoother: TrackSmoother
+    last_seen_t: float
+    last_seen_frame: int
+    last_inferred_frame: int | None = None
+    events: list[TrackEvent] = field(default_factory=list)
+
+
+class SmoothingBank:
+    """All tracks' smoothers, created on a track's birth and dropped at its end.
+
+    A track missing from the frame keeps its state for `keep_s` seconds (a
+    short occlusion), then ends.
+    """
+
+    def __init__(self, config: SmoothingConfig, rule: LabelRule) -> None:
+        self.config = config
+        self.rule = rule
+        self._tracks: dict[int, _TrackState] = {}
+
+    def __contains__(self, track_id: int) -> bool:
+        return track_id in self._tracks
+
+    @property
+    def track_ids(self) -> list[int]:
+        return sorted(self._tracks)
+
+    def last_inferred_frame(self, track_id: int) -> int | None:
+        state = self._tracks.get(track_id)
+        return state.last_inferred_frame if state else None
+
+    def update(
+        self,
+        t: float,
+        frame_index: int,
+        persons: Sequence[Person],
+        raw: Sequence[EmotionResult | None],
+        final: bool = False,
+    ) -> tuple[tuple[EmotionResult | None, ...], tuple[TrackEvent, ...]]:
+        """Fold in one frame; return the smoothed view per person and lifecycle events.
+
+        Args:
+            t: the frame's timestamp in seconds.
+            frame_index: the frame's index.
+            persons: this frame's tracked persons.
+            raw: model output per person (None where the model did not run).
+            final: the stream ends with this frame: every track ends here.
+        """
+        events: list[TrackEvent] = []
+        smoothed: list[EmotionResult | None] = []
+        present = set()
+        for person, result in zip(persons, raw, strict=True):
+            present.add(person.track_id)
+            state = self._tracks.get(person.track_id)
+            if state is None:
+                state = self._tracks[person.track_id] = _TrackState(
+                    TrackSmoother(self.config, self.rule), t, frame_index
+                )
+                events.append(TrackEvent(TrackEventKind.START, person.track_id))
+            state.last_seen_t = t
+            state.last_seen_frame = frame_index
+            if result is not None:
+                state.smoother.update(result, t)
+                state.last_inferred_frame = frame_index
+            smoothed.append(state.smoother.current)
+        for track_id in sorted(self._tracks):
+            state = self._tracks[track_id]
+            gone = track_id not in present and t - state.last_seen_t > self.config.keep_s
+            if final or gone:
+                events.append(TrackEvent(TrackEventKind.END, track_id, state.last_seen_frame))
+                del self._tracks[track_id]
+        return tuple(smoothed), tuple(events)

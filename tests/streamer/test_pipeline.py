@@ -1,0 +1,121 @@
+"""Queues, policies and shutdown: no drops for files, bounded latency for live, no hangs."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from streamer.config import SourceConfig
+from streamer.pipeline import END, EdgeQueue, Pipeline
+from streamer.sources import open_source
+from streamer.types import Frame
+from tests.conftest import media_file
+
+
+def _slow(delay: float):
+    def process(item):
+        time.sleep(delay)
+        return item
+
+    return process
+
+
+def test_block_policy_keeps_every_real_frame_in_order(shared_media: Path) -> None:
+    source = open_source(str(media_file(shared_media, "face_woman_head_pose.mp4")), SourceConfig())
+    pipeline = Pipeline(source.frames, [("a", _slow(0.01)), ("b", _slow(0.005))], queue_size=2, policy="block")
+    pipeline.start()
+    got = [frame.index for frame in pipeline.results()]
+    pipeline.close()
+    assert got == list(range(23))
+    assert pipeline.stats.dropped == 0
+
+
+def _live_frames(count: int, interval: float):
+    def frames(stop: threading.Event) -> Iterator[Frame]:
+        image = np.zeros((8, 8, 3), np.uint8)
+        for i in range(count):
+            if stop.is_set():
+                return
+            time.sleep(interval)
+            yield Frame("live", i, i * interval, time.monotonic(), image)
+
+    return frames
+
+
+def test_latest_policy_drops_stale_frames_and_counts_them() -> None:
+    pipeline = Pipeline(_live_frames(60, 0.002), [("slow", _slow(0.03))], queue_size=2, policy="latest")
+    pipeline.start()
+    got = [frame.index for frame in pipeline.results()]
+    pipeline.close()
+    assert got == sorted(got), "order is kept even when dropping"
+    assert len(got) < 60 and got[-1] == 59, "the newest frame always gets through"
+    assert pipeline.stats.dropped == 60 - len(got)
+
+
+def test_latest_queue_drops_the_oldest() -> None:
+    q: EdgeQueue[int] = EdgeQueue("q", 2, "latest")
+    stop = threading.Event()
+    for i in range(5):
+        assert q.put(i, stop)
+    assert q.dropped == 3
+    assert [q.get(stop), q.get(stop)] == [3, 4]
+
+
+def test_end_marker_waits_behind_queued_items() -> None:
+    q: EdgeQueue[int] = EdgeQueue("q", 2, "block")
+    stop = threading.Event()
+    q.put(1, stop)
+    q.put(2, stop)
+    poster = threading.Thread(target=q.put_end, args=(stop,))
+    poster.start()
+    assert q.get(stop) == 1
+    assert q.get(stop) == 2
+    assert q.get(stop) is END
+    poster.join(1)
+
+
+@pytest.mark.timeout(20)
+def test_a_failing_stage_stops_everything_and_is_reraised(shared_media: Path) -> None:
+    def boom(frame: Frame) -> Frame:
+        if frame.index == 5:
+            raise RuntimeError("stage exploded")
+        return frame
+
+    source = open_source(str(media_file(shared_media, "face_selfie_expressions.mp4")), SourceConfig())
+    # A slow downstream stage keeps the queues full while the middle one dies.
+    pipeline = Pipeline(source.frames, [("boom", boom), ("slow", _slow(0.05))], queue_size=2, policy="block")
+    pipeline.start()
+    got = list(pipeline.results())
+    with pytest.raises(RuntimeError, match="stage exploded"):
+        pipeline.close()
+    assert len(got) <= 5
+    assert pipeline.errors.where == "boom"
+
+
+@pytest.mark.timeout(20)
+def test_a_failing_source_is_reraised() -> None:
+    def frames(stop: threading.Event) -> Iterator[Frame]:
+        yield Frame("x", 0, 0.0, 0.0, np.zeros((4, 4, 3), np.uint8))
+        raise OSError("disk gone")
+
+    pipeline = Pipeline(frames, [("id", lambda f: f)], queue_size=4, policy="block")
+    pipeline.start()
+    assert len(list(pipeline.results())) == 1
+    with pytest.raises(OSError, match="disk gone"):
+        pipeline.close()
+
+
+@pytest.mark.timeout(20)
+def test_stopping_midway_from_the_consumer_does_not_hang() -> None:
+    pipeline = Pipeline(_live_frames(10_000, 0.0), [("a", _slow(0.001))], queue_size=2, policy="block")
+    pipeline.start()
+    for frame in pipeline.results():
+        if frame.index == 10:
+            break
+    pipeline.close(timeout_s=5)
+    assert pipeline.captured < 10_000

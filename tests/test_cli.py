@@ -1,0 +1,186 @@
+"""The CLI end to end on real media, and its behaviour on bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import av
+import pytest
+
+from tests.conftest import ROOT, media_file
+
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
+# Offline-safe detector settings: the insightface download attempt is skipped.
+OFFLINE = ["--set", "detector.allow_download=false", "--no-progress"]
+
+
+def run_cli(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "run_stream.py"), *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=ENV
+    )
+
+
+def _decoded_times(path: Path) -> list[float]:
+    with av.open(str(path)) as container:
+        return [float(f.time) for f in container.decode(video=0)]
+
+
+def _jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _assert_one_error_line(done: subprocess.CompletedProcess[str], needle: str) -> None:
+    assert done.returncode == 2, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("error: ") and needle in lines[0]
+    assert "Traceback" not in done.stderr
+
+
+@pytest.fixture()
+def bad_files(tmp_path: Path, shared_media: Path) -> dict[str, Path]:
+    text = tmp_path / "readme.mp4"
+    text.write_text("hello, I am text\n" * 20)
+    empty = tmp_path / "empty.mp4"
+    empty.touch()
+    data = media_file(shared_media, "face_man_smiling_short.mp4").read_bytes()
+    truncated = tmp_path / "truncated.mp4"
+    truncated.write_bytes(data[: len(data) // 4])
+    not_image = tmp_path / "photo.jpg"
+    not_image.write_text("not a jpeg")
+    return {"text": text, "empty": empty, "truncated": truncated, "not_image": not_image}
+
+
+@pytest.mark.parametrize(
+    ("case", "needle"),
+    [
+        pytest.param("missing", "no such file", id="missing-file"),
+        pytest.param("text", "not a readable video", id="text-named-mp4"),
+        pytest.param("empty", "not a readable video", id="empty-file"),
+        pytest.param("truncated", "truncated.mp4", id="truncated-video"),
+        pytest.param("not_image", "not a readable image", id="text-named-jpg"),
+        pytest.param("scheme", "unsupported source scheme", id="unsupported-scheme"),
+        pytest.param("camera", "does not exist", id="missing-camera"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(bad_files: dict[str, Path], tmp_path: Path, case: str, needle: str) -> None:
+    source = {
+        "missing": str(tmp_path / "nothing.mp4"),
+        "scheme": "gopher://user:hunter2@example.org/cam",
+        "camera": "/dev/video42",
+    }.get(case) or str(bad_files[case])
+    done = run_cli("--source", source, "--out", str(tmp_path / "out"), *OFFLINE)
+    _assert_one_error_line(done, needle)
+    assert "hunter2" not in done.stderr
+
+
+def test_unwritable_output_folder(tmp_path: Path, shared_media: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    done = run_cli("--source", str(media_file(shared_media, "face_woman_head_pose.mp4")), "--out", str(blocker / "sub"), *OFFLINE)
+    _assert_one_error_line(done, "cannot create output folder")
+
+
+def test_bad_config_key_names_its_path(tmp_path: Path) -> None:
+    done = run_cli("--source", "demo", "--out", str(tmp_path), "--set", "smoothing.half_lfe_s=2")
+    _assert_one_error_line(done, "half_lfe_s")
+
+
+def test_debug_shows_the_traceback(tmp_path: Path) -> None:
+    done = run_cli("--source", str(tmp_path / "nothing.mp4"), "--out", str(tmp_path), "--debug")
+    assert done.returncode != 0 and "Traceback" in done.stderr
+
+
+@pytest.mark.integration
+def test_pedestrians_every_decoded_frame_same_timestamps_and_persistent_ids(shared_media: Path, tmp_path: Path) -> None:
+    source = media_file(shared_media, "pedestrians_vtest.avi")
+    done = run_cli("--source", str(source), "--out", str(tmp_path), *OFFLINE)
+    assert done.returncode == 0, done.stderr
+    assert "detectors: faces=mtcnn, people=hog" in done.stderr
+    video, lines = tmp_path / "pedestrians_vtest.mp4", _jsonl(tmp_path / "pedestrians_vtest.jsonl")
+    with av.open(str(source)) as container:
+        input_times = sorted(float(f.time) for f in container.decode(video=0))
+    assert len(input_times) == 341
+    assert _decoded_times(video) == input_times
+    assert len(lines) == 341 and [line["frame"] for line in lines] == list(range(341))
+    assert [line["pts_s"] for line in lines] == pytest.approx(input_times)
+    # Identities persist: many tracks live for dozens of frames.
+    lifetimes: dict[int, int] = {}
+    for line in lines:
+        for person in line["persons"]:
+            lifetimes[person["track_id"]] = lifetimes.get(person["track_id"], 0) + 1
+    assert sum(1 for n in lifetimes.values() if n >= 50) >= 10
+    starts = [e for line in lines for e in line.get("events", []) if e["event"] == "track_start"]
+    ends = [e for line in lines for e in line.get("events", []) if e["event"] == "track_end"]
+    assert {e["track_id"] for e in starts} == set(lifetimes) == {e["track_id"] for e in ends}
+
+
+@pytest.mark.integration
+def test_selfie_every_face_frame_has_changing_baseline_scores(shared_media: Path, tmp_path: Path) -> None:
+    done = run_cli("--source", str(media_file(shared_media, "face_selfie_expressions.mp4")), "--out", str(tmp_path), *OFFLINE)
+    assert done.returncode == 0, done.stderr
+    lines = _jsonl(tmp_path / "face_selfie_expressions.jsonl")
+    assert len(lines) == 167 == len(_decoded_times(tmp_path / "face_selfie_expressions.mp4"))
+    raw_scores = []
+    for line in lines:
+        assert line["model"] == "fer2013-mini-xception"
+        with_face = [p for p in line["persons"] if p["head_box"] is not None]
+        assert with_face, f"frame {line['frame']} lost the face"
+        raw = with_face[0]["raw"]
+        assert set(raw["scores"]["final"]) == {"angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"}
+        raw_scores.append(raw["scores"]["final"])
+    # He frowns, pouts and ends wide-eyed: the leading class changes and scores swing.
+    tops = {max(s, key=s.get) for s in raw_scores}
+    assert len(tops) >= 3, f"the expressions change over the clip, got only {tops}"
+    spreads = {c: max(s[c] for s in raw_scores) - min(s[c] for s in raw_scores) for c in raw_scores[0]}
+    assert sum(v > 0.4 for v in spreads.values()) >= 2, spreads
+
+
+@pytest.mark.integration
+def test_demo_runs_with_no_media_and_no_download(tmp_path: Path) -> None:
+    done = run_cli("--source", "demo", "--out", str(tmp_path), "--set", "source.demo_seconds=2", *OFFLINE)
+    assert done.returncode == 0, done.stderr
+    lines = _jsonl(tmp_path / "demo.jsonl")
+    assert len(lines) == 50 == len(_decoded_times(tmp_path / "demo.mp4"))
+    assert all(line["persons"] and line["persons"][0]["head_box"] for line in lines)
+    assert {p["track_id"] for line in lines for p in line["persons"]} == {1}
+
+
+@pytest.mark.integration
+def test_single_image_writes_annotated_image_and_json(shared_media: Path, tmp_path: Path) -> None:
+    done = run_cli("--source", str(media_file(shared_media, "group_five_friends.jpg")), "--out", str(tmp_path), *OFFLINE)
+    assert done.returncode == 0, done.stderr
+    record = json.loads((tmp_path / "group_five_friends.json").read_text())
+    assert record["model"] == "fer2013-mini-xception" and len(record["persons"]) == 5
+    assert all(p["raw"]["pred"] for p in record["persons"])
+    annotated = tmp_path / "group_five_friends_annotated.jpg"
+    import cv2
+
+    image = cv2.imread(str(annotated))
+    original = cv2.imread(str(media_file(shared_media, "group_five_friends.jpg")))
+    assert image.shape == original.shape and (abs(image.astype(int) - original.astype(int)) > 40).mean() > 0.01
+
+
+@pytest.mark.integration
+def test_ctrl_c_leaves_a_playable_video(shared_media: Path, tmp_path: Path) -> None:
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "run_stream.py"), "--source", str(media_file(shared_media, "face_expressive_liveportrait_d6.mp4")), "--out", str(tmp_path), *OFFLINE],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
+    )
+    jsonl = tmp_path / "face_expressive_liveportrait_d6.jsonl"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and (not jsonl.exists() or len(jsonl.read_text().splitlines()) < 15):
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    written = len(jsonl.read_text().splitlines())
+    times = _decoded_times(tmp_path / "face_expressive_liveportrait_d6.mp4")
+    assert 15 <= len(times) < 1008
+    assert abs(len(times) - written) <= 1

@@ -1,0 +1,72 @@
+"""The tracker interface: `update` once per frame, `reset` to forget everything.
+
+Track ids come from a per-instance counter starting at 1, so two trackers
+(two streams) never share or collide ids, and an id is only handed out once a
+track is confirmed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from streamer.types import Frame, Person, PersonDetection
+
+
+@dataclass
+class TrackerConfig:
+    """deep-sort-realtime settings (see its `DeepSort` docstring)."""
+
+    kind: str = "deepsort"
+    max_age: int = 30
+    n_init: int = 1
+    max_iou_distance: float = 0.7
+    max_cosine_distance: float = 0.3
+    nn_budget: int = 100
+    embedder_size: list[int] = field(default_factory=lambda: [128, 64])
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("deepsort", "none"):
+            raise ValueError(f"tracker.kind must be deepsort or none; got {self.kind!r}")
+        if len(self.embedder_size) != 2 or min(self.embedder_size) < 32:
+            raise ValueError("tracker.embedder_size must be [height, width], each >= 32")
+        if self.n_init < 1 or self.max_age < 1:
+            raise ValueError("tracker.n_init and tracker.max_age must be >= 1")
+
+
+class Tracker(Protocol):
+    """Keeps each person's identity across frames."""
+
+    def update(self, frame: Frame, detections: Sequence[PersonDetection]) -> list[Person]:
+        """Called once per frame, also when there are no detections."""
+        ...
+
+    def reset(self) -> None:
+        """Forget every track (ids keep counting up)."""
+        ...
+
+
+class IdCounter:
+    """Hands out 1, 2, 3, ... per instance (never a class-level counter)."""
+
+    def __init__(self) -> None:
+        self._next = 1
+
+    def next(self) -> int:
+        value = self._next
+        self._next += 1
+        return value
+
+
+class FrameLocalTracker:
+    """No tracking: ids 1..N in detection order, fresh every frame (single images)."""
+
+    def update(self, frame: Frame, detections: Sequence[PersonDetection]) -> list[Person]:
+        return [
+            Person(i, d.body_box, d.head_box, d.score, 0, d.body_source)
+            for i, d in enumerate(detections, start=1)
+        ]
+
+    def reset(self) -> None:
+        pass

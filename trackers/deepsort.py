@@ -1,0 +1,88 @@
+"""deep-sort-realtime behind the `Tracker` interface.
+
+Box conversion (our xyxy <-> its ltwh) and id mapping (its string ids -> our
+per-instance integers) happen here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Sequence
+
+from streamer.types import Frame, Person, PersonDetection
+from trackers.base import IdCounter, TrackerConfig
+from trackers.embedder import AppearanceEmbedder
+
+logger = logging.getLogger(__name__)
+
+
+class DeepSortTracker:
+    """Kalman + appearance (the MobileNetV2 shipped in its wheel) tracker.
+
+    Only tracks matched to a detection in this frame are emitted, with the
+    detection's own boxes; a track counts once it has `n_init` hits (so with
+    n_init=1 a person shows up in the very first frame it is detected).
+    """
+
+    def __init__(self, config: TrackerConfig, device: str = "cpu") -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # it imports the deprecated pkg_resources
+            from deep_sort_realtime.deepsort_tracker import DeepSort
+
+        self._config = config
+        # We compute the embeddings ourselves (see trackers/embedder.py) and hand them in.
+        self._embedder = AppearanceEmbedder(device, *config.embedder_size)
+        self._tracker = DeepSort(
+            max_age=config.max_age,
+            n_init=config.n_init,
+            max_iou_distance=config.max_iou_distance,
+            max_cosine_distance=config.max_cosine_distance,
+            nn_budget=config.nn_budget,
+            embedder=None,
+        )
+        self._ids = IdCounter()
+        self._our_id: dict[str, int] = {}
+        self._first_seen: dict[int, int] = {}
+
+    @classmethod
+    def from_config(cls, config: TrackerConfig, device: str = "cpu") -> DeepSortTracker:
+        return cls(config, device)
+
+    def update(self, frame: Frame, detections: Sequence[PersonDetection]) -> list[Person]:
+        raw = [(d.body_box.as_ltwh(), d.score, "person") for d in detections]
+        embeds = self._embedder.embed(frame.image, [d.body_box for d in detections])
+        tracks = self._tracker.update_tracks(raw, embeds=embeds, others=list(detections))
+        persons = []
+        for track in tracks:
+            if track.time_since_update > 0:
+                continue
+            if not (track.is_confirmed() or track.hits >= self._config.n_init):
+                continue
+            detection: PersonDetection | None = track.get_det_supplementary()
+            if detection is None:
+                continue
+            track_id = self._our_id.get(track.track_id)
+            if track_id is None:
+                track_id = self._our_id[track.track_id] = self._ids.next()
+                self._first_seen[track_id] = frame.index
+            persons.append(
+                Person(
+                    track_id=track_id,
+                    body_box=detection.body_box,
+                    head_box=detection.head_box,
+                    score=detection.score,
+                    age_frames=frame.index - self._first_seen[track_id],
+                    body_source=detection.body_source,
+                )
+            )
+        alive = {t.track_id for t in self._tracker.tracker.tracks}
+        for dead in [k for k in self._our_id if k not in alive]:
+            self._first_seen.pop(self._our_id.pop(dead), None)
+        persons.sort(key=lambda p: p.track_id)
+        return persons
+
+    def reset(self) -> None:
+        self._tracker.delete_all_tracks()
+        self._our_id.clear()
+        self._first_seen.clear()
