@@ -111,8 +111,10 @@ class CocoER(nn.Module):
         self.vocabulary.fold(self.VI_ffn[1])
 
     def _level(self, tokens: torch.Tensor, classifier: nn.Sequential, pseudo: torch.Tensor) -> LevelOutput:
-        z = self.ln_after(tokens).flatten(1)  # [B, 49 * 256], token-major
-        return classify_and_coordinate(z, classifier, pseudo, self.config.inside_lr, self.config.refine)
+        # Always fp32: the coordination step is a hand-written backward pass.
+        with torch.autocast(device_type=tokens.device.type, enabled=False):
+            z = self.ln_after(tokens.float()).flatten(1)  # [B, 49 * 256], token-major
+            return classify_and_coordinate(z, classifier, pseudo.float(), self.config.inside_lr, self.config.refine)
 
     def forward(
         self,

@@ -58,11 +58,9 @@ class PositionEmbedding2D(nn.Module):
             c = cols.long()[:, None, :].expand(-1, self.grid, -1)
             return table[r, c]  # [B, 7, 7, 256]
 
-        embed = (
-            wa[..., None] * gather(y0c, x0c)
-            + wb[..., None] * gather(y1c, x0c)
-            + wc[..., None] * gather(y0c, x1c)
-            + wd[..., None] * gather(y1c, x1c)
+        # Summed per row pair, so clamped corners cancel to an exact 0.0 along both axes.
+        embed = (wa[..., None] * gather(y0c, x0c) + wc[..., None] * gather(y0c, x1c)) + (
+            wb[..., None] * gather(y1c, x0c) + wd[..., None] * gather(y1c, x1c)
         )
         return embed.reshape(boxes.shape[0], self.grid * self.grid, -1)
 

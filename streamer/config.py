@@ -79,6 +79,8 @@ class EmotionConfig:
     final_threshold: float = 0.26
     level_threshold: float = 0.6
     inside_lr: float = 1.0
+    trust_checkpoint: bool = True
+    allow_download: bool = True
 
     def __post_init__(self) -> None:
         _check_choice("emotion.model", self.model, ("auto", "cocoer", "baseline", "none"))

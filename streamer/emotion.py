@@ -46,6 +46,8 @@ def build_emotion_model(config: EmotionConfig, device: str) -> EmotionModel | No
                 final_threshold=config.final_threshold,
                 level_threshold=config.level_threshold,
                 inside_lr=config.inside_lr,
+                trust_pickle=config.trust_checkpoint,
+                allow_download=config.allow_download,
             )
         from cocoer_core.baseline import FaceExpressionBaseline
 

@@ -1,0 +1,190 @@
+"""Loading the official files unchanged: GWT.pth, VI_weights/w.pth and OpenAI's RN50.pt.
+
+Checkpoint quirks live here and nowhere else:
+- GWT.pth is `{'model': state_dict, ...}`, saved from `cuda:0`; it may also
+  carry the pickled training optimizer, which `weights_only=True` refuses.
+  We load safely first and only unpickle fully when the file is trusted.
+- A `module.` prefix (DataParallel) is stripped.
+- RN50.pt is a TorchScript archive holding fp16 weights plus three settings
+  entries; it loads into our own CLIP RN50 in float32.
+Every problem becomes a one-line `CheckpointError` naming the file and what
+to do.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import pickle
+import urllib.request
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from cocoer_core.clip_rn50 import CLIPRN50, clip_state_dict_from_archive
+from cocoer_core.errors import CheckpointError
+
+logger = logging.getLogger(__name__)
+
+GWT_FILE = "GWT.pth"
+VI_FILE = Path("VI_weights") / "w.pth"
+CLIP_FILE = "RN50.pt"
+#: OpenAI's published RN50 (the SHA-256 is part of the URL; we verify it).
+CLIP_URL = "https://openaipublic.azureedge.net/clip/models/afeb0e10f9e5a86da6080e35cf09123aca3b358a0c3e3b6c78a7b63bc04b6762/RN50.pt"
+CLIP_SHA256 = CLIP_URL.rsplit("/", 2)[-2]
+GWT_HINT = "download GWT.pth from the link in the official CocoER README (bisno/CocoER) and put it in checkpoints/"
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+
+
+def read_checkpoint(path: Path, trust_pickle: bool = True) -> Any:
+    """torch.load on CPU; weights only unless the file needs (and we trust) full unpickling."""
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} not found")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        # torch refuses pickled objects it does not know (e.g. the optimizer) in weights-only mode.
+        if "weights only load failed" not in str(exc).lower():
+            raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({_first_line(exc)})") from exc
+        if not trust_pickle:
+            raise CheckpointError(
+                f"{path} contains pickled Python objects (e.g. the training optimizer); "
+                "load it only if you trust it (emotion.trust_checkpoint=true)"
+            ) from exc
+        logger.warning("%s holds pickled objects besides the weights: loading it fully (trusted file)", path)
+    except Exception as exc:  # noqa: BLE001 - torch.load fails in many ways on non-checkpoints
+        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({_first_line(exc)})") from exc
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - arbitrary unpickling failures
+        raise CheckpointError(f"{path} cannot be unpickled ({_first_line(exc)})") from exc
+
+
+def clean_state_dict(state: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """Strip DataParallel's `module.` prefix; keep tensors only."""
+    out = {}
+    for key, value in state.items():
+        if isinstance(value, torch.Tensor):
+            out[key.removeprefix("module.")] = value
+    return out
+
+
+def model_state(obj: Any, path: Path) -> dict[str, torch.Tensor]:
+    """The state dict inside a checkpoint: `obj['model']`, `obj['state_dict']` or obj itself."""
+    if isinstance(obj, Mapping):
+        for key in ("model", "state_dict"):
+            if key in obj and isinstance(obj[key], Mapping):
+                return clean_state_dict(obj[key])
+        if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+            return clean_state_dict(obj)
+    raise CheckpointError(f"{path} holds no state dict (expected a dict with a 'model' entry)")
+
+
+def _preview(keys: list[str], limit: int = 3) -> str:
+    shown = ", ".join(keys[:limit])
+    return shown + (f" (+{len(keys) - limit} more)" if len(keys) > limit else "")
+
+
+def check_state_dict(module: nn.Module, state: Mapping[str, torch.Tensor], path: Path) -> None:
+    """Raise one line naming missing, unexpected and mis-shaped keys."""
+    expected = module.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state and tuple(state[k].shape) != tuple(v.shape)
+    ]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing keys: {_preview(missing)}")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected keys: {_preview(unexpected)}")
+    if wrong:
+        problems.append(f"{len(wrong)} shape mismatches: {_preview(wrong)}")
+    if problems:
+        raise CheckpointError(f"{path} does not fit this model: " + "; ".join(problems))
+
+
+def load_state(module: nn.Module, state: Mapping[str, torch.Tensor], path: Path) -> None:
+    """Check, then `load_state_dict(strict=True)` with dtypes cast to the module's."""
+    check_state_dict(module, state, path)
+    current = module.state_dict()
+    module.load_state_dict({k: v.to(current[k].dtype) for k, v in state.items()}, strict=True)
+
+
+def load_cocoer_weights(model: nn.Module, path: Path, trust_pickle: bool = True) -> None:
+    """Load GWT.pth (or any checkpoint saved by the training code) strictly."""
+    if not path.is_file():
+        raise CheckpointError(f"CocoER checkpoint {path} not found: {GWT_HINT}")
+    load_state(model, model_state(read_checkpoint(path, trust_pickle), path), path)
+
+
+def load_vi_weights(model: nn.Module, path: Path) -> None:
+    """Load the stage-1 VI matrix (`VI_weights/w.pth`: {'model': {'W.weight': 1024x1024}})."""
+    state = model_state(read_checkpoint(path), path)
+    if set(state) != {"W.weight"}:
+        raise CheckpointError(f"{path} should hold exactly 'W.weight', found {_preview(sorted(state))}")
+    load_state(model.W, {"weight": state["W.weight"]}, path)
+
+
+def clip_candidates(weights_dir: Path) -> list[Path]:
+    """Where RN50.pt may be: our checkpoints folder, then OpenAI clip's own cache."""
+    return [weights_dir / CLIP_FILE, Path("~/.cache/clip").expanduser() / CLIP_FILE]
+
+
+def download_clip_rn50(destination: Path, timeout_s: float = 30.0) -> Path:
+    """Fetch OpenAI's RN50.pt and verify its SHA-256; one clear error when offline."""
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    partial = destination.with_suffix(".part")
+    digest = hashlib.sha256()
+    try:
+        with urllib.request.urlopen(CLIP_URL, timeout=timeout_s) as response, partial.open("wb") as out:  # noqa: S310 - fixed https URL
+            while chunk := response.read(1 << 20):
+                digest.update(chunk)
+                out.write(chunk)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise CheckpointError(
+            f"CLIP RN50 weights not found and the download failed ({exc}); "
+            f"put OpenAI's RN50.pt at {destination} (from {CLIP_URL})"
+        ) from exc
+    if digest.hexdigest() != CLIP_SHA256:
+        partial.unlink(missing_ok=True)
+        raise CheckpointError(f"downloaded RN50.pt has the wrong SHA-256; try again or fetch {CLIP_URL} by hand")
+    partial.replace(destination)
+    return destination
+
+
+def find_clip_weights(weights_dir: Path, allow_download: bool = True) -> Path:
+    for candidate in clip_candidates(weights_dir):
+        if candidate.is_file():
+            return candidate
+    if not allow_download:
+        raise CheckpointError(f"CLIP RN50 weights not found: put OpenAI's RN50.pt at {weights_dir / CLIP_FILE}")
+    return download_clip_rn50(weights_dir / CLIP_FILE)
+
+
+def _clip_archive_state(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        archive = torch.jit.load(str(path), map_location="cpu")
+        return dict(archive.state_dict())
+    except RuntimeError:
+        pass  # not TorchScript: maybe a plain state dict (e.g. converted weights)
+    return model_state(read_checkpoint(path, trust_pickle=False), path)
+
+
+def load_clip_rn50(path: Path) -> CLIPRN50:
+    """OpenAI's RN50.pt (TorchScript archive or plain state dict) in our CLIP RN50, float32, eval."""
+    if not path.is_file():
+        raise CheckpointError(f"CLIP RN50 weights {path} not found")
+    clip = CLIPRN50()
+    load_state(clip, clip_state_dict_from_archive(_clip_archive_state(path)), path)
+    return clip.eval()

@@ -1,0 +1,184 @@
+"""CocoER as an `EmotionModel`: all persons of a frame in one batched call.
+
+The frame is the context: its ResNet-50 trunk, context self-attention, CLIP
+RN50 and VI branch run once per frame, not once per person. Inference is
+deterministic: eval mode, no colour jitter, RGB input (the release's
+inference script runs in train mode with random jitter on BGR-as-RGB input;
+see the spec's §10). On CUDA the trunks run under fp16 (or bf16) autocast
+and CLIP in fp16, as the release; the competition step always runs in fp32.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from cocoer_core.api import COMPETING_LEVELS, EmotionResult, Level, PersonRegion
+from cocoer_core.checkpoint import GWT_FILE, find_clip_weights, load_clip_rn50, load_cocoer_weights
+from cocoer_core.clip_rn50 import ModifiedResNet
+from cocoer_core.config import CocoERConfig
+from cocoer_core.labels import CAER_S_LABELS, EMOTIC_LABELS
+from cocoer_core.model import CocoER, CocoEROutput
+from cocoer_core.postprocess import FINAL_THRESHOLD, LEVEL_THRESHOLD, LabelRule
+from cocoer_core.preprocess import boxes_to_224, crop, integer_box, resize_224, to_tensor
+
+logger = logging.getLogger(__name__)
+
+OUTPUT_LEVELS = (Level.FINAL, Level.VI, Level.HEAD, Level.BODY, Level.CONTEXT)
+
+
+def estimated_head(body: Sequence[float]) -> tuple[float, float, float, float]:
+    """A head box guessed from a body box (top centre), for persons with no detected face."""
+    x1, y1, x2, y2 = body
+    side = max(0.35 * (x2 - x1), 1.0)
+    cx = (x1 + x2) / 2.0
+    return cx - side / 2.0, y1, cx + side / 2.0, min(y1 + 1.2 * side, y2)
+
+
+@dataclass
+class FrameBatch:
+    """CocoER's inputs for the persons of one frame (one shared context)."""
+
+    context: torch.Tensor  # [1, 3, 224, 224]
+    body: torch.Tensor  # [B, 3, 224, 224]
+    head: torch.Tensor  # [B, 3, 224, 224]
+    coord_body: torch.Tensor  # [B, 4]
+    coord_head: torch.Tensor  # [B, 4]
+
+
+def prepare_frame(image_bgr: np.ndarray, persons: Sequence[PersonRegion], resize: str = "pil") -> FrameBatch:
+    """Crop and normalise one frame's persons (spec §2)."""
+    rgb = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB)
+    height, width = rgb.shape[:2]
+    bodies = [integer_box(p.body_xyxy, width, height) for p in persons]
+    heads = [integer_box(p.head_xyxy or estimated_head(p.body_xyxy), width, height) for p in persons]
+    return FrameBatch(
+        context=to_tensor([resize_224(rgb, resize)]),
+        body=to_tensor([resize_224(crop(rgb, b), resize) for b in bodies]),
+        head=to_tensor([resize_224(crop(rgb, h), resize) for h in heads]),
+        coord_body=boxes_to_224(bodies, width, height),
+        coord_head=boxes_to_224(heads, width, height),
+    )
+
+
+class CocoERModel:
+    """The full CocoER behind the pipeline's `EmotionModel` interface."""
+
+    name = "cocoer"
+    levels = OUTPUT_LEVELS
+
+    def __init__(
+        self,
+        model: CocoER,
+        clip: ModifiedResNet,
+        device: str = "cpu",
+        precision: str = "auto",
+        final_threshold: float = FINAL_THRESHOLD,
+        level_threshold: float = LEVEL_THRESHOLD,
+        resize: str = "pil",
+    ) -> None:
+        self.device = torch.device(device)
+        self.labels = EMOTIC_LABELS if model.config.num_class == 26 else CAER_S_LABELS
+        self.description = f"CocoER, {len(self.labels)} {'EMOTIC' if len(self.labels) == 26 else 'CAER-S'} classes, head+body+context"
+        self.label_rule = LabelRule(final_threshold, level_threshold)
+        self.resize = resize
+        if precision == "auto":
+            precision = "fp16" if self.device.type == "cuda" else "fp32"
+        self.precision = precision
+        model.fold_vi()
+        release_unfolded_vi(model)
+        self.model = model.eval().to(self.device)
+        clip = clip.eval().to(self.device)
+        self.clip = clip.half() if self.device.type == "cuda" else clip.float()
+
+    @classmethod
+    def from_directory(
+        cls,
+        weights_dir: Path,
+        device: str = "cpu",
+        precision: str = "auto",
+        final_threshold: float = FINAL_THRESHOLD,
+        level_threshold: float = LEVEL_THRESHOLD,
+        inside_lr: float = 1.0,
+        trust_pickle: bool = True,
+        allow_download: bool = True,
+    ) -> CocoERModel:
+        """Load `<dir>/GWT.pth` and OpenAI's RN50.pt (from `<dir>` or clip's cache, else downloaded)."""
+        model = CocoER(CocoERConfig(inside_lr=inside_lr))
+        load_cocoer_weights(model, weights_dir / GWT_FILE, trust_pickle)
+        clip = load_clip_rn50(find_clip_weights(weights_dir, allow_download))
+        return cls(model, clip.visual, device, precision, final_threshold, level_threshold)
+
+    def _autocast(self):  # type: ignore[no-untyped-def]
+        if self.precision == "fp32" or self.device.type != "cuda":
+            return nullcontext()
+        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+        return torch.autocast(device_type="cuda", dtype=dtype)
+
+    @torch.inference_mode()
+    def forward_frame(self, batch: FrameBatch) -> CocoEROutput:
+        """One frame: the context once, every person batched."""
+        dev = self.device
+        context = batch.context.to(dev, non_blocking=True)
+        clip_in = context.half() if self.device.type == "cuda" else context
+        clip_features = self.clip(clip_in).float()
+        index = torch.zeros(batch.body.shape[0], dtype=torch.long, device=dev)
+        with self._autocast():
+            return self.model(
+                context,
+                batch.body.to(dev, non_blocking=True),
+                batch.head.to(dev, non_blocking=True),
+                batch.coord_body.to(dev),
+                batch.coord_head.to(dev),
+                clip_features,
+                context_index=index,
+            )
+
+    def predict(self, image_bgr: np.ndarray, persons: Sequence[PersonRegion]) -> list[EmotionResult | None]:
+        if not persons:
+            return []
+        out = self.forward_frame(prepare_frame(image_bgr, persons, self.resize))
+        return results_from_output(out, self.name, self.labels, self.label_rule)
+
+
+def results_from_output(out: CocoEROutput, name: str, labels: tuple[str, ...], rule: LabelRule) -> list[EmotionResult | None]:
+    """Probabilities, thresholded labels and exclusion sequences per person."""
+    probs = {
+        Level.FINAL: torch.sigmoid(out.final.float()).cpu().numpy(),
+        Level.VI: torch.sigmoid(out.vi.float()).cpu().numpy(),
+        Level.HEAD: torch.sigmoid(out.head.float()).cpu().numpy(),
+        Level.BODY: torch.sigmoid(out.body.float()).cpu().numpy(),
+        Level.CONTEXT: torch.sigmoid(out.context.float()).cpu().numpy(),
+    }
+    losses = out.level_losses.float().cpu().numpy()
+    orders = out.exclusion.cpu().tolist()
+    results: list[EmotionResult | None] = []
+    for i, order in enumerate(orders):
+        scores = {level: values[i].astype(np.float32) for level, values in probs.items()}
+        results.append(
+            EmotionResult(
+                model_name=name,
+                labels=labels,
+                scores=scores,
+                pred=rule.final_labels(labels, scores[Level.FINAL]),
+                level_pred={level: rule.level_labels(labels, scores[level]) for level in OUTPUT_LEVELS[1:]},
+                exclusion=tuple(COMPETING_LEVELS[j] for j in order),
+                level_losses={level: float(losses[i, j]) for j, level in enumerate(COMPETING_LEVELS)},
+            )
+        )
+    return results
+
+
+def release_unfolded_vi(model: CocoER) -> None:
+    """Free the 708 MB unfolded VI_ffn.1 weight once the folded one exists (inference only)."""
+    if not model.vocabulary.is_folded:
+        raise RuntimeError("fold the VI branch before releasing its unfolded weight")
+    first = model.VI_ffn[1]
+    first.weight = torch.nn.Parameter(torch.empty(0, dtype=first.weight.dtype), requires_grad=False)
