@@ -17,6 +17,7 @@ import hashlib
 import logging
 import pickle
 import urllib.request
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -174,7 +175,10 @@ def find_clip_weights(weights_dir: Path, allow_download: bool = True) -> Path:
 
 def _clip_archive_state(path: Path) -> dict[str, torch.Tensor]:
     try:
-        archive = torch.jit.load(str(path), map_location="cpu")
+        with warnings.catch_warnings():
+            # OpenAI ships RN50.pt as TorchScript; torch.jit.load is the only reader of that format.
+            warnings.simplefilter("ignore", FutureWarning)
+            archive = torch.jit.load(str(path), map_location="cpu")
         return dict(archive.state_dict())
     except RuntimeError:
         pass  # not TorchScript: maybe a plain state dict (e.g. converted weights)

@@ -107,8 +107,9 @@ class OverlayRenderer:
             cv2.rectangle(image, (hx1, hy1), (hx2, hy2), HEAD_COLOR, sc.thick, cv2.LINE_8)
         tag = f"#{person.track_id}"
         tw = _text_width(tag, sc)
-        # Above the box's top edge, or just inside it when the box touches the frame top.
-        top = y1 if y1 >= sc.line + sc.pad else y1 + sc.line + sc.pad
+        # Above the box's top edge; inside it, below the status bar, when there's no room above.
+        reserved = sc.line + sc.pad if self.config.show_stats else 0
+        top = y1 if y1 - sc.line - sc.pad >= reserved else max(y1, reserved) + sc.line + sc.pad
         cv2.rectangle(image, (x1, top - sc.line - sc.pad), (x1 + tw + 2 * sc.pad, top), BODY_COLOR, cv2.FILLED)
         _text(image, tag, x1 + sc.pad, top - sc.pad - 1, sc, (0, 0, 0), bold=True)
 
