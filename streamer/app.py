@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,10 +25,18 @@ from streamer.detectors import FacePersonDetector, build_detector
 from streamer.emotion import build_emotion_model, resolve_device
 from streamer.errors import UserError
 from streamer.overlay import OverlayRenderer, OverlayStats
-from streamer.pipeline import Pipeline
+from streamer.pipeline import Pipeline, PipelineStats
 from streamer.progress import ProgressReporter, RateMeter
 from streamer.results import frame_to_json, person_to_json
-from streamer.sinks import DisplaySink, JsonlSink, VideoSink, ensure_writable_dir, write_image, write_json
+from streamer.sinks import (
+    DisplaySink,
+    JsonlSink,
+    SegmentedVideoSink,
+    VideoSink,
+    ensure_writable_dir,
+    write_image,
+    write_json,
+)
 from streamer.smoothing import SmoothingBank
 from streamer.sources import Source
 from streamer.stages import DetectTrackStage, EmotionStage, region_of
@@ -73,7 +82,7 @@ class RunSummary:
     """What a run produced."""
 
     frames: int = 0
-    video_path: Path | None = None
+    video_paths: list[Path] = field(default_factory=list)
     jsonl_path: Path | None = None
     dropped: int = 0
     interrupted: bool = False
@@ -94,19 +103,28 @@ def run_video(
     console: Console | None = None,
     show_progress: bool = True,
     tracker: Tracker | None = None,
+    on_frame: Callable[[FrameResult, PipelineStats], None] | None = None,
 ) -> RunSummary:
-    """Analyze a stream; write `<out>/<stem>.mp4` and `<out>/<stem>.jsonl`."""
+    """Analyze a stream; write `<out>/<stem>.mp4` (live: segments) and `<out>/<stem>.jsonl`.
+
+    `on_frame` is called in the main thread after each frame is rendered and
+    written (benchmarks read latency and queue fill there).
+    """
     info = source.info
     out_dir = ensure_writable_dir(Path(config.sink.out_dir).expanduser())
     stem = info.stem if not info.is_live else f"{info.stem}_{time.strftime('%Y%m%d-%H%M%S')}"
     source_path = Path(info.display_name) if info.kind == "file" else None
     summary = RunSummary()
-    video: VideoSink | None = None
+    video: VideoSink | SegmentedVideoSink | None = None
     jsonl: JsonlSink | None = None
-    if config.sink.video:
-        summary.video_path = out_dir / f"{stem}.mp4"
-        _refuse_overwriting_input(summary.video_path, source_path)
-        video = VideoSink(summary.video_path, info.time_base, info.fps, config.sink.crf, config.sink.preset)
+    if config.sink.video and info.is_live:
+        video = SegmentedVideoSink(out_dir, stem, info.fps, config.sink.segment_s, config.sink.crf, config.sink.preset)
+        summary.video_paths = video.paths  # filled as segments open
+    elif config.sink.video:
+        path = out_dir / f"{stem}.mp4"
+        _refuse_overwriting_input(path, source_path)
+        summary.video_paths = [path]
+        video = VideoSink(path, info.time_base, info.fps, config.sink.crf, config.sink.preset)
     if config.sink.jsonl:
         summary.jsonl_path = out_dir / f"{stem}.jsonl"
         _refuse_overwriting_input(summary.jsonl_path, source_path)
@@ -121,14 +139,14 @@ def run_video(
     policy = config.source.policy if config.source.policy != "auto" else ("latest" if info.is_live else "block")
     tracker = tracker or build_tracker(config.tracker, components.device)
     bank = SmoothingBank(config.smoothing, components.label_rule)
-    detect_stage = DetectTrackStage(components.detector, tracker)
+    detect_stage = DetectTrackStage(components.detector, tracker, config.source.keep_tracks_s)
     emotion_stage = EmotionStage(
         components.model, bank, config.emotion.stride, config.emotion.min_face_px, config.emotion.batch_size
     )
     pipeline = Pipeline(
         source.frames,
         [("detect+track", detect_stage.process), ("emotion", emotion_stage.process)],
-        config.queue_size,
+        config.live_queue_size if policy == "latest" else config.queue_size,
         policy,
     )
     renderer = OverlayRenderer(config.overlay, components.model_description)
@@ -156,6 +174,8 @@ def run_video(
                         break
                 fills = pipeline.stats.fills()
                 progress.update(summary.frames, fps, pipeline.stats.dropped, max(fills.values(), default=0.0))
+                if on_frame is not None:
+                    on_frame(result, pipeline.stats)
     except KeyboardInterrupt:
         summary.interrupted = True
         logger.warning("interrupted: finalizing the files written so far")

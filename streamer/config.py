@@ -28,6 +28,7 @@ class SourceConfig:
     """Where frames come from and what to do when they come faster than we process."""
 
     spec: str = "demo"
+    live: str = "auto"
     policy: str = "auto"
     rtsp_transport: str = "tcp"
     open_timeout_s: float = 5.0
@@ -36,11 +37,13 @@ class SourceConfig:
     reconnect_attempts: int = 0
     backoff_initial_s: float = 0.5
     backoff_max_s: float = 10.0
+    keep_tracks_s: float = 5.0
     max_frames: int = 0
     demo_seconds: float = 6.0
     demo_fps: int = 25
 
     def __post_init__(self) -> None:
+        _check_choice("source.live", self.live, ("auto", "yes", "no"))
         _check_choice("source.policy", self.policy, ("auto", "block", "latest"))
         _check_choice("source.rtsp_transport", self.rtsp_transport, ("tcp", "udp"))
 
@@ -127,7 +130,7 @@ class SinkConfig:
     jsonl: bool = True
     crf: int = 20
     preset: str = "veryfast"
-    segment_s: float = 0.0
+    segment_s: float = 600.0
     display: bool = False
 
 
@@ -143,11 +146,12 @@ class AppConfig:
     overlay: OverlayConfig = field(default_factory=OverlayConfig)
     sink: SinkConfig = field(default_factory=SinkConfig)
     queue_size: int = 8
+    live_queue_size: int = 1
     device: str = "auto"
 
     def __post_init__(self) -> None:
-        if self.queue_size < 1:
-            raise ValueError(f"queue_size must be >= 1; got {self.queue_size}")
+        if self.queue_size < 1 or self.live_queue_size < 1:
+            raise ValueError(f"queue sizes must be >= 1; got {self.queue_size}, {self.live_queue_size}")
         _check_choice("device", self.device, ("auto", "cpu", "cuda"))
 
 

@@ -21,6 +21,7 @@ HEAD_COLOR = (0, 255, 255)
 TEXT_COLOR = (255, 255, 255)
 DIM_COLOR = (170, 170, 170)
 PANEL_COLOR = (24, 24, 24)
+GAP_COLOR = (0, 0, 200)
 LEVEL_COLORS: dict[Level, tuple[int, int, int]] = {
     Level.FINAL: (255, 255, 255),
     Level.VI: (255, 0, 255),
@@ -81,9 +82,13 @@ def _text_width(text: str, sc: _Scale) -> int:
 class OverlayRenderer:
     """Draws a `FrameResult` onto its frame."""
 
+    #: How long the "reconnected" banner stays up after a gap (stream seconds).
+    GAP_BANNER_S = 2.0
+
     def __init__(self, config: OverlayConfig, model_description: str = "") -> None:
         self.config = config
         self.model_description = model_description
+        self._gap: tuple[float, float] | None = None  # (pts when it ended, its length)
 
     def annotate(self, image: np.ndarray, result: FrameResult, stats: OverlayStats | None = None) -> np.ndarray:
         """Draw onto `image` (modified in place and returned)."""
@@ -97,7 +102,22 @@ class OverlayRenderer:
             self._draw_boxes(image, person, sc)
         for person, shown in zip(result.persons, result.smoothed, strict=True):
             self._draw_panel(image, person, shown, sc)
+        self._draw_gap_banner(image, result, sc)
         return image
+
+    def _draw_gap_banner(self, image: np.ndarray, result: FrameResult, sc: _Scale) -> None:
+        """Marks a reconnect in the recording itself, for a couple of seconds."""
+        frame = result.frame
+        if frame.gap_before:
+            self._gap = (frame.pts_s, frame.gap_s)
+        if self._gap is None or frame.pts_s - self._gap[0] > self.GAP_BANNER_S:
+            return
+        text = f"STREAM INTERRUPTED {self._gap[1]:.1f} s - RECONNECTED"
+        w = _text_width(text, sc) + 2 * sc.pad
+        x = max((image.shape[1] - w) // 2, 0)
+        y = 2 * sc.line
+        cv2.rectangle(image, (x, y), (x + w, y + sc.line + sc.pad), GAP_COLOR, cv2.FILLED)
+        _text(image, text, x + sc.pad, y + sc.line - sc.pad // 2, sc, (255, 255, 255), bold=True)
 
     def _draw_boxes(self, image: np.ndarray, person: Person, sc: _Scale) -> None:
         x1, y1, x2, y2 = person.body_box.rounded()
@@ -195,8 +215,6 @@ class OverlayRenderer:
                 parts.append(f"latency {stats.latency_ms:.0f} ms")
             if stats.dropped:
                 parts.append(f"dropped {stats.dropped}")
-        if result.frame.gap_before:
-            parts.append("RECONNECTED")
         text = "  ".join(parts)
         _shade(image, 0, 0, _text_width(text, sc) + 2 * sc.pad, sc.line + sc.pad)
         _text(image, text, sc.pad, sc.line - sc.pad, sc, TEXT_COLOR)

@@ -75,4 +75,5 @@ def frame_to_json(result: FrameResult, model_name: str) -> dict[str, Any]:
         line["events"] = [event_to_json(e) for e in result.events]
     if frame.gap_before:
         line["gap_before"] = True
+        line["gap_s"] = round(frame.gap_s, 3)
     return line

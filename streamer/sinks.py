@@ -40,24 +40,41 @@ class VideoSink:
     """H.264 MP4 through PyAV, keeping each frame's presentation timestamp.
 
     Odd frame sizes are padded by one black pixel row/column (yuv420p needs
-    even sizes).
+    even sizes). `fragmented=True` writes a fragmented MP4 with a keyframe
+    every ~2 s: such a file plays even if the process dies before `close()`,
+    losing at most the last fragment (used for live recordings).
     """
 
-    def __init__(self, path: Path, time_base: Fraction, fps: float | None, crf: int = 20, preset: str = "veryfast") -> None:
+    def __init__(
+        self,
+        path: Path,
+        time_base: Fraction,
+        fps: float | None,
+        crf: int = 20,
+        preset: str = "veryfast",
+        fragmented: bool = False,
+    ) -> None:
         self.path = path
         self.time_base = time_base
         self.fps = fps or 25.0
         self.crf = crf
         self.preset = preset
+        self.fragmented = fragmented
         self.frames_written = 0
         self._container: av.container.OutputContainer | None = None
         self._stream: Any = None
         self._last_pts: int | None = None
 
     def _open(self, width: int, height: int) -> None:
-        self._container = av.open(str(self.path), mode="w")
+        # Fragmented: each fragment is flushed to disk as soon as it is complete.
+        options = {"movflags": "frag_keyframe+empty_moov+default_base_moof", "flush_packets": "1"} if self.fragmented else {}
+        self._container = av.open(str(self.path), mode="w", format="mp4", options=options)
         rate = Fraction(self.fps).limit_denominator(1001)
         stream = self._container.add_stream("libx264", rate=rate)
+        if self.fragmented:
+            stream.codec_context.gop_size = max(int(round(2 * self.fps)), 1)
+            # No B-frames: a fragmented MP4 has no edit list to hide their decode delay.
+            stream.codec_context.max_b_frames = 0
         stream.width = width + (width % 2)
         stream.height = height + (height % 2)
         stream.pix_fmt = "yuv420p"
@@ -95,6 +112,54 @@ class VideoSink:
             self._container = None
 
     def __enter__(self) -> VideoSink:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class SegmentedVideoSink:
+    """Live recordings: a new fragmented MP4 every `segment_s` seconds.
+
+    Files are `<stem>_001.mp4`, `<stem>_002.mp4`, ...; each starts at time 0
+    with a keyframe. A crash loses at most the open segment's last fragment;
+    `close()` (also on Ctrl+C/SIGTERM) finalizes the open one.
+    """
+
+    def __init__(self, out_dir: Path, stem: str, fps: float | None, segment_s: float, crf: int = 20, preset: str = "veryfast") -> None:
+        self.out_dir = out_dir
+        self.stem = stem
+        self.fps = fps
+        self.segment_s = segment_s
+        self.crf = crf
+        self.preset = preset
+        self.paths: list[Path] = []
+        self.frames_written = 0
+        self._current: VideoSink | None = None
+        self._segment_start = 0.0
+
+    def _rotate(self, pts_s: float) -> VideoSink:
+        if self._current is not None:
+            self._current.close()
+        path = self.out_dir / f"{self.stem}_{len(self.paths) + 1:03d}.mp4"
+        self.paths.append(path)
+        self._segment_start = pts_s
+        self._current = VideoSink(path, Fraction(1, 90000), self.fps, self.crf, self.preset, fragmented=True)
+        return self._current
+
+    def write(self, image: np.ndarray, pts_s: float) -> None:
+        sink = self._current
+        if sink is None or (self.segment_s > 0 and pts_s - self._segment_start >= self.segment_s):
+            sink = self._rotate(pts_s)
+        sink.write(image, pts_s - self._segment_start)
+        self.frames_written += 1
+
+    def close(self) -> None:
+        if self._current is not None:
+            self._current.close()
+            self._current = None
+
+    def __enter__(self) -> SegmentedVideoSink:
         return self
 
     def __exit__(self, *exc: object) -> None:

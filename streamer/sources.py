@@ -1,10 +1,17 @@
 """Frame sources: video files, the demo clip, local cameras and network streams.
 
 `open_source(spec, config)` turns what the user typed into a `Source`. Every
-source yields `Frame`s from `frames(stop)`; live sources (cameras, RTSP,
-HTTP) reconnect with backoff when the stream breaks, and mark the first frame
-after a gap. Errors a user can fix become `SourceError` with one line, the URL
-password masked.
+source yields `Frame`s from `frames(stop)`.
+
+- Finite sources (files, the demo, http(s) links to video files) deliver
+  every frame in order with the container's timestamps.
+- Live sources (cameras, RTSP/RTMP/UDP/SRT, HLS playlists) stamp frames with
+  the wall-clock time since the source started, so the timeline stays
+  monotonic across reconnects; when the stream ends, stalls or errors they
+  reconnect with exponential backoff (forever by default) and mark the first
+  frame after the gap with its length.
+
+Errors a user can fix become `SourceError`: one line, URL password masked.
 """
 
 from __future__ import annotations
@@ -36,7 +43,12 @@ from streamer.types import Frame
 logger = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
-NETWORK_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp", "srt")
+LIVE_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "udp", "tcp", "srt")
+NETWORK_SCHEMES = (*LIVE_SCHEMES, "http", "https")
+#: Live sources: frame timestamps in 1/90000 s (the RTP video clock).
+LIVE_TIME_BASE = Fraction(1, 90000)
+#: Frames held back to put timestamps in order (B-frames in AVI come out with permuted pts).
+REORDER_WINDOW = 16
 
 
 @dataclass(frozen=True)
@@ -47,13 +59,13 @@ class SourceInfo:
         display_name: safe to print (passwords masked).
         stem: base name for output files.
         kind: "file", "demo", "camera" or "stream".
-        is_live: frames arrive in real time (drop-stale policy applies).
-        width: frame width (0 if unknown until the first frame).
+        is_live: frames arrive in real time (drop-stale policy, reconnects).
+        width: frame width.
         height: frame height.
         fps: nominal frame rate, if known.
         frame_count_hint: frames the header claims (for the progress bar only;
             headers lie: pedestrians_vtest.avi claims 682 and decodes 341).
-        time_base: the container's time base, so sinks can keep timestamps exact.
+        time_base: the timestamps' unit, so sinks can keep them exact.
     """
 
     display_name: str
@@ -81,30 +93,79 @@ def _bgr(frame: av.VideoFrame) -> np.ndarray:
     return frame.to_ndarray(format="bgr24")
 
 
-class FileSource:
-    """A local video file decoded with PyAV, every frame, in order."""
+def _ffmpeg_reason(exc: BaseException) -> str:
+    """FFmpeg's reason without the file name or URL it repeats."""
+    if isinstance(exc, av.error.FFmpegError) and exc.strerror:
+        return str(exc.strerror)
+    text = str(exc).split(": '", 1)[0]
+    return text or type(exc).__name__
 
-    def __init__(self, path: Path, max_frames: int = 0) -> None:
-        self.path = path
-        self.max_frames = max_frames
-        if not path.exists():
-            raise SourceError(f"no such file: {path}")
-        if path.is_dir():
-            raise SourceError(f"{path} is a folder, not a video file")
+
+def mark_last(frames: Iterator[Frame]) -> Iterator[Frame]:
+    """Flag the final frame of a finite stream (one frame of lookahead)."""
+    previous: Frame | None = None
+    for frame in frames:
+        if previous is not None:
+            yield previous
+        previous = frame
+    if previous is not None:
+        yield replace(previous, is_last=True)
+
+
+def reorder_timestamps(
+    decoded: Iterator[tuple[np.ndarray, float | None]], fps: float, window: int = REORDER_WINDOW
+) -> Iterator[tuple[np.ndarray, float]]:
+    """Give frames (already in display order) their timestamps in increasing order.
+
+    Some containers (H.264 with B-frames in AVI, e.g. pedestrians_vtest.avi)
+    label decoded frames with their packets' timestamps, which arrive permuted.
+    The multiset of timestamps is right, so each frame takes the smallest one
+    pending within a short lookahead. Frames without a timestamp get one from
+    the frame rate. For well-formed files this changes nothing.
+    """
+    pending_images: deque[np.ndarray] = deque()
+    pending_pts: list[float] = []
+    last = -math.inf
+    for count, (image, pts_s) in enumerate(decoded):
+        if pts_s is None:
+            pts_s = max(last + 1.0 / fps, count / fps)
+        last = max(last, pts_s)
+        pending_images.append(image)
+        heapq.heappush(pending_pts, pts_s)
+        if len(pending_images) > window:
+            yield pending_images.popleft(), heapq.heappop(pending_pts)
+    while pending_images:
+        yield pending_images.popleft(), heapq.heappop(pending_pts)
+
+
+class ContainerSource:
+    """A finite video (a local file or an http(s) link to one) decoded with PyAV, every frame, in order."""
+
+    def __init__(self, target: str, display_name: str, stem: str, config: SourceConfig, is_url: bool = False) -> None:
+        self.target = target
+        self.max_frames = config.max_frames
+        self._secrets = (url_password(target),) if is_url else ()
         try:
-            self._container = av.open(str(path))
-        except (av.error.FFmpegError, OSError, UnicodeDecodeError) as exc:
-            raise SourceError(f"{path} is not a readable video ({_ffmpeg_reason(exc)})") from exc
+            if is_url:
+                self._container = av.open(target, timeout=(config.open_timeout_s, config.read_timeout_s))
+            else:
+                self._container = av.open(target)
+        except (av.error.FFmpegError, OSError, UnicodeDecodeError, TimeoutError) as exc:
+            what = "cannot open" if is_url else "is not a readable video"
+            reason = redact_text(_ffmpeg_reason(exc), self._secrets)
+            message = f"{what} {display_name} ({reason})" if is_url else f"{display_name} {what} ({reason})"
+            raise SourceError(message) from None
         if not self._container.streams.video:
             self._container.close()
-            raise SourceError(f"{path} has no video stream")
+            raise SourceError(f"{display_name} has no video stream")
         self._stream = self._container.streams.video[0]
         self._stream.thread_type = "AUTO"
+        self._display_name = display_name
         self._first = self._decode_first()
         rate = self._stream.average_rate or self._stream.guessed_rate
         self.info = SourceInfo(
-            display_name=str(path),
-            stem=path.stem,
+            display_name=display_name,
+            stem=stem,
             kind="file",
             is_live=False,
             width=self._first.width,
@@ -120,24 +181,23 @@ class FileSource:
             return next(self._decoder)
         except StopIteration:
             self._container.close()
-            raise SourceError(f"{self.path} contains no decodable video frames (empty or truncated?)") from None
+            raise SourceError(f"{self._display_name} contains no decodable video frames (empty or truncated?)") from None
         except (av.error.FFmpegError, ValueError) as exc:
             self._container.close()
-            raise SourceError(f"{self.path}: the first frame cannot be decoded ({_ffmpeg_reason(exc)})") from exc
+            raise SourceError(f"{self._display_name}: the first frame cannot be decoded ({_ffmpeg_reason(exc)})") from exc
 
     def _decoded(self) -> Iterator[av.VideoFrame]:
         yield self._first
-        decoded_count = 1
+        count = 1
         while True:
             try:
                 yield next(self._decoder)
             except StopIteration:
                 return
             except (av.error.FFmpegError, ValueError) as exc:
-                raise SourceError(
-                    f"{self.path}: decoding stopped after {decoded_count} frames ({_ffmpeg_reason(exc)})"
-                ) from exc
-            decoded_count += 1
+                reason = redact_text(_ffmpeg_reason(exc), self._secrets)
+                raise SourceError(f"{self._display_name}: decoding stopped after {count} frames ({reason})") from exc
+            count += 1
 
     def frames(self, stop: threading.Event) -> Iterator[Frame]:
         return mark_last(self._frames(stop))
@@ -145,9 +205,8 @@ class FileSource:
     def _frames(self, stop: threading.Event) -> Iterator[Frame]:
         fps = self.info.fps or 25.0
         index = 0
-        for image, pts_s in reorder_timestamps(
-            ((_bgr(d), float(d.time) if d.time is not None else None) for d in self._decoded()), fps
-        ):
+        decoded = ((_bgr(d), float(d.time) if d.time is not None else None) for d in self._decoded())
+        for image, pts_s in reorder_timestamps(decoded, fps):
             if stop.is_set():
                 return
             yield Frame(self.info.display_name, index, pts_s, time.monotonic(), image)
@@ -157,6 +216,15 @@ class FileSource:
 
     def close(self) -> None:
         self._container.close()
+
+
+def file_source(path: Path, config: SourceConfig) -> ContainerSource:
+    """A local video file, with the checks a path deserves before FFmpeg sees it."""
+    if not path.exists():
+        raise SourceError(f"no such file: {path}")
+    if path.is_dir():
+        raise SourceError(f"{path} is a folder, not a video file")
+    return ContainerSource(str(path), str(path), path.stem, config)
 
 
 class DemoSource:
@@ -196,7 +264,7 @@ class DemoSource:
         pass
 
 
-class _Backoff:
+class Backoff:
     """Exponential backoff between reconnect attempts."""
 
     def __init__(self, config: SourceConfig) -> None:
@@ -207,8 +275,11 @@ class _Backoff:
         limit = self.config.reconnect_attempts
         return not self.config.reconnect or (limit > 0 and self.attempt >= limit)
 
+    def delay(self) -> float:
+        return min(self.config.backoff_initial_s * (2**self.attempt), self.config.backoff_max_s)
+
     def wait(self, stop: threading.Event) -> None:
-        delay = min(self.config.backoff_initial_s * (2**self.attempt), self.config.backoff_max_s)
+        delay = self.delay()
         self.attempt += 1
         stop.wait(delay)
 
@@ -217,10 +288,10 @@ class _Backoff:
 
 
 class LiveSource:
-    """Base for sources that run in real time and reconnect when they break.
+    """Base for real-time sources that reconnect when they break.
 
-    Subclasses provide `_open()` (returning an iterator of (pts_s, image)) and
-    `_close()`. The first frame after a reconnect is marked `gap_before`.
+    Subclasses provide `_connect_frames()` (an iterator of BGR images, which
+    may raise or just end when the stream breaks), `_disconnect()` and `_probe()`.
     """
 
     info: SourceInfo
@@ -230,74 +301,75 @@ class LiveSource:
         self.reconnects = 0
         self._secrets: tuple[str, ...] = ()
 
-    def _open(self) -> Iterator[tuple[float | None, np.ndarray]]:
+    def _connect_frames(self) -> Iterator[np.ndarray]:
         raise NotImplementedError
 
-    def _close(self) -> None:
-        raise NotImplementedError
-
-    def _probe(self) -> tuple[int, int, float | None, Fraction]:
-        """Open once up front so a bad URL or camera fails before the pipeline starts."""
+    def _disconnect(self) -> None:
         raise NotImplementedError
 
     def frames(self, stop: threading.Event) -> Iterator[Frame]:
-        backoff = _Backoff(self.config)
-        index = 0
-        gap = False
+        backoff = Backoff(self.config)
         started = time.monotonic()
+        index = 0
+        lost_at: float | None = None
         while not stop.is_set():
             try:
-                for pts_s, image in self._open():
+                for image in self._connect_frames():
                     if stop.is_set():
                         break
-                    backoff.reset()
                     now = time.monotonic()
-                    yield Frame(self.info.display_name, index, pts_s if pts_s is not None else now - started, now, image, gap)
-                    gap = False
+                    backoff.reset()
+                    gap = now - lost_at if lost_at is not None else 0.0
+                    lost_at = None
+                    yield Frame(self.info.display_name, index, now - started, now, image, gap_s=gap)
                     index += 1
                     if self.config.max_frames and index >= self.config.max_frames:
                         return
-                reason = "stream ended"
+                reason = "the stream ended"
             except (av.error.FFmpegError, OSError, TimeoutError, RuntimeError) as exc:
-                reason = redact_text(f"{type(exc).__name__}: {exc}", self._secrets)
+                reason = redact_text(f"{type(exc).__name__}: {_ffmpeg_reason(exc)}", self._secrets)
             finally:
-                self._close()
+                self._disconnect()
             if stop.is_set():
                 return
+            if lost_at is None:
+                lost_at = time.monotonic()
             if backoff.exhausted():
-                if self.config.reconnect:
-                    raise SourceError(f"{self.info.display_name}: gave up after {backoff.attempt} reconnect attempts ({reason})")
-                logger.warning("%s: %s", self.info.display_name, reason)
-                return
-            logger.warning("%s: %s; reconnecting (attempt %d)", self.info.display_name, reason, backoff.attempt + 1)
+                if not self.config.reconnect:
+                    logger.warning("%s: %s (reconnect is off)", self.info.display_name, reason)
+                    return
+                raise SourceError(f"{self.info.display_name}: gave up after {backoff.attempt} reconnect attempts ({reason})")
+            logger.warning(
+                "%s: %s; reconnecting in %.1f s (attempt %d)",
+                self.info.display_name, reason, backoff.delay(), backoff.attempt + 1,
+            )
             backoff.wait(stop)
             self.reconnects += 1
-            gap = True
 
     def close(self) -> None:
-        self._close()
+        self._disconnect()
 
 
 class StreamSource(LiveSource):
-    """A network stream (RTSP, HTTP/HLS, ...) decoded with PyAV/FFmpeg."""
+    """A live network stream (RTSP, RTMP, UDP, SRT, HLS) decoded with PyAV/FFmpeg."""
 
     def __init__(self, url: str, config: SourceConfig) -> None:
         super().__init__(config)
         self.url = url
         self._secrets = (url_password(url),)
         self._container: av.container.InputContainer | None = None
-        width, height, fps, time_base = self._probe()
-        parts = re.sub(r"[^A-Za-z0-9]+", "_", mask_url(url).split("://", 1)[-1].split("@")[-1]).strip("_")
+        width, height, fps = self._probe()
+        host_and_path = mask_url(url).split("://", 1)[-1].split("@")[-1]
         self.info = SourceInfo(
             display_name=mask_url(url),
-            stem=parts[:60] or "stream",
+            stem=re.sub(r"[^A-Za-z0-9]+", "_", host_and_path).strip("_")[:60] or "stream",
             kind="stream",
             is_live=True,
             width=width,
             height=height,
             fps=fps,
             frame_count_hint=None,
-            time_base=time_base,
+            time_base=LIVE_TIME_BASE,
         )
 
     def _options(self) -> dict[str, str]:
@@ -306,37 +378,33 @@ class StreamSource(LiveSource):
         return {}
 
     def _connect(self) -> av.container.InputContainer:
-        return av.open(
-            self.url,
-            options=self._options(),
-            timeout=(self.config.open_timeout_s, self.config.read_timeout_s),
-        )
+        # The read timeout turns a stalled stream into an exception we reconnect from.
+        return av.open(self.url, options=self._options(), timeout=(self.config.open_timeout_s, self.config.read_timeout_s))
 
-    def _probe(self) -> tuple[int, int, float | None, Fraction]:
+    def _probe(self) -> tuple[int, int, float | None]:
+        """Open once up front, so a bad URL fails before the pipeline starts."""
         try:
             container = self._connect()
         except (av.error.FFmpegError, OSError, TimeoutError) as exc:
-            raise SourceError(
-                f"cannot open {mask_url(self.url)}: {redact_text(_ffmpeg_reason(exc), self._secrets)}"
-            ) from None
+            reason = redact_text(_ffmpeg_reason(exc), self._secrets)
+            raise SourceError(f"cannot open {mask_url(self.url)} ({reason})") from None
         try:
             if not container.streams.video:
                 raise SourceError(f"{mask_url(self.url)} has no video stream")
             stream = container.streams.video[0]
             rate = stream.average_rate or stream.guessed_rate
-            ctx = stream.codec_context
-            return ctx.width, ctx.height, (float(rate) if rate else None), stream.time_base or Fraction(1, 90000)
+            return stream.codec_context.width, stream.codec_context.height, (float(rate) if rate else None)
         finally:
             container.close()
 
-    def _open(self) -> Iterator[tuple[float | None, np.ndarray]]:
+    def _connect_frames(self) -> Iterator[np.ndarray]:
         self._container = self._connect()
         stream = self._container.streams.video[0]
         stream.thread_type = "AUTO"
         for decoded in self._container.decode(stream):
-            yield (float(decoded.time) if decoded.time is not None else None), _bgr(decoded)
+            yield _bgr(decoded)
 
-    def _close(self) -> None:
+    def _disconnect(self) -> None:
         if self._container is not None:
             try:
                 self._container.close()
@@ -351,10 +419,9 @@ class CameraSource(LiveSource):
         super().__init__(config)
         self.device = device
         self._capture: cv2.VideoCapture | None = None
-        width, height, fps, time_base = self._probe()
-        name = f"camera {device}"
+        width, height, fps = self._probe()
         self.info = SourceInfo(
-            display_name=name,
+            display_name=f"camera {device}",
             stem=re.sub(r"[^A-Za-z0-9]+", "_", f"camera_{device}").strip("_"),
             kind="camera",
             is_live=True,
@@ -362,7 +429,7 @@ class CameraSource(LiveSource):
             height=height,
             fps=fps,
             frame_count_hint=None,
-            time_base=time_base,
+            time_base=LIVE_TIME_BASE,
         )
 
     def _connect(self) -> cv2.VideoCapture:
@@ -372,7 +439,7 @@ class CameraSource(LiveSource):
             raise OSError(f"camera {self.device} cannot be opened")
         return capture
 
-    def _probe(self) -> tuple[int, int, float | None, Fraction]:
+    def _probe(self) -> tuple[int, int, float | None]:
         if isinstance(self.device, str) and not Path(self.device).exists():
             raise SourceError(f"camera {self.device} does not exist")
         try:
@@ -383,77 +450,35 @@ class CameraSource(LiveSource):
             ok, image = capture.read()
             if not ok or image is None:
                 raise SourceError(f"camera {self.device} opened but delivered no frame")
-            fps = capture.get(cv2.CAP_PROP_FPS) or None
-            return image.shape[1], image.shape[0], fps, Fraction(1, 1000)
+            return image.shape[1], image.shape[0], capture.get(cv2.CAP_PROP_FPS) or None
         finally:
             capture.release()
 
-    def _open(self) -> Iterator[tuple[float | None, np.ndarray]]:
+    def _connect_frames(self) -> Iterator[np.ndarray]:
         self._capture = self._connect()
         while True:
             ok, image = self._capture.read()
             if not ok or image is None:
                 return
-            yield None, image
+            yield image
 
-    def _close(self) -> None:
+    def _disconnect(self) -> None:
         if self._capture is not None:
             self._capture.release()
             self._capture = None
 
 
-def mark_last(frames: Iterator[Frame]) -> Iterator[Frame]:
-    """Flag the final frame of a finite stream (one frame of lookahead)."""
-    previous: Frame | None = None
-    for frame in frames:
-        if previous is not None:
-            yield previous
-        previous = frame
-    if previous is not None:
-        yield replace(previous, is_last=True)
-
-
-#: Frames held back to put timestamps in order (B-frames in AVI come out with permuted pts).
-REORDER_WINDOW = 16
-
-
-def reorder_timestamps(
-    decoded: Iterator[tuple[np.ndarray, float | None]], fps: float, window: int = REORDER_WINDOW
-) -> Iterator[tuple[np.ndarray, float]]:
-    """Give frames (already in display order) their timestamps in increasing order.
-
-    Some containers (H.264 with B-frames in AVI, e.g. pedestrians_vtest.avi)
-    label decoded frames with their packets' timestamps, which arrive permuted.
-    The multiset of timestamps is right, so each frame takes the smallest one
-    pending within a short lookahead. Frames without a timestamp get one from
-    the frame rate. For well-formed files this changes nothing.
-    """
-    pending_images: deque[np.ndarray] = deque()
-    pending_pts: list[float] = []
-    last = -math.inf
-    for count, (image, pts_s) in enumerate(decoded):
-        if pts_s is None:
-            pts_s = max(last + 1.0 / fps, count / fps)
-        last = max(last, pts_s)
-        pending_images.append(image)
-        heapq.heappush(pending_pts, pts_s)
-        if len(pending_images) > window:
-            yield pending_images.popleft(), heapq.heappop(pending_pts)
-    while pending_images:
-        yield pending_images.popleft(), heapq.heappop(pending_pts)
-
-
-def _ffmpeg_reason(exc: BaseException) -> str:
-    """FFmpeg's reason without the file name it repeats (and without any URL)."""
-    if isinstance(exc, av.error.FFmpegError) and exc.strerror:
-        return str(exc.strerror)
-    text = str(exc).split(": '", 1)[0]
-    return text or type(exc).__name__
-
-
 def is_image_path(spec: str) -> bool:
     """Whether the spec names a still image (handled by the single-image mode)."""
-    return Path(spec).suffix.lower() in IMAGE_SUFFIXES
+    return "://" not in spec and Path(spec).suffix.lower() in IMAGE_SUFFIXES
+
+
+def _url_is_live(url: str, config: SourceConfig) -> bool:
+    if config.live != "auto":
+        return config.live == "yes"
+    scheme = url.split("://", 1)[0].lower()
+    path = url.split("?", 1)[0].lower()
+    return scheme in LIVE_SCHEMES or path.endswith(".m3u8")
 
 
 def open_source(spec: str, config: SourceConfig) -> Source:
@@ -468,14 +493,18 @@ def open_source(spec: str, config: SourceConfig) -> Source:
         return CameraSource(int(spec), config)
     if spec.startswith("/dev/video"):
         return CameraSource(spec, config)
-    scheme = spec.split("://", 1)[0].lower() if "://" in spec else ""
-    if scheme:
-        if scheme == "file":
-            return FileSource(Path(spec.split("://", 1)[1]), config.max_frames)
-        if scheme not in NETWORK_SCHEMES:
-            raise SourceError(
-                f"unsupported source scheme '{scheme}://' in {mask_url(spec)} "
-                f"(use a file, a camera index, demo, or one of: {', '.join(NETWORK_SCHEMES)})"
-            )
+    if "://" not in spec:
+        return file_source(Path(os.path.expanduser(spec)), config)
+    scheme = spec.split("://", 1)[0].lower()
+    if scheme == "file":
+        return file_source(Path(spec.split("://", 1)[1]), config)
+    if scheme not in NETWORK_SCHEMES:
+        raise SourceError(
+            f"unsupported source scheme '{scheme}://' in {mask_url(spec)} "
+            f"(use a file, a camera index, demo, or one of: {', '.join(NETWORK_SCHEMES)})"
+        )
+    if _url_is_live(spec, config):
         return StreamSource(spec, config)
-    return FileSource(Path(os.path.expanduser(spec)), config.max_frames)
+    name = mask_url(spec)
+    stem = re.sub(r"[^A-Za-z0-9]+", "_", Path(spec.split("?", 1)[0]).stem).strip("_") or "stream"
+    return ContainerSource(spec, name, stem, config, is_url=True)

@@ -16,13 +16,21 @@ logger = logging.getLogger(__name__)
 
 
 class DetectTrackStage:
-    """Finds people and faces, then keeps their identities across frames."""
+    """Finds people and faces, then keeps their identities across frames.
 
-    def __init__(self, detector: PersonDetector, tracker: Tracker) -> None:
+    After a live source's reconnect gap longer than `keep_tracks_s`, the
+    tracker starts afresh (people have moved on); shorter gaps keep the ids.
+    """
+
+    def __init__(self, detector: PersonDetector, tracker: Tracker, keep_tracks_s: float = 5.0) -> None:
         self.detector = detector
         self.tracker = tracker
+        self.keep_tracks_s = keep_tracks_s
 
     def process(self, frame: Frame) -> TrackedFrame:
+        if frame.gap_s > self.keep_tracks_s:
+            logger.info("%.1f s gap: starting new tracks", frame.gap_s)
+            self.tracker.reset()
         started = time.perf_counter()
         detections = self.detector.detect(frame.image)
         detected = time.perf_counter()

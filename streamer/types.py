@@ -86,7 +86,8 @@ class Frame:
         pts_s: presentation time in seconds, from the container when it has one.
         captured_at: wall-clock `time.monotonic()` when the frame was decoded.
         image: HxWx3 uint8 BGR, as OpenCV uses.
-        gap_before: True for the first frame after the source reconnected.
+        gap_s: for the first frame after a live source reconnected, how long
+            the stream was gone (seconds); 0.0 otherwise.
         is_last: True for the final frame of a finite source (file, demo).
     """
 
@@ -95,7 +96,7 @@ class Frame:
     pts_s: float
     captured_at: float
     image: np.ndarray
-    gap_before: bool = False
+    gap_s: float = 0.0
     is_last: bool = False
 
     def __post_init__(self) -> None:
@@ -103,6 +104,10 @@ class Frame:
             raise ValueError(
                 f"frame image must be HxWx3 uint8, got {self.image.shape} {self.image.dtype}"
             )
+
+    @property
+    def gap_before(self) -> bool:
+        return self.gap_s > 0.0
 
     @property
     def height(self) -> int:

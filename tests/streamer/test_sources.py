@@ -11,7 +11,7 @@ import pytest
 
 from streamer.config import SourceConfig
 from streamer.errors import SourceError
-from streamer.sources import DemoSource, FileSource, open_source, reorder_timestamps
+from streamer.sources import DemoSource, file_source, open_source, reorder_timestamps
 from tests.conftest import media_file
 
 
@@ -121,7 +121,7 @@ def test_truncated_copy_of_a_real_video_fails_or_keeps_its_decodable_prefix(shar
     data = original.read_bytes()
     cut.write_bytes(data[: int(len(data) * 0.6)])
     try:
-        frames = _all_frames(FileSource(cut))
+        frames = _all_frames(file_source(cut, SourceConfig()))
     except SourceError as exc:
         assert "cut.mkv" in str(exc)
     else:

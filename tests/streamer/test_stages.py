@@ -1,0 +1,102 @@
+"""The emotion worker stage: inference stride, new tracks at once, min face size, batching."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from cocoer_core.api import EmotionResult, Level, PersonRegion
+from cocoer_core.baseline import FaceExpressionBaseline
+from streamer.config import SmoothingConfig
+from streamer.detectors.faces import MtcnnFaceDetector
+from streamer.smoothing import SmoothingBank
+from streamer.stages import EmotionStage
+from streamer.types import Box, Frame, Person, TrackedFrame, TrackEventKind
+from tests.conftest import media_file
+
+
+class CountingBaseline:
+    """The real baseline model, recording how many persons each call gets."""
+
+    def __init__(self) -> None:
+        self.inner = FaceExpressionBaseline()
+        self.name, self.description = self.inner.name, self.inner.description
+        self.labels, self.levels, self.label_rule = self.inner.labels, self.inner.levels, self.inner.label_rule
+        self.calls: list[int] = []
+
+    def predict(self, image: np.ndarray, persons: Sequence[PersonRegion]) -> list[EmotionResult | None]:
+        self.calls.append(len(persons))
+        return self.inner.predict(image, persons)
+
+
+@pytest.fixture(scope="module")
+def crowd(shared_media: Path):
+    image = cv2.imread(str(media_file(shared_media, "group_five_friends.jpg")))
+    faces = MtcnnFaceDetector().detect(image)
+    persons = tuple(Person(i + 1, Box(f.box.x1 - 20, f.box.y1 - 10, f.box.x2 + 20, f.box.y2 + 200), f.box, 0.9) for i, f in enumerate(faces))
+    return image, persons
+
+
+def _frame(image: np.ndarray, index: int, fps: float = 10.0) -> Frame:
+    return Frame("t", index, index / fps, 0.0, image)
+
+
+def test_one_batched_call_per_frame_for_all_persons(crowd) -> None:
+    image, persons = crowd
+    model = CountingBaseline()
+    stage = EmotionStage(model, SmoothingBank(SmoothingConfig(), model.label_rule))
+    result = stage.process(TrackedFrame(_frame(image, 0), persons))
+    assert model.calls == [5]
+    assert all(r is not None for r in result.raw) and all(s is not None for s in result.smoothed)
+    assert [e.kind for e in result.events] == [TrackEventKind.START] * 5
+
+
+def test_stride_infers_every_kth_frame_and_new_tracks_at_once(crowd) -> None:
+    image, persons = crowd
+    model = CountingBaseline()
+    stage = EmotionStage(model, SmoothingBank(SmoothingConfig(), model.label_rule), stride=3)
+    raws = []
+    for index in range(7):
+        present = persons[:3] if index < 4 else persons  # two people appear at frame 4
+        raws.append(stage.process(TrackedFrame(_frame(image, index), present)))
+    assert model.calls == [3, 3, 2, 3]  # frames 0, 3, 4 (the newcomers), 6
+    assert [sum(r is not None for r in frame.raw) for frame in raws] == [3, 0, 0, 3, 2, 0, 3]
+    # Between inferences the smoothed result is carried for every person.
+    assert all(s is not None for frame in raws for s in frame.smoothed)
+
+
+def test_batches_are_split_at_batch_size(crowd) -> None:
+    image, persons = crowd
+    model = CountingBaseline()
+    stage = EmotionStage(model, SmoothingBank(SmoothingConfig(), model.label_rule), batch_size=2)
+    stage.process(TrackedFrame(_frame(image, 0), persons))
+    assert model.calls == [2, 2, 1]
+
+
+def test_faces_below_min_size_are_not_inferred(crowd) -> None:
+    image, persons = crowd
+    model = CountingBaseline()
+    heights = sorted(p.head_box.height for p in persons)  # type: ignore[union-attr]
+    stage = EmotionStage(model, SmoothingBank(SmoothingConfig(), model.label_rule), min_face_px=int(heights[2]) + 1)
+    result = stage.process(TrackedFrame(_frame(image, 0), persons))
+    assert model.calls == [2]
+    assert sum(r is not None for r in result.raw) == 2
+    for person, raw in zip(persons, result.raw, strict=True):
+        assert (raw is None) == (person.head_box.height < heights[2] + 1)  # type: ignore[union-attr]
+
+
+def test_smoothed_scores_lag_the_raw_ones(crowd) -> None:
+    image, persons = crowd
+    model = CountingBaseline()
+    stage = EmotionStage(model, SmoothingBank(SmoothingConfig(half_life_s=1.0), model.label_rule))
+    first = stage.process(TrackedFrame(_frame(image, 0), persons[:1]))
+    flipped = np.ascontiguousarray(cv2.flip(image, 0))  # an upside-down face: a very different input
+    second = stage.process(TrackedFrame(_frame(flipped, 1), persons[:1]))
+    raw0, raw1, smooth1 = first.raw[0], second.raw[0], second.smoothed[0]
+    weight = 1 - 0.5 ** (0.1 / 1.0)
+    expected = raw0.scores[Level.FINAL] + weight * (raw1.scores[Level.FINAL] - raw0.scores[Level.FINAL])
+    np.testing.assert_allclose(smooth1.scores[Level.FINAL], expected, atol=1e-6)

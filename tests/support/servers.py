@@ -1,0 +1,137 @@
+"""Real servers on 127.0.0.1 for tests: GStreamer's RTSP server and Python's HTTP server."""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+SUPPORT = Path(__file__).resolve().parent
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def rtsp_server_available() -> str | None:
+    """None if the RTSP server can run here, else why not."""
+    if not Path(SYSTEM_PYTHON).exists():
+        return f"{SYSTEM_PYTHON} not found"
+    probe = subprocess.run(
+        [SYSTEM_PYTHON, "-c", "import gi; gi.require_version('GstRtspServer', '1.0'); from gi.repository import GstRtspServer"],
+        capture_output=True, text=True, timeout=30,
+    )
+    if probe.returncode != 0:
+        return "GStreamer's RTSP server is not installed (apt-get install gir1.2-gst-rtsp-server-1.0 ...; .ci/run does)"
+    return None
+
+
+class RtspServer:
+    """One gst-rtsp-server process; restartable on the same port."""
+
+    def __init__(self, args: list[str], port: int | None = None) -> None:
+        self.args = args
+        self.port = port or free_port()
+        self.process: subprocess.Popen[str] | None = None
+
+    def url(self, user: str | None = None, password: str | None = None, path: str = "/stream") -> str:
+        auth = f"{user}:{password}@" if user else ""
+        return f"rtsp://{auth}127.0.0.1:{self.port}{path}"
+
+    def start(self, timeout_s: float = 15.0) -> RtspServer:
+        self.process = subprocess.Popen(
+            [SYSTEM_PYTHON, str(SUPPORT / "rtsp_server.py"), "--port", str(self.port), *self.args],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        deadline = time.monotonic() + timeout_s
+        assert self.process.stdout is not None
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([self.process.stdout], [], [], 0.2)
+            if ready and self.process.stdout.readline().strip() == "READY":
+                return self
+            if self.process.poll() is not None:
+                break
+        err = self.process.stderr.read() if self.process.stderr else ""
+        self.stop()
+        raise RuntimeError(f"RTSP server did not start: {err}")
+
+    def stop(self) -> None:
+        """terminate -> wait -> kill (ENVIRONMENT.md)."""
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+        self.process = None
+
+    def kill(self) -> None:
+        """The server dies abruptly (no RTSP teardown)."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(timeout=5)
+            self.process = None
+
+    def pause(self) -> None:
+        assert self.process is not None
+        os.kill(self.process.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.process is not None
+        os.kill(self.process.pid, signal.SIGCONT)
+
+
+@pytest.fixture()
+def rtsp_server():
+    """Factory: rtsp_server(--file F | --pattern, [--user U --password P]) -> a started server."""
+    reason = rtsp_server_available()
+    if reason:
+        pytest.skip(reason)
+    servers: list[RtspServer] = []
+
+    def start(*args: str) -> RtspServer:
+        server = RtspServer(list(args)).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        if server.process is not None:
+            try:
+                server.resume()
+            except (ProcessLookupError, AssertionError):
+                pass
+        server.stop()
+
+
+@pytest.fixture()
+def http_server(shared_media: Path):
+    """Python's HTTP server on 127.0.0.1 serving the shared media folder."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(shared_media)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    yield f"http://127.0.0.1:{port}"
+    process.terminate()
+    process.wait(timeout=5)
