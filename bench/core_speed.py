@@ -76,8 +76,8 @@ class PeakMemory:
 
 def persons_on_photo(count: int) -> tuple[object, list[PersonRegion]]:
     """A real group photo with `count` person boxes (its faces, repeated if needed)."""
-    from streamer.detectors.faces import MtcnnFaceDetector
     from streamer.detectors.association import body_from_face
+    from streamer.detectors.faces import MtcnnFaceDetector
 
     image = cv2.imread(str(MEDIA / "group_cheering_crowd.jpg"))
     h, w = image.shape[:2]
@@ -115,9 +115,13 @@ def main() -> int:
     reference_model.to(device)
     reference_clip.to(device)
     runtime = CocoERModel(model, clip.visual, str(device), precision=args.precision)
-    print(f"device={device} ({torch.cuda.get_device_name() if device.type == 'cuda' else 'CPU'}), "
-          f"threads={torch.get_num_threads()}, batched precision={args.precision}, reference fp32")
-    print(f"{'persons':>7} {'batched s':>10} {'loop s':>9} {'speed-up':>9} {'batched MB':>11} {'loop MB':>9} {'max|diff| logits':>17}")
+    print(
+        f"device={device} ({torch.cuda.get_device_name() if device.type == 'cuda' else 'CPU'}), "
+        f"threads={torch.get_num_threads()}, batched precision={args.precision}, reference fp32"
+    )
+    print(
+        f"{'persons':>7} {'batched s':>10} {'loop s':>9} {'speed-up':>9} {'batched MB':>11} {'loop MB':>9} {'max|diff| logits':>17}"
+    )
     for count in args.persons:
         image, persons = persons_on_photo(count)
         batch = prepare_frame(image, persons, "pil")
@@ -128,7 +132,13 @@ def main() -> int:
             print(line + f" {'-':>9} {'-':>9} {batched_mem.peak_mb:>11.0f}")
             continue
         ctx = batch.context.to(device).expand(count, -1, -1, -1)
-        inputs = (ctx, batch.body.to(device), batch.head.to(device), batch.coord_body.to(device), batch.coord_head.to(device))
+        inputs = (
+            ctx,
+            batch.body.to(device),
+            batch.head.to(device),
+            batch.coord_body.to(device),
+            batch.coord_head.to(device),
+        )
 
         def loop(inputs=inputs, ctx=ctx):  # type: ignore[no-untyped-def]
             features = reference_clip.encode_image(ctx)
@@ -136,8 +146,14 @@ def main() -> int:
 
         with PeakMemory(device) as loop_mem:
             loop_s, ref = timed(loop, device, 1)
-        diff = max((getattr(ours, k).float() - getattr(ref, k).float()).abs().max().item() for k in ("final", "vi", "head", "body", "context"))
-        print(line + f" {loop_s:>9.3f} {loop_s / batched_s:>8.1f}x {batched_mem.peak_mb:>11.0f} {loop_mem.peak_mb:>9.0f} {diff:>17.2e}")
+        diff = max(
+            (getattr(ours, k).float() - getattr(ref, k).float()).abs().max().item()
+            for k in ("final", "vi", "head", "body", "context")
+        )
+        print(
+            line
+            + f" {loop_s:>9.3f} {loop_s / batched_s:>8.1f}x {batched_mem.peak_mb:>11.0f} {loop_mem.peak_mb:>9.0f} {diff:>17.2e}"
+        )
     return 0
 
 

@@ -19,9 +19,8 @@ import sys
 import tempfile
 import threading
 import time
-from pathlib import Path
 
-from common import MEDIA, PeakRss, device_name  # noqa: I001 - sets up sys.path first
+from common import MEDIA, PeakRss, device_name
 
 from streamer.app import build_components, run_video
 from streamer.config import AppConfig, load_config
@@ -72,7 +71,9 @@ def main() -> int:
         ],
     )
     components = build_components(config)
-    print(f"video={args.video} frames={args.frames} model={components.model_description} device={device_name(components.device)}")
+    print(
+        f"video={args.video} frames={args.frames} model={components.model_description} device={device_name(components.device)}"
+    )
     print(components.detector.describe())
 
     decode_fps, count = decode_only(config)
@@ -95,10 +96,16 @@ def main() -> int:
     print(f"{'decode only':<28}{decode_fps:>8.1f}")
     print(f"{'decode + detect + track':<28}{detect_fps:>8.1f}")
     print(f"{'whole pipeline':<28}{pipeline_fps:>8.1f}")
-    print(f"pipeline / decode+detect = {pipeline_fps / detect_fps:.2f}x   pipeline / decode = {pipeline_fps / decode_fps:.2f}x")
+    print(
+        f"pipeline / decode+detect = {pipeline_fps / detect_fps:.2f}x   pipeline / decode = {pipeline_fps / decode_fps:.2f}x"
+    )
     print("busy time per frame: " + ", ".join(f"{name} {ms:.1f} ms" for name, ms in summary.stage_ms.items()))
-    print(f"queue fill (fullest queue): mean {100 * sum(fills) / max(len(fills), 1):.0f}%, max {100 * max(fills, default=0):.0f}%")
-    print(f"persons per frame: mean {sum(persons) / max(len(persons), 1):.1f}, max {max(persons, default=0)}; frames {summary.frames}/{count}")
+    print(
+        f"queue fill (fullest queue): mean {100 * sum(fills) / max(len(fills), 1):.0f}%, max {100 * max(fills, default=0):.0f}%"
+    )
+    print(
+        f"persons per frame: mean {sum(persons) / max(len(persons), 1):.1f}, max {max(persons, default=0)}; frames {summary.frames}/{count}"
+    )
     print(f"peak memory (RSS): {memory.peak_mb:.0f} MB")
     return 0
 

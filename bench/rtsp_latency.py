@@ -17,19 +17,23 @@ import sys
 import tempfile
 import time
 
-from common import MEDIA, ROOT, device_name, percentile  # noqa: I001 - sets up sys.path first
+from common import MEDIA, ROOT, device_name, percentile
 
 from streamer.app import build_components, run_video
 from streamer.config import load_config
 from streamer.sources import open_source
 
 sys.path.insert(0, str(ROOT))
-from tests.support.servers import RtspServer, rtsp_server_available  # noqa: E402
+from tests.support.servers import RtspServer, rtsp_server_available
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--video", default="face_expressive_liveportrait_d12.mp4", help="an H.264 clip in ../shared/media (d12 is 25 fps)")
+    parser.add_argument(
+        "--video",
+        default="face_expressive_liveportrait_d12.mp4",
+        help="an H.264 clip in ../shared/media (d12 is 25 fps)",
+    )
     parser.add_argument("--seconds", type=float, default=7.0)
     parser.add_argument("--policy", default="latest", choices=("latest", "block"))
     args = parser.parse_args()
@@ -39,7 +43,9 @@ def main() -> int:
         return 2
     server = RtspServer(["--file", str(MEDIA / args.video)]).start()
     try:
-        config = load_config(None, [f"source.spec={server.url()}", f"source.policy={args.policy}", "detector.allow_download=false"])
+        config = load_config(
+            None, [f"source.spec={server.url()}", f"source.policy={args.policy}", "detector.allow_download=false"]
+        )
         components = build_components(config)
         latencies: list[float] = []
         deadline = time.monotonic() + args.seconds
@@ -54,9 +60,15 @@ def main() -> int:
             source = open_source(config.source.spec, config.source)
             summary = run_video(config, source, components, show_progress=False, on_frame=observe)
         captured = summary.frames + summary.dropped
-        print(f"stream={args.video} over RTSP/TCP, policy={args.policy}, model={components.model_description}, device={device_name(components.device)}")
-        print(f"frames captured {captured}, rendered {summary.frames}, dropped {summary.dropped} ({100 * summary.dropped / max(captured, 1):.0f}%)")
-        print(f"capture -> overlay latency: p50 {1000 * percentile(latencies, 50):.0f} ms, p95 {1000 * percentile(latencies, 95):.0f} ms, max {1000 * max(latencies):.0f} ms")
+        print(
+            f"stream={args.video} over RTSP/TCP, policy={args.policy}, model={components.model_description}, device={device_name(components.device)}"
+        )
+        print(
+            f"frames captured {captured}, rendered {summary.frames}, dropped {summary.dropped} ({100 * summary.dropped / max(captured, 1):.0f}%)"
+        )
+        print(
+            f"capture -> overlay latency: p50 {1000 * percentile(latencies, 50):.0f} ms, p95 {1000 * percentile(latencies, 95):.0f} ms, max {1000 * max(latencies):.0f} ms"
+        )
         print("busy time per frame: " + ", ".join(f"{name} {ms:.1f} ms" for name, ms in summary.stage_ms.items()))
     finally:
         server.stop()

@@ -75,9 +75,7 @@ class EmotionResult:
             raise ValueError("an EmotionResult needs final scores")
         for level, values in self.scores.items():
             if values.shape != (len(self.labels),):
-                raise ValueError(
-                    f"{level.value} scores have shape {values.shape}, expected ({len(self.labels)},)"
-                )
+                raise ValueError(f"{level.value} scores have shape {values.shape}, expected ({len(self.labels)},)")
 
     def top(self, k: int, level: Level = Level.FINAL) -> list[tuple[str, float]]:
         """The k highest-scoring (label, probability) pairs of one level."""
@@ -96,8 +94,6 @@ class EmotionModel(Protocol):
     levels: tuple[Level, ...]
     label_rule: LabelRule
 
-    def predict(
-        self, image_bgr: np.ndarray, persons: Sequence[PersonRegion]
-    ) -> list[EmotionResult | None]:
+    def predict(self, image_bgr: np.ndarray, persons: Sequence[PersonRegion]) -> list[EmotionResult | None]:
         """Predict for every person of one frame in one batched call."""
         ...

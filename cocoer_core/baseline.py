@@ -85,9 +85,7 @@ class MiniXception(nn.Module):
         self.bn1 = nn.BatchNorm2d(8, eps=KERAS_BN_EPS)
         self.conv2 = nn.Conv2d(8, 8, 3, bias=False)
         self.bn2 = nn.BatchNorm2d(8, eps=KERAS_BN_EPS)
-        self.blocks = nn.ModuleList(
-            _ResidualModule(i, o) for i, o in ((8, 16), (16, 32), (32, 64), (64, 128))
-        )
+        self.blocks = nn.ModuleList(_ResidualModule(i, o) for i, o in ((8, 16), (16, 32), (32, 64), (64, 128)))
         self.classifier = nn.Conv2d(128, num_classes, 3, padding=1, bias=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -176,24 +174,20 @@ def load_mini_xception(path: Path | None = None) -> MiniXception:
     return model.eval()
 
 
-def face_crop_box(
-    head_xyxy: Sequence[float], image_w: int, image_h: int, margin: float
-) -> tuple[int, int, int, int]:
+def face_crop_box(head_xyxy: Sequence[float], image_w: int, image_h: int, margin: float) -> tuple[int, int, int, int]:
     """The square region the model sees: the face box grown by `margin` per side."""
     x1, y1, x2, y2 = head_xyxy
     cx, cy = (x1 + x2) / 2.0, (y1 + y2) / 2.0
     side = max(x2 - x1, y2 - y1) * (1.0 + 2.0 * margin)
     half = side / 2.0
-    left = int(round(max(cx - half, 0)))
-    top = int(round(max(cy - half, 0)))
-    right = int(round(min(cx + half, image_w)))
-    bottom = int(round(min(cy + half, image_h)))
+    left = round(max(cx - half, 0))
+    top = round(max(cy - half, 0))
+    right = round(min(cx + half, image_w))
+    bottom = round(min(cy + half, image_h))
     return left, top, max(right, left + 1), max(bottom, top + 1)
 
 
-def preprocess_faces(
-    image_bgr: np.ndarray, head_boxes: Sequence[Sequence[float]], margin: float
-) -> torch.Tensor:
+def preprocess_faces(image_bgr: np.ndarray, head_boxes: Sequence[Sequence[float]], margin: float) -> torch.Tensor:
     """Face crops -> [N, 1, 64, 64] float32 in [-1, 1], as FER2013 training did."""
     gray = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2GRAY)
     h, w = gray.shape
@@ -218,9 +212,7 @@ class FaceExpressionBaseline:
     levels = (Level.FINAL, Level.HEAD)
     label_rule = LabelRule(final_threshold=None, level_threshold=None)
 
-    def __init__(
-        self, device: str = "cpu", face_margin: float = 0.1, weights: Path | None = None
-    ) -> None:
+    def __init__(self, device: str = "cpu", face_margin: float = 0.1, weights: Path | None = None) -> None:
         self.device = torch.device(device)
         self.face_margin = face_margin
         self.network = load_mini_xception(weights).to(self.device)
@@ -231,9 +223,7 @@ class FaceExpressionBaseline:
         logits = self.network(faces.to(self.device))
         return torch.softmax(logits, dim=1).float().cpu().numpy()
 
-    def predict(
-        self, image_bgr: np.ndarray, persons: Sequence[PersonRegion]
-    ) -> list[EmotionResult | None]:
+    def predict(self, image_bgr: np.ndarray, persons: Sequence[PersonRegion]) -> list[EmotionResult | None]:
         with_face = [i for i, p in enumerate(persons) if p.head_xyxy is not None]
         results: list[EmotionResult | None] = [None] * len(persons)
         if not with_face:

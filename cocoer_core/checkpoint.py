@@ -60,11 +60,11 @@ def read_checkpoint(path: Path, trust_pickle: bool = True) -> Any:
                 "load it only if you trust it (emotion.trust_checkpoint=true)"
             ) from exc
         logger.warning("%s holds pickled objects besides the weights: loading it fully (trusted file)", path)
-    except Exception as exc:  # noqa: BLE001 - torch.load fails in many ways on non-checkpoints
+    except Exception as exc:
         raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({_first_line(exc)})") from exc
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # noqa: BLE001 - arbitrary unpickling failures
+    except Exception as exc:
         raise CheckpointError(f"{path} cannot be unpickled ({_first_line(exc)})") from exc
 
 
@@ -147,7 +147,7 @@ def download_clip_rn50(destination: Path, timeout_s: float = 30.0) -> Path:
     partial = destination.with_suffix(".part")
     digest = hashlib.sha256()
     try:
-        with urllib.request.urlopen(CLIP_URL, timeout=timeout_s) as response, partial.open("wb") as out:  # noqa: S310 - fixed https URL
+        with urllib.request.urlopen(CLIP_URL, timeout=timeout_s) as response, partial.open("wb") as out:
             while chunk := response.read(1 << 20):
                 digest.update(chunk)
                 out.write(chunk)

@@ -68,7 +68,7 @@ class AttentionPool2d(nn.Module):
         self.num_heads = num_heads
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, c, h, w = x.shape
+        b, c = x.shape[:2]
         tokens = x.flatten(2).transpose(1, 2)  # [B, 49, 2048]
         tokens = torch.cat([tokens.mean(dim=1, keepdim=True), tokens], dim=1)  # [B, 50, 2048]
         tokens = tokens + self.positional_embedding.to(tokens.dtype)
@@ -138,7 +138,9 @@ class ResidualAttentionBlock(nn.Module):
         self.attn = nn.MultiheadAttention(width, heads)
         self.ln_1 = nn.LayerNorm(width)
         self.mlp = nn.Sequential(
-            OrderedDict([("c_fc", nn.Linear(width, width * 4)), ("gelu", QuickGELU()), ("c_proj", nn.Linear(width * 4, width))])
+            OrderedDict(
+                [("c_fc", nn.Linear(width, width * 4)), ("gelu", QuickGELU()), ("c_proj", nn.Linear(width * 4, width))]
+            )
         )
         self.ln_2 = nn.LayerNorm(width)
 

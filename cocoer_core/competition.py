@@ -60,7 +60,9 @@ def _layer_norm_backward(x: torch.Tensor, grad_out: torch.Tensor, norm: nn.Layer
     normed = (x - mean) * inv_std
     grad_normed = grad_out * norm.weight
     return inv_std * (
-        grad_normed - grad_normed.mean(dim=-1, keepdim=True) - normed * (grad_normed * normed).mean(dim=-1, keepdim=True)
+        grad_normed
+        - grad_normed.mean(dim=-1, keepdim=True)
+        - normed * (grad_normed * normed).mean(dim=-1, keepdim=True)
     )
 
 

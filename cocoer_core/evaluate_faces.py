@@ -28,7 +28,6 @@ import numpy as np
 
 from cocoer_core.api import PersonRegion
 from cocoer_core.baseline import FaceExpressionBaseline
-from cocoer_core.labels import FER2013_LABELS
 
 #: A face finder: BGR image -> the face box (x1, y1, x2, y2), or None.
 FaceFinder = Callable[[np.ndarray], tuple[float, float, float, float] | None]
@@ -88,7 +87,8 @@ def evaluate(
             face = (0.0, 0.0, float(image.shape[1]), float(image.shape[0]))
             result.whole_image_faces += 1
         predicted = model.predict(image, [PersonRegion(face, face)])[0]
-        assert predicted is not None
+        if predicted is None:  # the baseline answers every person with a face box
+            raise RuntimeError("the face model returned no result for a face")
         result.confusion[index[label], index[predicted.pred[0]]] += 1
     return result
 
@@ -113,7 +113,9 @@ def report(result: Evaluation) -> str:
     lines.append("")
     if result.skipped_labels:
         skipped = ", ".join(f"{k!r}: {v}" for k, v in sorted(result.skipped_labels.items()))
-        lines.append(f"skipped {sum(result.skipped_labels.values())} rows with labels outside the 7 classes ({skipped})")
+        lines.append(
+            f"skipped {sum(result.skipped_labels.values())} rows with labels outside the 7 classes ({skipped})"
+        )
     if result.unreadable:
         lines.append(f"skipped {len(result.unreadable)} unreadable images (first: {result.unreadable[0]})")
     if result.whole_image_faces:
@@ -139,8 +141,18 @@ def _mtcnn_finder(device: str) -> FaceFinder:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cocoer_core.evaluate_faces", description=__doc__.split("\n\n")[0])
     parser.add_argument("csv", type=Path, help="CSV of path,label rows (paths relative to the CSV)")
-    parser.add_argument("--detector", choices=("mtcnn", "none"), default="mtcnn", help="find the face first (mtcnn) or use whole images (none)")
-    parser.add_argument("--face-margin", type=float, default=0.0, help="grow the face box by this fraction per side (as emotion.face_margin)")
+    parser.add_argument(
+        "--detector",
+        choices=("mtcnn", "none"),
+        default="mtcnn",
+        help="find the face first (mtcnn) or use whole images (none)",
+    )
+    parser.add_argument(
+        "--face-margin",
+        type=float,
+        default=0.0,
+        help="grow the face box by this fraction per side (as emotion.face_margin)",
+    )
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
     if not args.csv.is_file():

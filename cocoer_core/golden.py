@@ -45,7 +45,9 @@ def _scale_for(name: str, fill_scale: Mapping[str, float]) -> float | None:
 
 
 @torch.no_grad()
-def fill_module(module: nn.Module, seed_tag: str, name_prefix: str = "", fill_scale: Mapping[str, float] | None = None) -> None:
+def fill_module(
+    module: nn.Module, seed_tag: str, name_prefix: str = "", fill_scale: Mapping[str, float] | None = None
+) -> None:
     """Fill every parameter and buffer of `module` by the rule.
 
     `name_prefix` is prepended to the module's own keys ("" for CocoER,

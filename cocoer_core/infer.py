@@ -99,11 +99,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cocoer_core.infer", description=__doc__.split("\n\n")[0])
     parser.add_argument("--input", type=Path, required=True, help="image file")
-    parser.add_argument("--ckpt", type=Path, default=Path("checkpoints/GWT.pth"), help="CocoER checkpoint (default checkpoints/GWT.pth)")
-    parser.add_argument("--clip", type=Path, default=None, help="OpenAI CLIP RN50.pt (default: next to the checkpoint, or clip's cache)")
-    parser.add_argument("--out", type=Path, default=Path("outputs"), help="folder for the annotated image (default outputs/)")
+    parser.add_argument(
+        "--ckpt", type=Path, default=Path("checkpoints/GWT.pth"), help="CocoER checkpoint (default checkpoints/GWT.pth)"
+    )
+    parser.add_argument(
+        "--clip", type=Path, default=None, help="OpenAI CLIP RN50.pt (default: next to the checkpoint, or clip's cache)"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=Path("outputs"), help="folder for the annotated image (default outputs/)"
+    )
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--inside-lr", type=float, default=1.0, help="coordination step size (the original script: 1.0)")
+    parser.add_argument(
+        "--inside-lr", type=float, default=1.0, help="coordination step size (the original script: 1.0)"
+    )
     parser.add_argument("--offline", action="store_true", help="never try to download detector or CLIP weights")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)

@@ -51,7 +51,9 @@ class CocoEROutput:
 
 def level_classifier(in_dim: int, d_model: int, num_class: int) -> nn.Sequential:
     """cls_HFE_*: GELU, Linear, GELU, LayerNorm, Linear (feature = output of index 3)."""
-    return nn.Sequential(nn.GELU(), nn.Linear(in_dim, d_model), nn.GELU(), nn.LayerNorm(d_model), nn.Linear(d_model, num_class))
+    return nn.Sequential(
+        nn.GELU(), nn.Linear(in_dim, d_model), nn.GELU(), nn.LayerNorm(d_model), nn.Linear(d_model, num_class)
+    )
 
 
 def fusion_classifier(d_model: int, num_class: int) -> nn.Sequential:
@@ -110,6 +112,34 @@ class CocoER(nn.Module):
         """Precompute the folded VI_ffn.1 (call after loading weights)."""
         self.vocabulary.fold(self.VI_ffn[1])
 
+    def context_tokens(self, images_context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Context tokens before (x_c0, the head/body keys) and after the self-attention blocks."""
+        x_c0 = to_tokens(self.context_proj(self.backbone.context(images_context)))  # [K, 49, 256]
+        p_c = self.en_pos.context()  # [49, 256]
+        x_c = x_c0
+        for block in self.encoder3:
+            x_c = block(x_c, x_c, p_c, p_c)  # context self-attention
+        return x_c0, x_c
+
+    def person_tokens(
+        self,
+        images_head: torch.Tensor,
+        images_body: torch.Tensor,
+        coord_head: torch.Tensor,
+        coord_body: torch.Tensor,
+        keys: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Head and body tokens after attending to their context's tokens `keys` [B, 49, 256]."""
+        p_c = self.en_pos.context()
+        p_h, p_b = self.en_pos.roi(coord_head), self.en_pos.roi(coord_body)  # [B, 49, 256]
+        x_h = to_tokens(self.head_proj(self.backbone.head(images_head)))  # [B, 49, 256]
+        x_b = to_tokens(self.body_proj(self.backbone.body(images_body)))
+        for block in self.encoder1:
+            x_h = block(x_h, keys, p_h, p_c)
+        for block in self.encoder2:
+            x_b = block(x_b, keys, p_b, p_c)
+        return x_h, x_b
+
     def _level(self, tokens: torch.Tensor, classifier: nn.Sequential, pseudo: torch.Tensor) -> LevelOutput:
         # Always fp32: the coordination step is a hand-written backward pass.
         with torch.autocast(device_type=tokens.device.type, enabled=False):
@@ -136,23 +166,12 @@ class CocoER(nn.Module):
         b = images_body.shape[0]
         index = context_index if context_index is not None else torch.arange(b, device=images_body.device)
         # Context path, once per distinct context image.
-        x_c0 = to_tokens(self.context_proj(self.backbone.context(images_context)))  # [K, 49, 256]
-        p_c = self.en_pos.context()  # [49, 256]
-        x_c = x_c0
-        for block in self.encoder3:
-            x_c = block(x_c, x_c, p_c, p_c)  # context self-attention
+        x_c0, x_c = self.context_tokens(images_context)  # [K, 49, 256] before / after self-attention
         vi_logits, vi_feature = self.vocabulary(clip_features, self.W, self.VI_ffn)  # [K, C], [K, 256]
         pseudo = (torch.sigmoid(vi_logits) > self.config.pseudo_threshold).to(vi_logits.dtype)
         ctx = self._level(x_c, self.cls_HFE_ctx, pseudo)
         # Person path: head and body attend to their frame's initial context tokens.
-        keys = x_c0[index]  # [B, 49, 256]
-        p_h, p_b = self.en_pos.roi(coord_head), self.en_pos.roi(coord_body)  # [B, 49, 256]
-        x_h = to_tokens(self.head_proj(self.backbone.head(images_head)))  # [B, 49, 256]
-        x_b = to_tokens(self.body_proj(self.backbone.body(images_body)))
-        for block in self.encoder1:
-            x_h = block(x_h, keys, p_h, p_c)
-        for block in self.encoder2:
-            x_b = block(x_b, keys, p_b, p_c)
+        x_h, x_b = self.person_tokens(images_head, images_body, coord_head, coord_body, x_c0[index])
         person_pseudo = pseudo[index]
         head = self._level(x_h, self.cls_HFE_head, person_pseudo)
         body = self._level(x_b, self.cls_HFE_body, person_pseudo)

@@ -27,7 +27,10 @@ SIZE = 224
 def boxes_to_224(boxes: Sequence[Sequence[float]], width: int, height: int) -> torch.Tensor:
     """[N, 4] integer boxes in the 224x224 context frame (truncated, as the release)."""
     return torch.tensor(
-        [[int(x1 * SIZE / width), int(y1 * SIZE / height), int(x2 * SIZE / width), int(y2 * SIZE / height)] for x1, y1, x2, y2 in boxes],
+        [
+            [int(x1 * SIZE / width), int(y1 * SIZE / height), int(x2 * SIZE / width), int(y2 * SIZE / height)]
+            for x1, y1, x2, y2 in boxes
+        ],
         dtype=torch.int64,
     ).reshape(-1, 4)
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from cocoer_core.backbones import to_tokens
 from cocoer_core.competition import exclusion_order, inner_weights
 from cocoer_core.model import CocoER, CocoEROutput
 
@@ -24,7 +23,9 @@ def _inner_loss(logits: torch.Tensor, pseudo: torch.Tensor) -> torch.Tensor:
     return (inner_weights(pseudo) * F.binary_cross_entropy_with_logits(logits, pseudo, reduction="none")).sum()
 
 
-def _refine_with_autograd(model: CocoER, z: torch.Tensor, classifier: torch.nn.Sequential, pseudo: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def _refine_with_autograd(
+    model: CocoER, z: torch.Tensor, classifier: torch.nn.Sequential, pseudo: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """One level of one sample: (feature, logits, loss, refined) via real SGD steps."""
     fc1 = classifier[1]
     feature = classifier[:4](z)
@@ -58,7 +59,17 @@ def reference_forward(
     rows = []
     for i in range(images_body.shape[0]):
         with torch.enable_grad():
-            rows.append(_one_person(model, images_context[i : i + 1], images_body[i : i + 1], images_head[i : i + 1], coord_body[i : i + 1], coord_head[i : i + 1], clip_features[i : i + 1]))
+            rows.append(
+                _one_person(
+                    model,
+                    images_context[i : i + 1],
+                    images_body[i : i + 1],
+                    images_head[i : i + 1],
+                    coord_body[i : i + 1],
+                    coord_head[i : i + 1],
+                    clip_features[i : i + 1],
+                )
+            )
     stacked = {key: torch.cat([row[key] for row in rows]) for key in rows[0]}
     losses = stacked["losses"]
     return CocoEROutput(
@@ -75,18 +86,8 @@ def reference_forward(
 
 
 def _one_person(model: CocoER, ctx, body, head, cb, ch, clip_features) -> dict[str, torch.Tensor]:  # type: ignore[no-untyped-def]
-    x_c0 = to_tokens(model.context_proj(model.backbone.context(ctx)))
-    p_c = model.en_pos.context()
-    x_c = x_c0
-    for block in model.encoder3:
-        x_c = block(x_c, x_c, p_c, p_c)
-    x_h = to_tokens(model.head_proj(model.backbone.head(head)))
-    x_b = to_tokens(model.body_proj(model.backbone.body(body)))
-    p_h, p_b = model.en_pos.roi(ch), model.en_pos.roi(cb)
-    for block in model.encoder1:
-        x_h = block(x_h, x_c0, p_h, p_c)
-    for block in model.encoder2:
-        x_b = block(x_b, x_c0, p_b, p_c)
+    x_c0, x_c = model.context_tokens(ctx)
+    x_h, x_b = model.person_tokens(head, body, ch, cb, x_c0)
     # The unfolded VI branch, exactly as the release computes it.
     f = clip_features / clip_features.norm(dim=-1, keepdim=True)
     tiled = model.W(f).repeat(1, model.config.num_class)
@@ -94,7 +95,11 @@ def _one_person(model: CocoER, ctx, body, head, cb, ch, clip_features) -> dict[s
     vi_logits = model.VI_ffn[5](vi_feature)
     pseudo = (torch.sigmoid(vi_logits) > model.config.pseudo_threshold).float().detach()
     levels = {}
-    for name, tokens, classifier in (("head", x_h, model.cls_HFE_head), ("body", x_b, model.cls_HFE_body), ("context", x_c, model.cls_HFE_ctx)):
+    for name, tokens, classifier in (
+        ("head", x_h, model.cls_HFE_head),
+        ("body", x_b, model.cls_HFE_body),
+        ("context", x_c, model.cls_HFE_ctx),
+    ):
         z = model.ln_after(tokens).flatten(1)
         levels[name] = _refine_with_autograd(model, z, classifier, pseudo)
     with torch.no_grad():

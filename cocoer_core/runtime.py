@@ -86,7 +86,9 @@ class CocoERModel:
     ) -> None:
         self.device = torch.device(device)
         self.labels = EMOTIC_LABELS if model.config.num_class == 26 else CAER_S_LABELS
-        self.description = f"CocoER, {len(self.labels)} {'EMOTIC' if len(self.labels) == 26 else 'CAER-S'} classes, head+body+context"
+        self.description = (
+            f"CocoER, {len(self.labels)} {'EMOTIC' if len(self.labels) == 26 else 'CAER-S'} classes, head+body+context"
+        )
         self.label_rule = LabelRule(final_threshold, level_threshold)
         self.resize = resize
         if precision == "auto":
@@ -148,7 +150,9 @@ class CocoERModel:
         return results_from_output(out, self.name, self.labels, self.label_rule)
 
 
-def results_from_output(out: CocoEROutput, name: str, labels: tuple[str, ...], rule: LabelRule) -> list[EmotionResult | None]:
+def results_from_output(
+    out: CocoEROutput, name: str, labels: tuple[str, ...], rule: LabelRule
+) -> list[EmotionResult | None]:
     """Probabilities, thresholded labels and exclusion sequences per person."""
     probs = {
         Level.FINAL: torch.sigmoid(out.final.float()).cpu().numpy(),

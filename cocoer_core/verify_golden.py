@@ -43,11 +43,15 @@ def build_golden_models(spec: dict[str, Any], fold_vi: bool = False) -> tuple[Co
 
 
 @torch.no_grad()
-def run_golden(spec: dict[str, Any], media: Path, fold_vi: bool = False) -> tuple[CocoEROutput, dict[str, torch.Tensor]]:
+def run_golden(
+    spec: dict[str, Any], media: Path, fold_vi: bool = False
+) -> tuple[CocoEROutput, dict[str, torch.Tensor]]:
     model, clip = build_golden_models(spec, fold_vi)
     inputs = golden_inputs(spec, media)
     clip_features = clip.encode_image(inputs["context"])
-    out = model(inputs["context"], inputs["body"], inputs["head"], inputs["coord_body"], inputs["coord_head"], clip_features)
+    out = model(
+        inputs["context"], inputs["body"], inputs["head"], inputs["coord_body"], inputs["coord_head"], clip_features
+    )
     return out, inputs
 
 
@@ -58,7 +62,10 @@ def compare(spec: dict[str, Any], out: CocoEROutput, inputs: dict[str, torch.Ten
         ours = float(inputs[key].sum())
         theirs = spec["input_tensor_checksums"][name]
         lines.append(f"input checksum {name:<8} ours={ours:.4f} golden={theirs:.4f}")
-    boxes_ok = inputs["coord_body"].tolist() == spec["body_xyxy_224"] and inputs["coord_head"].tolist() == spec["head_xyxy_224"]
+    boxes_ok = (
+        inputs["coord_body"].tolist() == spec["body_xyxy_224"]
+        and inputs["coord_head"].tolist() == spec["head_xyxy_224"]
+    )
     ok &= boxes_ok
     lines.append(f"boxes in the 224 frame: {'match' if boxes_ok else 'DIFFER'}")
     outputs = {"pred": out.final, "VI": out.vi, "head": out.head, "body": out.body, "ctx": out.context}
@@ -80,7 +87,9 @@ def compare(spec: dict[str, Any], out: CocoEROutput, inputs: dict[str, torch.Ten
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cocoer_core.verify_golden", description=__doc__.split("\n\n")[0])
     parser.add_argument("golden", type=Path, help="a cocoer_golden_*.json file")
-    parser.add_argument("--media", type=Path, default=DEFAULT_MEDIA, help=f"folder with the JSON's image (default {DEFAULT_MEDIA})")
+    parser.add_argument(
+        "--media", type=Path, default=DEFAULT_MEDIA, help=f"folder with the JSON's image (default {DEFAULT_MEDIA})"
+    )
     parser.add_argument("--fold-vi", action="store_true", help="use the folded VI_ffn.1 (must give the same result)")
     args = parser.parse_args(argv)
     try:

@@ -38,7 +38,7 @@ from streamer.sinks import (
     write_json,
 )
 from streamer.smoothing import SmoothingBank
-from streamer.sources import Source
+from streamer.sources import Source, SourceInfo
 from streamer.stages import DetectTrackStage, EmotionStage, region_of
 from streamer.types import Frame, FrameResult
 from trackers import FrameLocalTracker, Tracker, build_tracker
@@ -96,6 +96,82 @@ def _refuse_overwriting_input(output: Path, source_path: Path | None) -> None:
         raise UserError(f"output {output} would overwrite the input; choose another --out folder")
 
 
+@dataclass
+class Outputs:
+    """The sinks of one run, written together and always closed together."""
+
+    model_name: str
+    video: VideoSink | SegmentedVideoSink | None = None
+    jsonl: JsonlSink | None = None
+    display: DisplaySink | None = None
+
+    def write(self, annotated: np.ndarray, result: FrameResult) -> bool:
+        """Write one frame everywhere; False when the user closed the window."""
+        if self.video is not None:
+            self.video.write(annotated, result.frame.pts_s)
+        if self.jsonl is not None:
+            self.jsonl.write(frame_to_json(result, self.model_name))
+        if self.display is not None:
+            self.display.write(annotated)
+            return not self.display.closed_by_user
+        return True
+
+    def close(self) -> None:
+        for sink in (self.video, self.jsonl, self.display):
+            if sink is not None:
+                sink.close()
+
+
+def open_outputs(config: AppConfig, info: SourceInfo, model_name: str, summary: RunSummary) -> Outputs:
+    """`<out>/<stem>.mp4` (live: timestamped segments) and `.jsonl`, plus the window if asked for."""
+    out_dir = ensure_writable_dir(Path(config.sink.out_dir).expanduser())
+    stem = info.stem if not info.is_live else f"{info.stem}_{time.strftime('%Y%m%d-%H%M%S')}"
+    source_path = Path(info.display_name) if info.kind == "file" else None
+    outputs = Outputs(model_name)
+    if config.sink.video and info.is_live:
+        outputs.video = SegmentedVideoSink(
+            out_dir, stem, info.fps, config.sink.segment_s, config.sink.crf, config.sink.preset
+        )
+        summary.video_paths = outputs.video.paths  # filled as segments open
+    elif config.sink.video:
+        path = out_dir / f"{stem}.mp4"
+        _refuse_overwriting_input(path, source_path)
+        summary.video_paths = [path]
+        outputs.video = VideoSink(path, info.time_base, info.fps, config.sink.crf, config.sink.preset)
+    if config.sink.jsonl:
+        summary.jsonl_path = out_dir / f"{stem}.jsonl"
+        _refuse_overwriting_input(summary.jsonl_path, source_path)
+        outputs.jsonl = JsonlSink(summary.jsonl_path)
+    if config.sink.display:
+        if DisplaySink.available():
+            outputs.display = DisplaySink(f"CocoER - {info.display_name}")
+        else:
+            logger.warning("no display available: running headless (--display ignored)")
+    return outputs
+
+
+def build_pipeline(
+    config: AppConfig, source: Source, components: Components, tracker: Tracker | None = None
+) -> Pipeline:
+    """capture -> detect+track -> emotion worker, with the source kind's queue policy."""
+    policy = config.source.policy if config.source.policy != "auto" else ("latest" if source.info.is_live else "block")
+    tracker = tracker or build_tracker(config.tracker, components.device)
+    detect_stage = DetectTrackStage(components.detector, tracker, config.source.keep_tracks_s)
+    emotion_stage = EmotionStage(
+        components.model,
+        SmoothingBank(config.smoothing, components.label_rule),
+        config.emotion.stride,
+        config.emotion.min_face_px,
+        config.emotion.batch_size,
+    )
+    return Pipeline(
+        source.frames,
+        [("detect+track", detect_stage.process), ("emotion", emotion_stage.process)],
+        config.live_queue_size if policy == "latest" else config.queue_size,
+        policy,
+    )
+
+
 def run_video(
     config: AppConfig,
     source: Source,
@@ -111,50 +187,14 @@ def run_video(
     written (benchmarks read latency and queue fill there).
     """
     info = source.info
-    out_dir = ensure_writable_dir(Path(config.sink.out_dir).expanduser())
-    stem = info.stem if not info.is_live else f"{info.stem}_{time.strftime('%Y%m%d-%H%M%S')}"
-    source_path = Path(info.display_name) if info.kind == "file" else None
     summary = RunSummary()
-    video: VideoSink | SegmentedVideoSink | None = None
-    jsonl: JsonlSink | None = None
-    if config.sink.video and info.is_live:
-        video = SegmentedVideoSink(out_dir, stem, info.fps, config.sink.segment_s, config.sink.crf, config.sink.preset)
-        summary.video_paths = video.paths  # filled as segments open
-    elif config.sink.video:
-        path = out_dir / f"{stem}.mp4"
-        _refuse_overwriting_input(path, source_path)
-        summary.video_paths = [path]
-        video = VideoSink(path, info.time_base, info.fps, config.sink.crf, config.sink.preset)
-    if config.sink.jsonl:
-        summary.jsonl_path = out_dir / f"{stem}.jsonl"
-        _refuse_overwriting_input(summary.jsonl_path, source_path)
-        jsonl = JsonlSink(summary.jsonl_path)
-    display = None
-    if config.sink.display:
-        if DisplaySink.available():
-            display = DisplaySink(f"CocoER - {info.display_name}")
-        else:
-            logger.warning("no display available: running headless (--display ignored)")
-
-    policy = config.source.policy if config.source.policy != "auto" else ("latest" if info.is_live else "block")
-    tracker = tracker or build_tracker(config.tracker, components.device)
-    bank = SmoothingBank(config.smoothing, components.label_rule)
-    detect_stage = DetectTrackStage(components.detector, tracker, config.source.keep_tracks_s)
-    emotion_stage = EmotionStage(
-        components.model, bank, config.emotion.stride, config.emotion.min_face_px, config.emotion.batch_size
-    )
-    pipeline = Pipeline(
-        source.frames,
-        [("detect+track", detect_stage.process), ("emotion", emotion_stage.process)],
-        config.live_queue_size if policy == "latest" else config.queue_size,
-        policy,
-    )
+    outputs = open_outputs(config, info, components.model_name, summary)
+    pipeline = build_pipeline(config, source, components, tracker)
     renderer = OverlayRenderer(config.overlay, components.model_description)
     meter = RateMeter()
     started = time.monotonic()
-    progress = ProgressReporter(
-        console or Console(stderr=True), f"{info.display_name}", info.frame_count_hint if not info.is_live else None, show_progress
-    )
+    total = info.frame_count_hint if not info.is_live else None
+    progress = ProgressReporter(console or Console(stderr=True), info.display_name, total, show_progress)
     pipeline.start()
     try:
         with progress:
@@ -162,27 +202,22 @@ def run_video(
                 summary.frames += 1
                 summary.max_persons = max(summary.max_persons, len(result.persons))
                 fps = meter.tick()
-                stats = OverlayStats(fps, 1000.0 * (time.monotonic() - result.frame.captured_at), pipeline.stats.dropped)
-                annotated = renderer.annotate(result.frame.image.copy(), result, stats)
-                if video is not None:
-                    video.write(annotated, result.frame.pts_s)
-                if jsonl is not None:
-                    jsonl.write(frame_to_json(result, components.model_name))
-                if display is not None:
-                    display.write(annotated)
-                    if display.closed_by_user:
-                        break
-                fills = pipeline.stats.fills()
-                progress.update(summary.frames, fps, pipeline.stats.dropped, max(fills.values(), default=0.0))
+                latency_ms = 1000.0 * (time.monotonic() - result.frame.captured_at)
+                annotated = renderer.annotate(
+                    result.frame.image.copy(), result, OverlayStats(fps, latency_ms, pipeline.stats.dropped)
+                )
+                if not outputs.write(annotated, result):
+                    break
+                progress.update(
+                    summary.frames, fps, pipeline.stats.dropped, max(pipeline.stats.fills().values(), default=0.0)
+                )
                 if on_frame is not None:
                     on_frame(result, pipeline.stats)
     except KeyboardInterrupt:
         summary.interrupted = True
         logger.warning("interrupted: finalizing the files written so far")
     finally:
-        for sink in (video, jsonl, display):
-            if sink is not None:
-                sink.close()
+        outputs.close()
         summary.dropped = pipeline.stats.dropped
         summary.seconds = time.monotonic() - started
         summary.stage_ms = {name: t.mean_ms for name, t in pipeline.stats.stages.items()}
@@ -217,11 +252,18 @@ def run_image(config: AppConfig, path: Path, image: np.ndarray, components: Comp
     out_dir = ensure_writable_dir(Path(config.sink.out_dir).expanduser())
     frame = Frame(str(path), 0, 0.0, time.monotonic(), image, is_last=True)
     persons = tuple(FrameLocalTracker().update(frame, components.detector.detect(image)))
-    raw = tuple(components.model.predict(image, [region_of(p) for p in persons])) if components.model and persons else (None,) * len(persons)
+    raw = (
+        tuple(components.model.predict(image, [region_of(p) for p in persons]))
+        if components.model and persons
+        else (None,) * len(persons)
+    )
     result = FrameResult(frame, persons, raw, raw)
     config.overlay.show_stats = False
     annotated = OverlayRenderer(config.overlay, components.model_description).annotate(image.copy(), result)
-    image_path = out_dir / f"{path.stem}_annotated{path.suffix.lower() if path.suffix.lower() in ('.png', '.jpg', '.jpeg') else '.png'}"
+    image_path = (
+        out_dir
+        / f"{path.stem}_annotated{path.suffix.lower() if path.suffix.lower() in ('.png', '.jpg', '.jpeg') else '.png'}"
+    )
     json_path = out_dir / f"{path.stem}.json"
     _refuse_overwriting_input(json_path, path)
     write_image(image_path, annotated)
@@ -232,6 +274,12 @@ def run_image(config: AppConfig, path: Path, image: np.ndarray, components: Comp
         records.append(record)
     write_json(
         json_path,
-        {"image": str(path), "width": image.shape[1], "height": image.shape[0], "model": components.model_name, "persons": records},
+        {
+            "image": str(path),
+            "width": image.shape[1],
+            "height": image.shape[0],
+            "model": components.model_name,
+            "persons": records,
+        },
     )
     return ImageSummary(image_path, json_path, len(persons))

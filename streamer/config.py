@@ -178,5 +178,6 @@ def load_config(yaml_path: str | Path | None = None, overrides: Sequence[str] = 
         raise UserError(f"bad configuration: {str(exc).splitlines()[0]}") from exc
     except ValueError as exc:
         raise UserError(f"bad configuration: {exc}") from exc
-    assert isinstance(config, AppConfig)
+    if not isinstance(config, AppConfig):  # OmegaConf.to_object of a structured AppConfig
+        raise TypeError(f"configuration did not build an AppConfig: {type(config).__name__}")
     return config

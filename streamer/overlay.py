@@ -68,7 +68,9 @@ def _shade(image: np.ndarray, x1: int, y1: int, x2: int, y2: int, alpha: float =
     roi[:] = (roi.astype(np.float32) * (1 - alpha) + np.array(PANEL_COLOR, np.float32) * alpha).astype(np.uint8)
 
 
-def _text(image: np.ndarray, text: str, x: int, y: int, sc: _Scale, color: tuple[int, int, int], bold: bool = False) -> int:
+def _text(
+    image: np.ndarray, text: str, x: int, y: int, sc: _Scale, color: tuple[int, int, int], bold: bool = False
+) -> int:
     """Draw text with its baseline at y; return its width."""
     thick = sc.thick + (1 if bold and sc.thick >= 2 else 0)  # a 2 px stroke smears small text
     cv2.putText(image, text, (x, y), FONT, sc.font, color, thick, cv2.LINE_AA)
@@ -165,7 +167,13 @@ class OverlayRenderer:
             bx = x + 2 * sc.pad + label_w
             bar_top = baseline - round(0.55 * sc.line)
             cv2.rectangle(image, (bx, bar_top), (bx + bar_w, baseline), (90, 90, 90), cv2.FILLED)
-            cv2.rectangle(image, (bx, bar_top), (bx + round(bar_w * float(np.clip(p, 0, 1))), baseline), (0, 200, 255) if chosen else (140, 140, 140), cv2.FILLED)
+            cv2.rectangle(
+                image,
+                (bx, bar_top),
+                (bx + round(bar_w * float(np.clip(p, 0, 1))), baseline),
+                (0, 200, 255) if chosen else (140, 140, 140),
+                cv2.FILLED,
+            )
             _text(image, f"{100 * p:.0f}%", bx + bar_w + sc.pad, baseline, sc, color)
             baseline += sc.line
         for row, level in level_rows:
@@ -185,7 +193,11 @@ class OverlayRenderer:
     def _chips_width(self, chips: tuple[Level, ...], sc: _Scale) -> int:
         if not chips:
             return 0
-        return sum(_text_width(LEVEL_SHORT[c], sc) + 3 * sc.pad for c in chips) + _text_width(" > ", sc) * (len(chips) - 1) + 2 * sc.pad
+        return (
+            sum(_text_width(LEVEL_SHORT[c], sc) + 3 * sc.pad for c in chips)
+            + _text_width(" > ", sc) * (len(chips) - 1)
+            + 2 * sc.pad
+        )
 
     def _draw_chips(self, image: np.ndarray, chips: tuple[Level, ...], x: int, baseline: int, sc: _Scale) -> None:
         """The exclusion sequence: first excluded ... kept, left to right."""

@@ -17,6 +17,7 @@ capture -> [q] -> detect+track -> [q] -> emotion worker -> [q] -> main thread
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -95,10 +96,8 @@ class EdgeQueue(Generic[T]):
                 self._queue.put_nowait(END)
                 return
             except queue.Full:
-                try:
+                with contextlib.suppress(queue.Empty):
                     self._queue.get_nowait()
-                except queue.Empty:
-                    pass
 
     def get(self, stop: threading.Event) -> T | _End | None:
         """The next item, END, or None if the pipeline stopped while waiting."""
@@ -176,7 +175,7 @@ class StageThread(threading.Thread):
                 self.timing.items += 1
                 if result is not None and not self.outbox.put(result, self.stop_event):
                     return
-        except BaseException as exc:  # noqa: BLE001 - relayed to the main thread
+        except BaseException as exc:
             self.errors.record(self.name, exc)
         finally:
             self.outbox.put_end(self.stop_event)
@@ -205,7 +204,7 @@ class CaptureThread(threading.Thread):
                 self.count += 1
                 if not self.outbox.put(frame, self.stop_event) and self.stop_event.is_set():
                     return
-        except BaseException as exc:  # noqa: BLE001 - relayed to the main thread
+        except BaseException as exc:
             # The frames already captured are still processed and written: the
             # error surfaces after END has drained through every stage.
             self.errors.record("capture", exc, stop=False)

@@ -12,15 +12,28 @@ import logging
 import os
 from fractions import Fraction
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Self
 
-import cv2
 import av
+import cv2
 import numpy as np
 
 from streamer.errors import UserError
 
 logger = logging.getLogger(__name__)
+
+
+class Sink:
+    """Every sink is a context manager that closes (finalizes) itself."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def ensure_writable_dir(path: Path) -> Path:
@@ -36,7 +49,7 @@ def ensure_writable_dir(path: Path) -> Path:
     return path
 
 
-class VideoSink:
+class VideoSink(Sink):
     """H.264 MP4 through PyAV, keeping each frame's presentation timestamp.
 
     Odd frame sizes are padded by one black pixel row/column (yuv420p needs
@@ -67,12 +80,14 @@ class VideoSink:
 
     def _open(self, width: int, height: int) -> None:
         # Fragmented: each fragment is flushed to disk as soon as it is complete.
-        options = {"movflags": "frag_keyframe+empty_moov+default_base_moof", "flush_packets": "1"} if self.fragmented else {}
+        options = (
+            {"movflags": "frag_keyframe+empty_moov+default_base_moof", "flush_packets": "1"} if self.fragmented else {}
+        )
         self._container = av.open(str(self.path), mode="w", format="mp4", options=options)
         rate = Fraction(self.fps).limit_denominator(1001)
         stream = self._container.add_stream("libx264", rate=rate)
         if self.fragmented:
-            stream.codec_context.gop_size = max(int(round(2 * self.fps)), 1)
+            stream.codec_context.gop_size = max(round(2 * self.fps), 1)
             # No B-frames: a fragmented MP4 has no edit list to hide their decode delay.
             stream.codec_context.max_b_frames = 0
         stream.width = width + (width % 2)
@@ -89,16 +104,18 @@ class VideoSink:
             self._open(w, h)
         if (w % 2) or (h % 2):
             image = cv2.copyMakeBorder(image, 0, h % 2, 0, w % 2, cv2.BORDER_CONSTANT, value=(0, 0, 0))
-        pts = int(round(pts_s / self.time_base))
+        pts = round(pts_s / self.time_base)
         if self._last_pts is not None and pts <= self._last_pts:
             pts = self._last_pts + 1  # the muxer needs strictly increasing timestamps
         self._last_pts = pts
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="bgr24")
         frame.pts = pts
         frame.time_base = self.time_base
-        assert self._container is not None
+        container = self._container
+        if container is None:
+            raise RuntimeError("VideoSink.write after close()")
         for packet in self._stream.encode(frame):
-            self._container.mux(packet)
+            container.mux(packet)
         self.frames_written += 1
 
     def close(self) -> None:
@@ -111,14 +128,8 @@ class VideoSink:
             self._container.close()
             self._container = None
 
-    def __enter__(self) -> VideoSink:
-        return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-class SegmentedVideoSink:
+class SegmentedVideoSink(Sink):
     """Live recordings: a new fragmented MP4 every `segment_s` seconds.
 
     Files are `<stem>_001.mp4`, `<stem>_002.mp4`, ...; each starts at time 0
@@ -126,7 +137,9 @@ class SegmentedVideoSink:
     `close()` (also on Ctrl+C/SIGTERM) finalizes the open one.
     """
 
-    def __init__(self, out_dir: Path, stem: str, fps: float | None, segment_s: float, crf: int = 20, preset: str = "veryfast") -> None:
+    def __init__(
+        self, out_dir: Path, stem: str, fps: float | None, segment_s: float, crf: int = 20, preset: str = "veryfast"
+    ) -> None:
         self.out_dir = out_dir
         self.stem = stem
         self.fps = fps
@@ -159,14 +172,8 @@ class SegmentedVideoSink:
             self._current.close()
             self._current = None
 
-    def __enter__(self) -> SegmentedVideoSink:
-        return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-class JsonlSink:
+class JsonlSink(Sink):
     """One JSON object per line, flushed per frame: readable without a close."""
 
     def __init__(self, path: Path) -> None:
@@ -186,14 +193,8 @@ class JsonlSink:
             self._file.close()
             self._file = None
 
-    def __enter__(self) -> JsonlSink:
-        return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-class DisplaySink:
+class DisplaySink(Sink):
     """A live OpenCV window. Only created when a display is available."""
 
     def __init__(self, title: str) -> None:

@@ -52,7 +52,9 @@ class TrackSmoother:
             w = ema_weight(t - self._last_t, self.config.half_life_s)
             for level, values in raw.scores.items():
                 previous = self._scores.get(level)
-                self._scores[level] = values.astype(np.float32) if previous is None else previous + w * (values - previous)
+                self._scores[level] = (
+                    values.astype(np.float32) if previous is None else previous + w * (values - previous)
+                )
         self._last_t = t
         self._template = raw
         if raw.exclusion:
@@ -72,8 +74,10 @@ class TrackSmoother:
         return ()  # pragma: no cover - the loop always returns
 
     def _build(self) -> EmotionResult:
-        assert self._template is not None
-        labels = self._template.labels
+        template = self._template
+        if template is None:
+            raise RuntimeError("nothing to smooth yet")
+        labels = template.labels
         margin = self.config.hysteresis
         self._final_shown = labels_with_hysteresis(
             labels, self._scores[Level.FINAL], self.rule.final_threshold, self._final_shown, margin
@@ -84,7 +88,7 @@ class TrackSmoother:
                     labels, self._scores[level], self.rule.level_threshold, self._level_shown.get(level), margin
                 )
         return replace(
-            self._template,
+            template,
             scores={level: values.copy() for level, values in self._scores.items()},
             pred=self._final_shown,
             level_pred=dict(self._level_shown),

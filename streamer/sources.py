@@ -30,8 +30,8 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Protocol
 
-import cv2  # noqa: F401 - must be imported before av (bundled X libraries clash otherwise)
 import av
+import cv2
 import numpy as np
 
 from streamer.config import SourceConfig
@@ -172,7 +172,7 @@ class ContainerSource:
             height=self._first.height,
             fps=float(rate) if rate else None,
             frame_count_hint=int(self._stream.frames) or None,
-            time_base=self._stream.time_base or Fraction(1, int(round(float(rate or 25)))),
+            time_base=self._stream.time_base or Fraction(1, round(float(rate or 25))),
         )
 
     def _decode_first(self) -> av.VideoFrame:
@@ -181,10 +181,14 @@ class ContainerSource:
             return next(self._decoder)
         except StopIteration:
             self._container.close()
-            raise SourceError(f"{self._display_name} contains no decodable video frames (empty or truncated?)") from None
+            raise SourceError(
+                f"{self._display_name} contains no decodable video frames (empty or truncated?)"
+            ) from None
         except (av.error.FFmpegError, ValueError) as exc:
             self._container.close()
-            raise SourceError(f"{self._display_name}: the first frame cannot be decoded ({_ffmpeg_reason(exc)})") from exc
+            raise SourceError(
+                f"{self._display_name}: the first frame cannot be decoded ({_ffmpeg_reason(exc)})"
+            ) from exc
 
     def _decoded(self) -> Iterator[av.VideoFrame]:
         yield self._first
@@ -204,15 +208,11 @@ class ContainerSource:
 
     def _frames(self, stop: threading.Event) -> Iterator[Frame]:
         fps = self.info.fps or 25.0
-        index = 0
         decoded = ((_bgr(d), float(d.time) if d.time is not None else None) for d in self._decoded())
-        for image, pts_s in reorder_timestamps(decoded, fps):
-            if stop.is_set():
+        for index, (image, pts_s) in enumerate(reorder_timestamps(decoded, fps)):
+            if stop.is_set() or (self.max_frames and index >= self.max_frames):
                 return
             yield Frame(self.info.display_name, index, pts_s, time.monotonic(), image)
-            index += 1
-            if self.max_frames and index >= self.max_frames:
-                return
 
     def close(self) -> None:
         self._container.close()
@@ -233,7 +233,7 @@ class DemoSource:
     def __init__(self, seconds: float = 6.0, fps: int = 25, max_frames: int = 0) -> None:
         self.seconds = seconds
         self.fps = fps
-        self.count = max(int(round(seconds * fps)), 1)
+        self.count = max(round(seconds * fps), 1)
         if max_frames:
             self.count = min(self.count, max_frames)
         self._photo = demo_photo_bgr()
@@ -307,6 +307,24 @@ class LiveSource:
     def _disconnect(self) -> None:
         raise NotImplementedError
 
+    def _probe(self) -> tuple[int, int, float | None]:
+        """Open once up front (width, height, fps), so a bad source fails before the pipeline starts."""
+        raise NotImplementedError
+
+    def _live_info(self, display_name: str, name: str, kind: str) -> SourceInfo:
+        width, height, fps = self._probe()
+        return SourceInfo(
+            display_name=display_name,
+            stem=re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_")[:60] or kind,
+            kind=kind,
+            is_live=True,
+            width=width,
+            height=height,
+            fps=fps,
+            frame_count_hint=None,
+            time_base=LIVE_TIME_BASE,
+        )
+
     def frames(self, stop: threading.Event) -> Iterator[Frame]:
         backoff = Backoff(self.config)
         started = time.monotonic()
@@ -338,10 +356,15 @@ class LiveSource:
                 if not self.config.reconnect:
                     logger.warning("%s: %s (reconnect is off)", self.info.display_name, reason)
                     return
-                raise SourceError(f"{self.info.display_name}: gave up after {backoff.attempt} reconnect attempts ({reason})")
+                raise SourceError(
+                    f"{self.info.display_name}: gave up after {backoff.attempt} reconnect attempts ({reason})"
+                )
             logger.warning(
                 "%s: %s; reconnecting in %.1f s (attempt %d)",
-                self.info.display_name, reason, backoff.delay(), backoff.attempt + 1,
+                self.info.display_name,
+                reason,
+                backoff.delay(),
+                backoff.attempt + 1,
             )
             backoff.wait(stop)
             self.reconnects += 1
@@ -358,19 +381,8 @@ class StreamSource(LiveSource):
         self.url = url
         self._secrets = (url_password(url),)
         self._container: av.container.InputContainer | None = None
-        width, height, fps = self._probe()
         host_and_path = mask_url(url).split("://", 1)[-1].split("@")[-1]
-        self.info = SourceInfo(
-            display_name=mask_url(url),
-            stem=re.sub(r"[^A-Za-z0-9]+", "_", host_and_path).strip("_")[:60] or "stream",
-            kind="stream",
-            is_live=True,
-            width=width,
-            height=height,
-            fps=fps,
-            frame_count_hint=None,
-            time_base=LIVE_TIME_BASE,
-        )
+        self.info = self._live_info(mask_url(url), host_and_path, "stream")
 
     def _options(self) -> dict[str, str]:
         if self.url.lower().startswith(("rtsp://", "rtsps://")):
@@ -379,10 +391,11 @@ class StreamSource(LiveSource):
 
     def _connect(self) -> av.container.InputContainer:
         # The read timeout turns a stalled stream into an exception we reconnect from.
-        return av.open(self.url, options=self._options(), timeout=(self.config.open_timeout_s, self.config.read_timeout_s))
+        return av.open(
+            self.url, options=self._options(), timeout=(self.config.open_timeout_s, self.config.read_timeout_s)
+        )
 
     def _probe(self) -> tuple[int, int, float | None]:
-        """Open once up front, so a bad URL fails before the pipeline starts."""
         try:
             container = self._connect()
         except (av.error.FFmpegError, OSError, TimeoutError) as exc:
@@ -419,18 +432,7 @@ class CameraSource(LiveSource):
         super().__init__(config)
         self.device = device
         self._capture: cv2.VideoCapture | None = None
-        width, height, fps = self._probe()
-        self.info = SourceInfo(
-            display_name=f"camera {device}",
-            stem=re.sub(r"[^A-Za-z0-9]+", "_", f"camera_{device}").strip("_"),
-            kind="camera",
-            is_live=True,
-            width=width,
-            height=height,
-            fps=fps,
-            frame_count_hint=None,
-            time_base=LIVE_TIME_BASE,
-        )
+        self.info = self._live_info(f"camera {device}", f"camera_{device}", "camera")
 
     def _connect(self) -> cv2.VideoCapture:
         capture = cv2.VideoCapture(self.device)

@@ -101,9 +101,7 @@ class Frame:
 
     def __post_init__(self) -> None:
         if self.image.ndim != 3 or self.image.shape[2] != 3 or self.image.dtype != np.uint8:
-            raise ValueError(
-                f"frame image must be HxWx3 uint8, got {self.image.shape} {self.image.dtype}"
-            )
+            raise ValueError(f"frame image must be HxWx3 uint8, got {self.image.shape} {self.image.dtype}")
 
     @property
     def gap_before(self) -> bool:

@@ -22,7 +22,12 @@ OFFLINE = ["--set", "detector.allow_download=false", "--no-progress"]
 
 def run_cli(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, str(ROOT / "run_stream.py"), *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=ENV
+        [sys.executable, str(ROOT / "run_stream.py"), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=ENV,
     )
 
 
@@ -83,7 +88,9 @@ def test_bad_input_is_one_line_and_exit_2(bad_files: dict[str, Path], tmp_path: 
 def test_unwritable_output_folder(tmp_path: Path, shared_media: Path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
-    done = run_cli("--source", str(media_file(shared_media, "face_woman_head_pose.mp4")), "--out", str(blocker / "sub"), *OFFLINE)
+    done = run_cli(
+        "--source", str(media_file(shared_media, "face_woman_head_pose.mp4")), "--out", str(blocker / "sub"), *OFFLINE
+    )
     _assert_one_error_line(done, "cannot create output folder")
 
 
@@ -123,7 +130,9 @@ def test_pedestrians_every_decoded_frame_same_timestamps_and_persistent_ids(shar
 
 @pytest.mark.integration
 def test_selfie_every_face_frame_has_changing_baseline_scores(shared_media: Path, tmp_path: Path) -> None:
-    done = run_cli("--source", str(media_file(shared_media, "face_selfie_expressions.mp4")), "--out", str(tmp_path), *OFFLINE)
+    done = run_cli(
+        "--source", str(media_file(shared_media, "face_selfie_expressions.mp4")), "--out", str(tmp_path), *OFFLINE
+    )
     assert done.returncode == 0, done.stderr
     lines = _jsonl(tmp_path / "face_selfie_expressions.jsonl")
     assert len(lines) == 167 == len(_decoded_times(tmp_path / "face_selfie_expressions.mp4"))
@@ -154,7 +163,9 @@ def test_demo_runs_with_no_media_and_no_download(tmp_path: Path) -> None:
 
 @pytest.mark.integration
 def test_single_image_writes_annotated_image_and_json(shared_media: Path, tmp_path: Path) -> None:
-    done = run_cli("--source", str(media_file(shared_media, "group_five_friends.jpg")), "--out", str(tmp_path), *OFFLINE)
+    done = run_cli(
+        "--source", str(media_file(shared_media, "group_five_friends.jpg")), "--out", str(tmp_path), *OFFLINE
+    )
     assert done.returncode == 0, done.stderr
     record = json.loads((tmp_path / "group_five_friends.json").read_text())
     assert record["model"] == "fer2013-mini-xception" and len(record["persons"]) == 5
@@ -170,8 +181,20 @@ def test_single_image_writes_annotated_image_and_json(shared_media: Path, tmp_pa
 @pytest.mark.integration
 def test_ctrl_c_leaves_a_playable_video(shared_media: Path, tmp_path: Path) -> None:
     process = subprocess.Popen(
-        [sys.executable, str(ROOT / "run_stream.py"), "--source", str(media_file(shared_media, "face_expressive_liveportrait_d6.mp4")), "--out", str(tmp_path), *OFFLINE],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
+        [
+            sys.executable,
+            str(ROOT / "run_stream.py"),
+            "--source",
+            str(media_file(shared_media, "face_expressive_liveportrait_d6.mp4")),
+            "--out",
+            str(tmp_path),
+            *OFFLINE,
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
     )
     jsonl = tmp_path / "face_expressive_liveportrait_d6.jsonl"
     deadline = time.monotonic() + 300

@@ -19,7 +19,9 @@ def xvfb():
     if shutil.which("Xvfb") is None:
         pytest.skip("Xvfb is not installed (.ci/run installs it)")
     display = ":97"
-    process = subprocess.Popen(["Xvfb", display, "-screen", "0", "1280x720x24", "-nolisten", "tcp"], stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        ["Xvfb", display, "-screen", "0", "1280x720x24", "-nolisten", "tcp"], stderr=subprocess.DEVNULL
+    )
     time.sleep(1.0)
     if process.poll() is not None:
         pytest.skip("Xvfb did not start")
@@ -30,9 +32,25 @@ def xvfb():
 
 def _run(env: dict[str, str], tmp_path: Path, source: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, str(ROOT / "run_stream.py"), "--source", str(source), "--display", "--max-frames", "12",
-         "--out", str(tmp_path), "--no-progress", "--set", "detector.allow_download=false"],
-        cwd=ROOT, capture_output=True, text=True, timeout=600, env=env,
+        [
+            sys.executable,
+            str(ROOT / "run_stream.py"),
+            "--source",
+            str(source),
+            "--display",
+            "--max-frames",
+            "12",
+            "--out",
+            str(tmp_path),
+            "--no-progress",
+            "--set",
+            "detector.allow_download=false",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
     )
 
 

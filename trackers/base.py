@@ -63,10 +63,7 @@ class FrameLocalTracker:
     """No tracking: ids 1..N in detection order, fresh every frame (single images)."""
 
     def update(self, frame: Frame, detections: Sequence[PersonDetection]) -> list[Person]:
-        return [
-            Person(i, d.body_box, d.head_box, d.score, 0, d.body_source)
-            for i, d in enumerate(detections, start=1)
-        ]
+        return [Person(i, d.body_box, d.head_box, d.score, 0, d.body_source) for i, d in enumerate(detections, start=1)]
 
     def reset(self) -> None:
         pass

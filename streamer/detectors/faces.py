@@ -29,9 +29,7 @@ class MtcnnFaceDetector:
 
         self.min_score = min_score
         self.max_side = max_side
-        self._mtcnn = MTCNN(
-            keep_all=True, device=device, min_face_size=min_face_px, post_process=False
-        )
+        self._mtcnn = MTCNN(keep_all=True, device=device, min_face_size=min_face_px, post_process=False)
 
     def detect(self, image_bgr: np.ndarray) -> list[ScoredBox]:
         small, factor = downscale_for_detection(image_bgr, self.max_side)

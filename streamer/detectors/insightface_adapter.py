@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -28,42 +29,40 @@ class ModelUnavailable(RuntimeError):
     """An insightface model file is neither on disk nor downloadable."""
 
 
-def face_model_path(root: Path, allow_download: bool) -> Path:
-    """buffalo_l's detector, `<root>/models/buffalo_l/det_10g.onnx`."""
-    path = root / "models" / FACE_PACK / FACE_FILE
+def _ensure(path: Path, allow_download: bool, download: Callable[[], object]) -> Path:
+    """The model file, downloading it first if allowed; ModelUnavailable otherwise."""
     if path.is_file():
         return path
     if not allow_download:
         raise ModelUnavailable(f"no {path} (downloads off)")
-    from insightface.utils.storage import download
-
     try:
         # insightface prints its progress; keep stdout for our own output.
         with contextlib.redirect_stdout(io.StringIO()):
-            download("models", FACE_PACK, root=str(root))
-    except Exception as exc:  # noqa: BLE001 - any network/zip failure means "not available"
+            download()
+    except Exception as exc:
+        path.unlink(missing_ok=True)  # it was absent before: never leave a partial file that looks present
         raise ModelUnavailable(f"no {path}, download failed ({type(exc).__name__})") from exc
     if not path.is_file():
-        raise ModelUnavailable(f"the {FACE_PACK} download has no {FACE_FILE}")
+        raise ModelUnavailable(f"the download did not produce {path}")
     return path
+
+
+def face_model_path(root: Path, allow_download: bool) -> Path:
+    """buffalo_l's detector, `<root>/models/buffalo_l/det_10g.onnx`."""
+    from insightface.utils.storage import download
+
+    return _ensure(
+        root / "models" / FACE_PACK / FACE_FILE, allow_download, lambda: download("models", FACE_PACK, root=str(root))
+    )
 
 
 def person_model_path(root: Path, allow_download: bool) -> Path:
     """The SCRFD person detector, `<root>/models/scrfd_person_2.5g.onnx`."""
-    path = root / "models" / PERSON_FILE
-    if path.is_file():
-        return path
-    if not allow_download:
-        raise ModelUnavailable(f"no {path} (downloads off)")
     from insightface.utils.storage import download_onnx
 
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            download_onnx("models", PERSON_FILE, root=str(root))
-    except Exception as exc:  # noqa: BLE001
-        path.unlink(missing_ok=True)  # never leave a partial file that looks present
-        raise ModelUnavailable(f"no {path}, download failed ({type(exc).__name__})") from exc
-    return path
+    return _ensure(
+        root / "models" / PERSON_FILE, allow_download, lambda: download_onnx("models", PERSON_FILE, root=str(root))
+    )
 
 
 class ScrfdDetector:
@@ -80,7 +79,9 @@ class ScrfdDetector:
     ) -> None:
         from insightface.model_zoo import get_model
 
-        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device.startswith("cuda") else ["CPUExecutionProvider"]
+        providers = (
+            ["CUDAExecutionProvider", "CPUExecutionProvider"] if device.startswith("cuda") else ["CPUExecutionProvider"]
+        )
         model = get_model(str(onnx_path), providers=providers)
         if model is None or not hasattr(model, "detect"):
             raise ModelUnavailable(f"{onnx_path} is not an SCRFD detector")

@@ -38,9 +38,7 @@ class HogPeopleDetector:
         if self.upscale != 1.0:
             small = cv2.resize(small, None, fx=self.upscale, fy=self.upscale)
             factor *= self.upscale
-        rects, weights = self._hog.detectMultiScale(
-            small, winStride=(8, 8), padding=(8, 8), scale=1.05
-        )
+        rects, weights = self._hog.detectMultiScale(small, winStride=(8, 8), padding=(8, 8), scale=1.05)
         h, w = image_bgr.shape[:2]
         found = []
         for (x, y, bw, bh), weight in zip(rects, np.ravel(weights), strict=True):

@@ -89,7 +89,7 @@ def test_vi_weights_file(tmp_path: Path) -> None:
     load_vi_weights(model, path)
     assert torch.equal(model.W.weight, w)
     torch.save({"model": {"W.weight": w, "other": w}}, path)
-    with pytest.raises(CheckpointError, match="exactly 'W.weight'"):
+    with pytest.raises(CheckpointError, match=r"exactly 'W\.weight'"):
         load_vi_weights(model, path)
 
 
@@ -99,7 +99,9 @@ def test_openai_rn50_archive_loads_in_float32(checkpoint_dir: Path, golden_state
     assert state["visual.conv1.weight"].dtype == torch.float32
     assert len(state) == 489
     # fp16 in the archive: equal to the original within half precision.
-    torch.testing.assert_close(state["visual.attnpool.c_proj.weight"], golden_state[1]["visual.attnpool.c_proj.weight"], atol=1e-3, rtol=1e-3)
+    torch.testing.assert_close(
+        state["visual.attnpool.c_proj.weight"], golden_state[1]["visual.attnpool.c_proj.weight"], atol=1e-3, rtol=1e-3
+    )
     _, reference = fresh_models(golden_state)
     image = torch.randn(1, 3, 224, 224)
     with torch.no_grad():

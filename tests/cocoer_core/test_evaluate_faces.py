@@ -16,7 +16,11 @@ from tests.conftest import ROOT, media_file
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "cocoer_core.evaluate_faces", *args], cwd=ROOT, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "cocoer_core.evaluate_faces", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 

@@ -56,7 +56,9 @@ def test_golden_forward_passes(name: str, capsys: pytest.CaptureFixture[str]) ->
     assert len(diffs) == 8 and max(diffs) < 2e-5  # a faithful build lands near 1e-5
 
 
-def test_verify_golden_fails_when_the_model_is_wrong(spec_a: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_verify_golden_fails_when_the_model_is_wrong(
+    spec_a: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A golden file whose expected logits are off by 1e-3 must not pass (no looking things up)."""
     import json
 
@@ -86,8 +88,12 @@ def test_closed_form_equals_per_person_autograd_reference(golden_state, spec_a: 
     inputs = golden_inputs(spec_a, MEDIA)
     with torch.no_grad():
         features = clip.encode_image(inputs["context"])
-        ours = model(inputs["context"], inputs["body"], inputs["head"], inputs["coord_body"], inputs["coord_head"], features)
-    ref = reference_forward(model, inputs["context"], inputs["body"], inputs["head"], inputs["coord_body"], inputs["coord_head"], features)
+        ours = model(
+            inputs["context"], inputs["body"], inputs["head"], inputs["coord_body"], inputs["coord_head"], features
+        )
+    ref = reference_forward(
+        model, inputs["context"], inputs["body"], inputs["head"], inputs["coord_body"], inputs["coord_head"], features
+    )
     torch.testing.assert_close(ours.fused, ref.fused, atol=2e-5, rtol=1e-4)
     torch.testing.assert_close(ours.final, ref.final, atol=2e-5, rtol=1e-4)
     assert torch.equal(ours.exclusion, ref.exclusion)
@@ -98,8 +104,18 @@ def test_context_computed_once_equals_context_per_person(golden_state, spec_a: d
     inputs = golden_inputs(spec_a, MEDIA)
     with torch.no_grad():
         features = clip.encode_image(inputs["context"])
-        per_person = model(inputs["context"], inputs["body"], inputs["head"], inputs["coord_body"], inputs["coord_head"], features)
-        once = model(inputs["context"][:1], inputs["body"], inputs["head"], inputs["coord_body"], inputs["coord_head"], features[:1], torch.zeros(2, dtype=torch.long))
+        per_person = model(
+            inputs["context"], inputs["body"], inputs["head"], inputs["coord_body"], inputs["coord_head"], features
+        )
+        once = model(
+            inputs["context"][:1],
+            inputs["body"],
+            inputs["head"],
+            inputs["coord_body"],
+            inputs["coord_head"],
+            features[:1],
+            torch.zeros(2, dtype=torch.long),
+        )
     for name in ("final", "vi", "head", "body", "context", "level_losses", "fused"):
         torch.testing.assert_close(getattr(once, name), getattr(per_person, name), atol=1e-5, rtol=1e-5)
 
@@ -107,11 +123,17 @@ def test_context_computed_once_equals_context_per_person(golden_state, spec_a: d
 def test_refine_off_fuses_the_unrefined_features_and_eta_moves_only_level_features(golden_state, spec_a: dict) -> None:
     inputs = golden_inputs(spec_a, MEDIA)
     outs = {}
-    for key, cfg in {"off": CocoERConfig(refine=False), "eta1": CocoERConfig(inside_lr=1.0), "eta01": CocoERConfig(inside_lr=0.1)}.items():
+    for key, cfg in {
+        "off": CocoERConfig(refine=False),
+        "eta1": CocoERConfig(inside_lr=1.0),
+        "eta01": CocoERConfig(inside_lr=0.1),
+    }.items():
         model, clip = fresh_models(golden_state, cfg)
         with torch.no_grad():
             features = clip.encode_image(inputs["context"])
-            outs[key] = model(inputs["context"], inputs["body"], inputs["head"], inputs["coord_body"], inputs["coord_head"], features)
+            outs[key] = model(
+                inputs["context"], inputs["body"], inputs["head"], inputs["coord_body"], inputs["coord_head"], features
+            )
     # refine=False: G = [f_h, f_b, f_c, f_VI] - compare with the classifier features computed directly.
     model, _ = fresh_models(golden_state)
     assert not torch.allclose(outs["off"].fused[:, :768], outs["eta1"].fused[:, :768])
@@ -135,7 +157,9 @@ def test_roi_positions_zero_beyond_192px_and_bilinear_inside() -> None:
     embed = pos.roi(torch.tensor([[32, 32, 100, 100]]))[0]
     s = (((0 + 0.5) / 7) * 68 - 68 / 2 + 66) / 32
     t = s - 1
-    expected = (1 - t) * (1 - t) * table[1, 1] + (1 - t) * t * table[2, 1] + t * (1 - t) * table[1, 2] + t * t * table[2, 2]
+    expected = (
+        (1 - t) * (1 - t) * table[1, 1] + (1 - t) * t * table[2, 1] + t * (1 - t) * table[1, 2] + t * t * table[2, 2]
+    )
     torch.testing.assert_close(embed[0], expected, atol=1e-6, rtol=1e-5)
 
 
@@ -170,7 +194,10 @@ def test_verify_golden_cli_runs_from_a_fresh_shell() -> None:
     golden_spec("cocoer_golden_A2.json")
     done = subprocess.run(
         [sys.executable, "-m", "cocoer_core.verify_golden", str(DESIGN / "cocoer_golden_A2.json")],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.strip().splitlines()[-1].startswith("PASS")

@@ -79,11 +79,15 @@ def test_threshold_logic(probs: list[float], threshold: float | None, expected: 
 
 
 def test_configurable_thresholds(checkpoint_dir: Path, frame: np.ndarray, cocoer: CocoERModel) -> None:
-    strict = CocoERModel.from_directory(checkpoint_dir, final_threshold=0.99, level_threshold=0.999, allow_download=False)
+    strict = CocoERModel.from_directory(
+        checkpoint_dir, final_threshold=0.99, level_threshold=0.999, allow_download=False
+    )
     assert strict.label_rule == LabelRule(0.99, 0.999)
     result = strict.predict(frame, PERSONS[:1])[0]
     assert result is not None and all(result.scores[Level.FINAL][EMOTIC_LABELS.index(p)] > 0.99 for p in result.pred)
-    np.testing.assert_allclose(result.scores[Level.FINAL], cocoer.predict(frame, PERSONS[:1])[0].scores[Level.FINAL], atol=1e-6)
+    np.testing.assert_allclose(
+        result.scores[Level.FINAL], cocoer.predict(frame, PERSONS[:1])[0].scores[Level.FINAL], atol=1e-6
+    )
 
 
 def test_person_without_a_face_uses_an_estimated_head(cocoer: CocoERModel, frame: np.ndarray) -> None:
@@ -96,8 +100,22 @@ def test_person_without_a_face_uses_an_estimated_head(cocoer: CocoERModel, frame
 def test_infer_cli_prints_the_original_output_dict(checkpoint_dir: Path, shared_media: Path, tmp_path: Path) -> None:
     image = media_file(shared_media, "cocoer_test_o1.png")
     done = subprocess.run(
-        [sys.executable, "-m", "cocoer_core.infer", "--input", str(image), "--ckpt", str(checkpoint_dir / "GWT.pth"), "--out", str(tmp_path), "--offline"],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "cocoer_core.infer",
+            "--input",
+            str(image),
+            "--ckpt",
+            str(checkpoint_dir / "GWT.pth"),
+            "--out",
+            str(tmp_path),
+            "--offline",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert done.returncode == 0, done.stderr
     printed = json.loads(done.stdout)
@@ -114,8 +132,19 @@ def test_infer_cli_prints_the_original_output_dict(checkpoint_dir: Path, shared_
 
 def test_infer_cli_with_a_missing_checkpoint(shared_media: Path, tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "cocoer_core.infer", "--input", str(media_file(shared_media, "cocoer_test_o1.png")), "--ckpt", str(tmp_path / "GWT.pth")],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "cocoer_core.infer",
+            "--input",
+            str(media_file(shared_media, "cocoer_test_o1.png")),
+            "--ckpt",
+            str(tmp_path / "GWT.pth"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1].startswith("error: CocoER checkpoint")
@@ -123,16 +152,37 @@ def test_infer_cli_with_a_missing_checkpoint(shared_media: Path, tmp_path: Path)
 
 
 @pytest.mark.integration
-def test_pipeline_picks_cocoer_when_its_weights_are_present(checkpoint_dir: Path, shared_media: Path, tmp_path: Path) -> None:
+def test_pipeline_picks_cocoer_when_its_weights_are_present(
+    checkpoint_dir: Path, shared_media: Path, tmp_path: Path
+) -> None:
     done = subprocess.run(
-        [sys.executable, str(ROOT / "run_stream.py"), "--source", str(media_file(shared_media, "person_in_context_liveportrait_s32.mp4")),
-         "--weights", str(checkpoint_dir), "--out", str(tmp_path), "--max-frames", "6", "--no-progress",
-         "--set", "detector.allow_download=false", "--set", "emotion.allow_download=false"],
-        cwd=ROOT, capture_output=True, text=True, timeout=900,
+        [
+            sys.executable,
+            str(ROOT / "run_stream.py"),
+            "--source",
+            str(media_file(shared_media, "person_in_context_liveportrait_s32.mp4")),
+            "--weights",
+            str(checkpoint_dir),
+            "--out",
+            str(tmp_path),
+            "--max-frames",
+            "6",
+            "--no-progress",
+            "--set",
+            "detector.allow_download=false",
+            "--set",
+            "emotion.allow_download=false",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert done.returncode == 0, done.stderr
     assert "emotion model: CocoER" in done.stderr
-    lines = [json.loads(line) for line in (tmp_path / "person_in_context_liveportrait_s32.jsonl").read_text().splitlines()]
+    lines = [
+        json.loads(line) for line in (tmp_path / "person_in_context_liveportrait_s32.jsonl").read_text().splitlines()
+    ]
     assert len(lines) == 6
     person = lines[0]["persons"][0]
     assert lines[0]["model"] == "cocoer"

@@ -36,7 +36,9 @@ def _read(shared_media: Path, name: str):
         pytest.param("no_person_landscape.jpg", 0, id="landscape"),
     ],
 )
-def test_mtcnn_counts_faces_in_real_photos(shared_media: Path, mtcnn: MtcnnFaceDetector, photo: str, faces: int) -> None:
+def test_mtcnn_counts_faces_in_real_photos(
+    shared_media: Path, mtcnn: MtcnnFaceDetector, photo: str, faces: int
+) -> None:
     found = mtcnn.detect(_read(shared_media, photo))
     assert len(found) == faces
     for face in found:

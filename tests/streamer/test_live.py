@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -21,7 +22,7 @@ from streamer.pipeline import Pipeline
 from streamer.sinks import SegmentedVideoSink, VideoSink
 from streamer.sources import ContainerSource, StreamSource, open_source
 from tests.conftest import ROOT, media_file
-from tests.support.servers import free_port, http_server, rtsp_server  # noqa: F401 - fixtures
+from tests.support.servers import free_port
 
 pytestmark = pytest.mark.rtsp
 
@@ -51,7 +52,7 @@ def test_reads_rtsp_as_a_live_source(shared_media: Path, rtsp_server) -> None:
     elapsed = time.monotonic() - started
     source.close()
     assert [f.index for f in frames] == list(range(60))
-    assert all(b.pts_s > a.pts_s for a, b in zip(frames, frames[1:], strict=False))
+    assert all(b.pts_s > a.pts_s for a, b in itertools.pairwise(frames))
     assert frames[0].image.shape == (512, 512, 3) and frames[30].image.std() > 10
     assert elapsed > 1.2, "a live source delivers at the camera's pace (25 fps), not as fast as it can"
 
@@ -117,7 +118,7 @@ def test_reconnects_after_the_server_dies_and_comes_back(shared_media: Path, rts
     assert restarted.is_set() and source.reconnects >= 1
     assert gap.gap_s >= 1.0
     assert [f.index for f in frames] == list(range(len(frames)))
-    assert all(b.pts_s > a.pts_s for a, b in zip(frames, frames[1:], strict=False))
+    assert all(b.pts_s > a.pts_s for a, b in itertools.pairwise(frames))
 
 
 def test_a_stalled_server_times_out_and_the_source_reconnects(rtsp_server) -> None:
@@ -159,7 +160,9 @@ def test_gives_up_after_the_configured_attempts(shared_media: Path, rtsp_server)
         pytest.param("wrong-password", "401", id="wrong-password"),
     ],
 )
-def test_unreachable_streams_fail_fast_with_the_password_masked(shared_media: Path, rtsp_server, case: str, needle: str) -> None:
+def test_unreachable_streams_fail_fast_with_the_password_masked(
+    shared_media: Path, rtsp_server, case: str, needle: str
+) -> None:
     server = rtsp_server("--file", _clip(shared_media), "--user", "alice", "--password", "s3cret")
     url = {
         "dead-port": f"rtsp://alice:s3cret@127.0.0.1:{free_port()}/stream",
@@ -222,7 +225,7 @@ from fractions import Fraction
 from streamer.config import SourceConfig
 from streamer.sinks import VideoSink
 from streamer.sources import open_source
-source = open_source({_clip(shared_media, 'face_man_smiling_short.mp4')!r}, SourceConfig())
+source = open_source({_clip(shared_media, "face_man_smiling_short.mp4")!r}, SourceConfig())
 sink = VideoSink(__import__('pathlib').Path({str(out)!r}), Fraction(1, 90000), 30.0, fragmented=True)
 for frame in source.frames(threading.Event()):
     sink.write(frame.image, frame.pts_s)
@@ -239,7 +242,12 @@ def _run_cli(*args: str, **kwargs) -> subprocess.Popen[str]:
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     return subprocess.Popen(
         [sys.executable, str(ROOT / "run_stream.py"), *args, "--no-progress", "--set", "detector.allow_download=false"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, **kwargs,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        **kwargs,
     )
 
 
@@ -247,9 +255,16 @@ def _run_cli(*args: str, **kwargs) -> subprocess.Popen[str]:
 def test_cli_records_an_rtsp_camera_through_a_restart(shared_media: Path, rtsp_server, tmp_path: Path) -> None:
     server = rtsp_server("--file", _clip(shared_media), "--user", "alice", "--password", "s3cret")
     process = _run_cli(
-        "--source", server.url("alice", "s3cret"), "--out", str(tmp_path),
-        "--set", "source.read_timeout_s=2", "--set", "source.backoff_initial_s=0.3",
-        "--set", "sink.segment_s=4",
+        "--source",
+        server.url("alice", "s3cret"),
+        "--out",
+        str(tmp_path),
+        "--set",
+        "source.read_timeout_s=2",
+        "--set",
+        "source.backoff_initial_s=0.3",
+        "--set",
+        "sink.segment_s=4",
     )
     jsonl = None
     deadline = time.monotonic() + 240

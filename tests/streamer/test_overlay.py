@@ -32,7 +32,10 @@ def _cocoer_like() -> EmotionResult:
     scores[Level.FINAL][16] = 0.93  # happiness
     scores[Level.FINAL][13] = 0.71  # excitement
     return EmotionResult(
-        "cocoer", EMOTIC_LABELS, scores, pred=("excitement", "happiness"),
+        "cocoer",
+        EMOTIC_LABELS,
+        scores,
+        pred=("excitement", "happiness"),
         exclusion=(Level.BODY, Level.HEAD, Level.CONTEXT),
     )
 
@@ -54,18 +57,24 @@ def test_overlay_draws_boxes_panel_and_chips(shared_media: Path, width: int, hei
     out = OverlayRenderer(OverlayConfig(), "CocoER test").annotate(image, result, OverlayStats(fps=12.5, latency_ms=80))
     scale = height / 480
     # Body box edge: the left edge column is green along most of its height.
-    x1, y1, x2, y2 = person.body_box.rounded()
+    x1, y1, _x2, y2 = person.body_box.rounded()
     edge = _near(out[y1 + 40 : y2 - 10, x1 - 1 : x1 + 2], BODY_COLOR).any(axis=1)
     assert edge.mean() > 0.9
     hx1, hy1, hx2, hy2 = person.head_box.rounded()  # type: ignore[union-attr]
     assert _near(out[hy1 + 5 : hy2 - 5, hx1 - 1 : hx1 + 2], HEAD_COLOR).any(axis=1).mean() > 0.9
     # The emotion panel sits right of the face: a translucent dark shade over the picture.
-    assert _shaded_fraction(out, original, hy1 + 2, hy1 + int(80 * scale), hx2 + int(8 * scale), hx2 + int(150 * scale)) > 0.5
+    assert (
+        _shaded_fraction(out, original, hy1 + 2, hy1 + int(80 * scale), hx2 + int(8 * scale), hx2 + int(150 * scale))
+        > 0.5
+    )
     # The kept level (context) is a filled chip: a blob of its colour that grows with the frame.
     chip_pixels = _near(out, LEVEL_COLORS[Level.CONTEXT], tol=4).sum()
     assert chip_pixels > 150 * scale**2
     # Nothing drawn far from the person, the stats line and the legend.
-    assert np.array_equal(out[height // 2 : height * 3 // 4, int(width * 0.8) :], original[height // 2 : height * 3 // 4, int(width * 0.8) :])
+    assert np.array_equal(
+        out[height // 2 : height * 3 // 4, int(width * 0.8) :],
+        original[height // 2 : height * 3 // 4, int(width * 0.8) :],
+    )
 
 
 def test_text_scales_with_the_frame(shared_media: Path) -> None:
@@ -94,5 +103,7 @@ def test_persons_without_emotion_get_boxes_only(shared_media: Path) -> None:
     result = FrameResult(result.frame, result.persons, (None,), (None,))
     original = image.copy()
     out = OverlayRenderer(OverlayConfig(show_stats=False, show_legend=False), "").annotate(image, result)
-    hx1, hy1, hx2, hy2 = person.head_box.rounded()  # type: ignore[union-attr]
-    assert np.array_equal(out[hy1 + 5 : hy1 + 30, hx2 + 10 : hx2 + 60], original[hy1 + 5 : hy1 + 30, hx2 + 10 : hx2 + 60])
+    _hx1, hy1, hx2, _hy2 = person.head_box.rounded()  # type: ignore[union-attr]
+    assert np.array_equal(
+        out[hy1 + 5 : hy1 + 30, hx2 + 10 : hx2 + 60], original[hy1 + 5 : hy1 + 30, hx2 + 10 : hx2 + 60]
+    )

@@ -22,7 +22,11 @@ def _decode(path: Path) -> tuple[list[float], list[np.ndarray], str]:
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         frames = list(container.decode(stream))
-        return [float(f.time) for f in frames], [f.to_ndarray(format="bgr24") for f in frames], stream.codec_context.name
+        return (
+            [float(f.time) for f in frames],
+            [f.to_ndarray(format="bgr24") for f in frames],
+            stream.codec_context.name,
+        )
 
 
 def test_video_sink_keeps_every_frame_and_timestamp(shared_media: Path, tmp_path: Path) -> None:

@@ -58,7 +58,10 @@ def test_irregular_sampling_matches_regular_sampling() -> None:
 
 def test_multilabel_hysteresis_does_not_flicker() -> None:
     smoother = TrackSmoother(SmoothingConfig(half_life_s=0.0, hysteresis=0.05), MULTI)
-    shown = [smoother.update(_result([p, 0, 0]), i * 0.1).pred for i, p in enumerate([0.6, 0.48, 0.52, 0.47, 0.44, 0.53, 0.56])]
+    shown = [
+        smoother.update(_result([p, 0, 0]), i * 0.1).pred
+        for i, p in enumerate([0.6, 0.48, 0.52, 0.47, 0.44, 0.53, 0.56])
+    ]
     assert shown == [("a",), ("a",), ("a",), ("a",), (), (), ("a",)]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import threading
 from pathlib import Path
@@ -27,7 +28,7 @@ def test_vtest_decodes_341_frames_not_the_header_682(shared_media: Path) -> None
     assert len(frames) == 341
     assert [f.index for f in frames] == list(range(341))
     pts = [f.pts_s for f in frames]
-    assert all(b > a for a, b in zip(pts, pts[1:], strict=False)), "timestamps must increase"
+    assert all(b > a for a, b in itertools.pairwise(pts)), "timestamps must increase"
     assert frames[0].image.shape == (720, 1280, 3) and frames[0].image.dtype == np.uint8
     assert frames[-1].is_last and not any(f.is_last for f in frames[:-1])
 

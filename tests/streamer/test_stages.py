@@ -37,7 +37,10 @@ class CountingBaseline:
 def crowd(shared_media: Path):
     image = cv2.imread(str(media_file(shared_media, "group_five_friends.jpg")))
     faces = MtcnnFaceDetector().detect(image)
-    persons = tuple(Person(i + 1, Box(f.box.x1 - 20, f.box.y1 - 10, f.box.x2 + 20, f.box.y2 + 200), f.box, 0.9) for i, f in enumerate(faces))
+    persons = tuple(
+        Person(i + 1, Box(f.box.x1 - 20, f.box.y1 - 10, f.box.x2 + 20, f.box.y2 + 200), f.box, 0.9)
+        for i, f in enumerate(faces)
+    )
     return image, persons
 
 

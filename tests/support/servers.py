@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import signal
@@ -28,8 +29,14 @@ def rtsp_server_available() -> str | None:
     if not Path(SYSTEM_PYTHON).exists():
         return f"{SYSTEM_PYTHON} not found"
     probe = subprocess.run(
-        [SYSTEM_PYTHON, "-c", "import gi; gi.require_version('GstRtspServer', '1.0'); from gi.repository import GstRtspServer"],
-        capture_output=True, text=True, timeout=30,
+        [
+            SYSTEM_PYTHON,
+            "-c",
+            "import gi; gi.require_version('GstRtspServer', '1.0'); from gi.repository import GstRtspServer",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     if probe.returncode != 0:
         return "GStreamer's RTSP server is not installed (apt-get install gir1.2-gst-rtsp-server-1.0 ...; .ci/run does)"
@@ -51,7 +58,9 @@ class RtspServer:
     def start(self, timeout_s: float = 15.0) -> RtspServer:
         self.process = subprocess.Popen(
             [SYSTEM_PYTHON, str(SUPPORT / "rtsp_server.py"), "--port", str(self.port), *self.args],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         deadline = time.monotonic() + timeout_s
         assert self.process.stdout is not None
@@ -110,10 +119,8 @@ def rtsp_server():
     yield start
     for server in servers:
         if server.process is not None:
-            try:
-                server.resume()
-            except (ProcessLookupError, AssertionError):
-                pass
+            with contextlib.suppress(ProcessLookupError, AssertionError):
+                server.resume()  # a paused server would not die on SIGTERM
         server.stop()
 
 
@@ -123,7 +130,8 @@ def http_server(shared_media: Path):
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(shared_media)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:

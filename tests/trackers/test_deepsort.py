@@ -76,8 +76,9 @@ def test_update_with_no_detections_and_reset(shared_media: Path, detector) -> No
 
 
 def test_frame_local_tracker_numbers_in_detection_order() -> None:
-    from streamer.types import Frame
     import numpy as np
+
+    from streamer.types import Frame
 
     frame = Frame("x", 0, 0.0, 0.0, np.zeros((10, 10, 3), np.uint8))
     dets = [PersonDetection(Box(0, 0, 5, 5), None, 0.9), PersonDetection(Box(5, 5, 9, 9), Box(6, 6, 7, 7), 0.8)]
