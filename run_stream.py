@@ -24,8 +24,9 @@ from types import FrameType
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 # OpenCV before PyAV: the other order makes cv2.imshow hang (their bundled X libraries clash).
-import av  # noqa: F401
 import cv2  # noqa: F401
+
+import av  # noqa: F401
 from rich.console import Console
 from rich.logging import RichHandler
 

@@ -14,8 +14,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-import av  # noqa: E402, F401
 import cv2  # noqa: E402, F401 - before av, always (ENVIRONMENT.md)
+
+import av  # noqa: E402, F401
 import numpy as np  # noqa: E402
 
 MEDIA = ROOT.parent / "shared" / "media"

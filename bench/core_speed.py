@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import cv2  # noqa: E402 - before av/torch users, see ENVIRONMENT.md
+
 import torch  # noqa: E402
 
 from cocoer_core.api import PersonRegion  # noqa: E402

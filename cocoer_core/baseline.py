@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
+
 import numpy as np
 import torch
 from torch import nn
@@ -206,11 +207,11 @@ class FaceExpressionBaseline:
     Persons without a face box get None (the model only sees faces).
     """
 
-    name = MODEL_NAME
-    description = "FER2013 mini-Xception, 7 classes, face only (embedded baseline)"
-    labels = FER2013_LABELS
-    levels = (Level.FINAL, Level.HEAD)
-    label_rule = LabelRule(final_threshold=None, level_threshold=None)
+    name: str = MODEL_NAME
+    description: str = "FER2013 mini-Xception, 7 classes, face only (embedded baseline)"
+    labels: tuple[str, ...] = FER2013_LABELS
+    levels: tuple[Level, ...] = (Level.FINAL, Level.HEAD)
+    label_rule: LabelRule = LabelRule(final_threshold=None, level_threshold=None)
 
     def __init__(self, device: str = "cpu", face_margin: float = 0.1, weights: Path | None = None) -> None:
         self.device = torch.device(device)

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
+
 import numpy as np
 
 from cocoer_core.api import PersonRegion

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import cv2
+
 import numpy as np
 import torch
 from torch import nn

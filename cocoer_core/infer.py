@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import cv2
+
 import numpy as np
 
 from cocoer_core.api import EmotionResult, Level, PersonRegion

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import cv2
+
 import numpy as np
 import torch
 from PIL import Image

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
+
 import numpy as np
 import torch
 
@@ -71,8 +72,8 @@ def prepare_frame(image_bgr: np.ndarray, persons: Sequence[PersonRegion], resize
 class CocoERModel:
     """The full CocoER behind the pipeline's `EmotionModel` interface."""
 
-    name = "cocoer"
-    levels = OUTPUT_LEVELS
+    name: str = "cocoer"
+    levels: tuple[Level, ...] = OUTPUT_LEVELS
 
     def __init__(
         self,
@@ -85,7 +86,7 @@ class CocoERModel:
         resize: str = "pil",
     ) -> None:
         self.device = torch.device(device)
-        self.labels = EMOTIC_LABELS if model.config.num_class == 26 else CAER_S_LABELS
+        self.labels: tuple[str, ...] = EMOTIC_LABELS if model.config.num_class == 26 else CAER_S_LABELS
         self.description = (
             f"CocoER, {len(self.labels)} {'EMOTIC' if len(self.labels) == 26 else 'CAER-S'} classes, head+body+context"
         )

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
+
 import numpy as np
 from rich.console import Console
 

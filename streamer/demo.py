@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 import cv2
+
 import numpy as np
 
 DEMO_SIZE = (640, 480)  # width, height

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import cv2
+
 import numpy as np
 
 from cocoer_core.api import EmotionResult, Level
@@ -183,7 +184,7 @@ class OverlayRenderer:
             self._draw_chips(image, chips, x + sc.pad, baseline, sc)
 
     def _level_rows(self, shown: EmotionResult) -> list[tuple[str, Level]]:
-        rows = []
+        rows: list[tuple[str, Level]] = []
         for level in (Level.VI, Level.HEAD, Level.BODY, Level.CONTEXT):
             if level in shown.scores and len(shown.scores) > 2:
                 label, p = shown.top(1, level)[0]

@@ -14,8 +14,9 @@ from fractions import Fraction
 from pathlib import Path
 from typing import IO, Any, Self
 
-import av
 import cv2
+
+import av
 import numpy as np
 
 from streamer.errors import UserError

@@ -30,8 +30,9 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Protocol
 
-import av
 import cv2
+
+import av
 import numpy as np
 
 from streamer.config import SourceConfig

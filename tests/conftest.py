@@ -14,8 +14,9 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 # OpenCV before PyAV, always (see ENVIRONMENT.md: the other order hangs cv2.imshow).
-import av  # noqa: E402, F401
 import cv2  # noqa: E402, F401
+
+import av  # noqa: E402, F401
 
 #: Real media lives next to the checkout, never inside it.
 MEDIA = Path(os.environ.get("COCOER_MEDIA", ROOT.parent / "shared" / "media"))

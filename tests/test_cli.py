@@ -179,7 +179,8 @@ def test_single_image_writes_annotated_image_and_json(shared_media: Path, tmp_pa
 
 
 @pytest.mark.integration
-def test_ctrl_c_leaves_a_playable_video(shared_media: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_interrupting_leaves_a_playable_video(shared_media: Path, tmp_path: Path, signum: int) -> None:
     process = subprocess.Popen(
         [
             sys.executable,
@@ -200,7 +201,7 @@ def test_ctrl_c_leaves_a_playable_video(shared_media: Path, tmp_path: Path) -> N
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and (not jsonl.exists() or len(jsonl.read_text().splitlines()) < 15):
         time.sleep(0.2)
-    process.send_signal(signal.SIGINT)
+    process.send_signal(signum)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr
     written = len(jsonl.read_text().splitlines())

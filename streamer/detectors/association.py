@@ -80,13 +80,13 @@ def associate(
 
     persons = []
     for bi, body in enumerate(bodies):
-        fi = face_of_body.get(bi)
-        head = faces[fi].box if fi is not None else None
-        score = max(body.score, faces[fi].score) if fi is not None else body.score
+        paired = faces[face_of_body[bi]] if bi in face_of_body else None
+        head = paired.box if paired is not None else None
+        score = max(body.score, paired.score) if paired is not None else body.score
         persons.append(PersonDetection(body.box, head, score, body_source="person"))
     if bodies_from_faces:
         for fi, face in enumerate(faces):
             if fi not in taken_faces:
-                body = body_from_face(face.box, image_w, image_h)
-                persons.append(PersonDetection(body, face.box, face.score, body_source="face"))
+                extrapolated = body_from_face(face.box, image_w, image_h)
+                persons.append(PersonDetection(extrapolated, face.box, face.score, body_source="face"))
     return persons

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 import cv2
+
 import numpy as np
 
 from streamer.detectors.base import ScoredBox, downscale_for_detection, scale_box

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import cv2
+
 import numpy as np
 
 from streamer.detectors.base import ScoredBox, downscale_for_detection, nms, scale_box

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import cv2
+
 import numpy as np
 
 from cocoer_core.evaluate_faces import Evaluation, read_label_csv, report

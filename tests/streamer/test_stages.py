@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
+
 import numpy as np
 import pytest
 
