@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections import Counter, deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -103,7 +103,6 @@ class _TrackState:
     last_seen_t: float
     last_seen_frame: int
     last_inferred_frame: int | None = None
-    events: list[TrackEvent] = field(default_factory=list)
 
 
 class SmoothingBank:
