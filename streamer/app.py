@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import cv2
@@ -88,7 +88,6 @@ class RunSummary:
     dropped: int = 0
     interrupted: bool = False
     seconds: float = 0.0
-    max_persons: int = 0
     stage_ms: dict[str, float] = field(default_factory=dict)
 
 
@@ -201,7 +200,6 @@ def run_video(
         with progress:
             for result in pipeline.results():
                 summary.frames += 1
-                summary.max_persons = max(summary.max_persons, len(result.persons))
                 fps = meter.tick()
                 latency_ms = 1000.0 * (time.monotonic() - result.frame.captured_at)
                 annotated = renderer.annotate(
@@ -259,8 +257,8 @@ def run_image(config: AppConfig, path: Path, image: np.ndarray, components: Comp
         else (None,) * len(persons)
     )
     result = FrameResult(frame, persons, raw, raw)
-    config.overlay.show_stats = False
-    annotated = OverlayRenderer(config.overlay, components.model_description).annotate(image.copy(), result)
+    overlay = replace(config.overlay, show_stats=False)  # no fps or latency for a still image
+    annotated = OverlayRenderer(overlay, components.model_description).annotate(image.copy(), result)
     image_path = (
         out_dir
         / f"{path.stem}_annotated{path.suffix.lower() if path.suffix.lower() in ('.png', '.jpg', '.jpeg') else '.png'}"

@@ -74,7 +74,6 @@ class VideoSink(Sink):
         self.crf = crf
         self.preset = preset
         self.fragmented = fragmented
-        self.frames_written = 0
         self._container: av.container.OutputContainer | None = None
         self._stream: Any = None
         self._last_pts: int | None = None
@@ -117,7 +116,6 @@ class VideoSink(Sink):
             raise RuntimeError("VideoSink.write after close()")
         for packet in self._stream.encode(frame):
             container.mux(packet)
-        self.frames_written += 1
 
     def close(self) -> None:
         if self._container is None:
@@ -148,7 +146,6 @@ class SegmentedVideoSink(Sink):
         self.crf = crf
         self.preset = preset
         self.paths: list[Path] = []
-        self.frames_written = 0
         self._current: VideoSink | None = None
         self._segment_start = 0.0
 
@@ -166,7 +163,6 @@ class SegmentedVideoSink(Sink):
         if sink is None or (self.segment_s > 0 and pts_s - self._segment_start >= self.segment_s):
             sink = self._rotate(pts_s)
         sink.write(image, pts_s - self._segment_start)
-        self.frames_written += 1
 
     def close(self) -> None:
         if self._current is not None:
@@ -179,7 +175,6 @@ class JsonlSink(Sink):
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.lines_written = 0
         self._file: IO[str] | None = None
 
     def write(self, record: dict[str, Any]) -> None:
@@ -187,7 +182,6 @@ class JsonlSink(Sink):
             self._file = self.path.open("w", encoding="utf-8")
         self._file.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")
         self._file.flush()
-        self.lines_written += 1
 
     def close(self) -> None:
         if self._file is not None:

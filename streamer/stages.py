@@ -68,7 +68,6 @@ class EmotionStage:
         self.stride = stride
         self.min_face_px = min_face_px
         self.batch_size = batch_size
-        self.inferred_persons = 0
 
     def _due(self, person: Person, frame_index: int) -> bool:
         if self.min_face_px and (person.head_box is None or person.head_box.height < self.min_face_px):
@@ -83,7 +82,6 @@ class EmotionStage:
         results: list[EmotionResult | None] = []
         for start in range(0, len(regions), self.batch_size):
             results.extend(self.model.predict(frame.image, regions[start : start + self.batch_size]))
-        self.inferred_persons += len(persons)
         return results
 
     def process(self, tracked: TrackedFrame) -> FrameResult:
