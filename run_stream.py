@@ -13,10 +13,8 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import sys
 from pathlib import Path
-from types import FrameType
 
 # Several stage threads call into PyTorch at once: OpenMP workers that spin while
 # idle steal the cores the other stages need (measured: ~15% more pipeline fps on
@@ -32,7 +30,9 @@ from rich.logging import RichHandler
 
 from streamer.config import AppConfig, load_config
 from streamer.errors import UserError
+from streamer.pipeline import running_stage_threads
 from streamer.redact import mask_url, redact_text, url_password
+from streamer.shutdown import GracefulStop
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "default.yaml"
 logger = logging.getLogger("run_stream")
@@ -91,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _cli_overrides(args: argparse.Namespace) -> list[str]:
     """Flags become dotlist overrides, applied after --config and --set."""
+    if args.source is not None and not args.source.strip():
+        raise UserError("--source is empty: give a video file, an image, a camera index, a URL or 'demo'")
     pairs: list[tuple[str, object]] = [
         ("source.spec", args.source),
         ("source.rtsp_transport", args.rtsp_transport),
@@ -120,19 +122,16 @@ def _setup_logging(console: Console, debug: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
-
-
-def run(args: argparse.Namespace, console: Console) -> int:
+def run(args: argparse.Namespace, console: Console, shutdown: GracefulStop) -> int:
     from streamer.app import build_components, load_image, run_image, run_video
+    from streamer.claim import refuse_if_busy
     from streamer.sinks import ensure_writable_dir
     from streamer.sources import is_image_path, open_source
 
     config: AppConfig = load_config(args.config or DEFAULT_CONFIG, [*args.overrides, *_cli_overrides(args)])
     spec = config.source.spec
     # Cheap checks first, so a bad input fails in a second, before any model loads.
-    ensure_writable_dir(Path(config.sink.out_dir).expanduser())
+    out_dir = ensure_writable_dir(Path(config.sink.out_dir).expanduser())
     if is_image_path(spec):
         path = Path(spec).expanduser()
         image = load_image(path)
@@ -141,8 +140,11 @@ def run(args: argparse.Namespace, console: Console) -> int:
         logger.info("%d person(s): wrote %s and %s", done.persons, done.image_path, done.json_path)
         return 0
     source = open_source(spec, config.source)  # fails fast on a bad source
+    if not source.info.is_live:
+        refuse_if_busy(out_dir, source.info.stem)
     components = build_components(config)
-    summary = run_video(config, source, components, console, show_progress=not args.no_progress)
+    shutdown.arm()  # outputs open from here on: a signal now stops between frames
+    summary = run_video(config, source, components, console, show_progress=not args.no_progress, stop=shutdown.event)
     outputs = ", ".join(str(p) for p in [*summary.video_paths, summary.jsonl_path] if p)
     logger.info(
         "%d frames in %.1f s (%.1f fps)%s: wrote %s",
@@ -159,10 +161,27 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     console = Console(stderr=True)
     _setup_logging(console, args.debug)
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    shutdown = GracefulStop()
+    shutdown.install()
     secrets = (url_password(args.source),) if args.source else ()
+    code = _run_reporting_errors(args, console, shutdown, secrets)
+    stuck = running_stage_threads()
+    if stuck:
+        # A thread stuck in native code (a hung decoder, a long model call) would make the
+        # interpreter's exit abort the process: the outputs are already finalized, so leave now.
+        logger.warning("threads still running at exit (%s): leaving without waiting", ", ".join(stuck))
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
+def _run_reporting_errors(
+    args: argparse.Namespace, console: Console, shutdown: GracefulStop, secrets: tuple[str, ...]
+) -> int:
     try:
-        return run(args, console)
+        return run(args, console, shutdown)
     except UserError as exc:
         if args.debug:
             raise

@@ -9,6 +9,7 @@ Ctrl+C, SIGTERM or an error in a stage.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -21,10 +22,11 @@ from rich.console import Console
 
 from cocoer_core.api import EmotionModel
 from cocoer_core.postprocess import LabelRule
+from streamer.claim import OutputClaim, claim_outputs
 from streamer.config import AppConfig
 from streamer.detectors import FacePersonDetector, build_detector
 from streamer.emotion import build_emotion_model, resolve_device
-from streamer.errors import UserError
+from streamer.errors import OutputError, UserError
 from streamer.overlay import OverlayRenderer, OverlayStats
 from streamer.pipeline import Pipeline, PipelineStats
 from streamer.progress import ProgressReporter, RateMeter
@@ -85,6 +87,8 @@ class RunSummary:
     frames: int = 0
     video_paths: list[Path] = field(default_factory=list)
     jsonl_path: Path | None = None
+    video_frames: int = 0
+    jsonl_lines: int = 0
     dropped: int = 0
     interrupted: bool = False
     seconds: float = 0.0
@@ -98,15 +102,21 @@ def _refuse_overwriting_input(output: Path, source_path: Path | None) -> None:
 
 @dataclass
 class Outputs:
-    """The sinks of one run, written together and always closed together."""
+    """The sinks of one run, written together and always closed together.
+
+    Per frame the video is written before the JSONL line, and a frame whose
+    video write failed gets no line: the JSONL never describes a frame the
+    video lacks.
+    """
 
     model_name: str
+    claim: OutputClaim | None = None
     video: VideoSink | SegmentedVideoSink | None = None
     jsonl: JsonlSink | None = None
     display: DisplaySink | None = None
 
     def write(self, annotated: np.ndarray, result: FrameResult) -> bool:
-        """Write one frame everywhere; False when the user closed the window."""
+        """Write one frame everywhere; False when the user closed the window. Raises OutputError."""
         if self.video is not None:
             self.video.write(annotated, result.frame.pts_s)
         if self.jsonl is not None:
@@ -116,10 +126,19 @@ class Outputs:
             return not self.display.closed_by_user
         return True
 
-    def close(self) -> None:
+    def close(self) -> OutputError | None:
+        """Close every sink, even when one fails; the first failure is returned, not raised."""
+        first: OutputError | None = None
         for sink in (self.video, self.jsonl, self.display):
-            if sink is not None:
+            if sink is None:
+                continue
+            try:
                 sink.close()
+            except OutputError as exc:
+                first = first or exc
+        if self.claim is not None:
+            self.claim.release()
+        return first
 
 
 def open_outputs(config: AppConfig, info: SourceInfo, model_name: str, summary: RunSummary) -> Outputs:
@@ -127,20 +146,26 @@ def open_outputs(config: AppConfig, info: SourceInfo, model_name: str, summary: 
     out_dir = ensure_writable_dir(Path(config.sink.out_dir).expanduser())
     stem = info.stem if not info.is_live else f"{info.stem}_{time.strftime('%Y%m%d-%H%M%S')}"
     source_path = Path(info.display_name) if info.kind == "file" else None
-    outputs = Outputs(model_name)
+    for suffix in (".mp4", ".jsonl"):
+        _refuse_overwriting_input(out_dir / f"{stem}{suffix}", source_path)
+    written = [p for p, on in (("{stem}.jsonl", config.sink.jsonl), ("{stem}.mp4", config.sink.video)) if on]
+    if info.is_live:
+        written = ["{stem}.jsonl", "{stem}_001.mp4"]
+    outputs = Outputs(model_name, claim_outputs(out_dir, stem, unique=info.is_live, existing=written))
+    stem = outputs.claim.stem if outputs.claim else stem
     if config.sink.video and info.is_live:
         outputs.video = SegmentedVideoSink(
-            out_dir, stem, info.fps, config.sink.segment_s, config.sink.crf, config.sink.preset
+            out_dir, stem, info.fps, config.sink.segment_s, config.sink.crf, config.sink.preset, config.sink.fragment_s
         )
         summary.video_paths = outputs.video.paths  # filled as segments open
     elif config.sink.video:
         path = out_dir / f"{stem}.mp4"
-        _refuse_overwriting_input(path, source_path)
         summary.video_paths = [path]
-        outputs.video = VideoSink(path, info.time_base, info.fps, config.sink.crf, config.sink.preset)
+        outputs.video = VideoSink(
+            path, info.time_base, info.fps, config.sink.crf, config.sink.preset, config.sink.fragment_s
+        )
     if config.sink.jsonl:
         summary.jsonl_path = out_dir / f"{stem}.jsonl"
-        _refuse_overwriting_input(summary.jsonl_path, source_path)
         outputs.jsonl = JsonlSink(summary.jsonl_path)
     if config.sink.display:
         if DisplaySink.available():
@@ -180,15 +205,26 @@ def run_video(
     show_progress: bool = True,
     tracker: Tracker | None = None,
     on_frame: Callable[[FrameResult, PipelineStats], None] | None = None,
+    stop: threading.Event | None = None,
 ) -> RunSummary:
     """Analyze a stream; write `<out>/<stem>.mp4` (live: segments) and `<out>/<stem>.jsonl`.
 
     `on_frame` is called in the main thread after each frame is rendered and
-    written (benchmarks read latency and queue fill there).
+    written (benchmarks read latency and queue fill there). Setting `stop`
+    (the CLI does on Ctrl+C/SIGTERM) ends the run after the frame being
+    written; then, as after any error, every thread is stopped and joined and
+    every output finalized before this returns or raises.
+
+    Raises:
+        OutputError: an output could not be written or finalized (what was written still plays).
     """
     info = source.info
     summary = RunSummary()
-    outputs = open_outputs(config, info, components.model_name, summary)
+    try:
+        outputs = open_outputs(config, info, components.model_name, summary)
+    except BaseException:
+        source.close()
+        raise
     pipeline = build_pipeline(config, source, components, tracker)
     renderer = OverlayRenderer(config.overlay, components.model_description)
     meter = RateMeter()
@@ -196,16 +232,18 @@ def run_video(
     total = info.frame_count_hint if not info.is_live else None
     progress = ProgressReporter(console or Console(stderr=True), info.display_name, total, show_progress)
     pipeline.start()
+    failure: BaseException | None = None
     try:
         with progress:
-            for result in pipeline.results():
-                summary.frames += 1
+            for result in pipeline.results(until=stop):
                 fps = meter.tick()
                 latency_ms = 1000.0 * (time.monotonic() - result.frame.captured_at)
                 annotated = renderer.annotate(
                     result.frame.image.copy(), result, OverlayStats(fps, latency_ms, pipeline.stats.dropped)
                 )
-                if not outputs.write(annotated, result):
+                keep_going = outputs.write(annotated, result)
+                summary.frames += 1
+                if not keep_going:
                     break
                 progress.update(
                     summary.frames, fps, pipeline.stats.dropped, max(pipeline.stats.fills().values(), default=0.0)
@@ -214,17 +252,42 @@ def run_video(
                     on_frame(result, pipeline.stats)
     except KeyboardInterrupt:
         summary.interrupted = True
-        logger.warning("interrupted: finalizing the files written so far")
+    except OutputError as exc:
+        failure = exc
     finally:
-        outputs.close()
-        summary.dropped = pipeline.stats.dropped
-        summary.seconds = time.monotonic() - started
-        summary.stage_ms = {name: t.mean_ms for name, t in pipeline.stats.stages.items()}
-        try:
-            pipeline.close()
-        finally:
-            source.close()
+        error = _finalize(pipeline, source, outputs, summary, started)
+    if stop is not None and stop.is_set():
+        summary.interrupted = True
+    if summary.interrupted:
+        logger.warning("interrupted: the files written so far are finalized")
+    if failure is not None or error is not None:
+        raise failure or error  # type: ignore[misc]
     return summary
+
+
+def _finalize(
+    pipeline: Pipeline, source: Source, outputs: Outputs, summary: RunSummary, started: float
+) -> BaseException | None:
+    """Stop and join every thread, close every output and the source; return the first error instead of raising.
+
+    Order matters: upstream stops producing first, the outputs are finalized
+    (the part a user cares about), then the threads are joined, so one failing
+    step never skips the others (a skipped join used to abort the process).
+    """
+    pipeline.stop.set()
+    error: BaseException | None = outputs.close()
+    summary.video_frames = outputs.video.frames if outputs.video is not None else 0
+    summary.jsonl_lines = outputs.jsonl.lines if outputs.jsonl is not None else 0
+    summary.dropped = pipeline.stats.dropped
+    summary.seconds = time.monotonic() - started
+    summary.stage_ms = {name: t.mean_ms for name, t in pipeline.stats.stages.items()}
+    try:
+        pipeline.close()
+    except Exception as exc:
+        error = error or exc
+    finally:
+        source.close()
+    return error
 
 
 @dataclass
@@ -250,7 +313,7 @@ def run_image(config: AppConfig, path: Path, image: np.ndarray, components: Comp
     """Analyze one photo; write `<out>/<stem>_annotated<ext>` and `<out>/<stem>.json`."""
     out_dir = ensure_writable_dir(Path(config.sink.out_dir).expanduser())
     frame = Frame(str(path), 0, 0.0, time.monotonic(), image, is_last=True)
-    persons = tuple(FrameLocalTracker().update(frame, components.detector.detect(image)))
+    persons = FrameLocalTracker().update(frame, components.detector.detect(image)).persons
     raw = (
         tuple(components.model.predict(image, [region_of(p) for p in persons]))
         if components.model and persons

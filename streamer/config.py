@@ -11,7 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from omegaconf import OmegaConf
+import yaml
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from streamer.errors import UserError
@@ -21,6 +22,26 @@ from trackers.base import TrackerConfig
 def _check_choice(name: str, value: str, choices: Sequence[str]) -> None:
     if value not in choices:
         raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+
+
+def _check_min(name: str, value: float, low: float, inclusive: bool = True) -> None:
+    if value < low or (not inclusive and value == low):
+        raise ValueError(f"{name} must be {'>=' if inclusive else '>'} {low}; got {value}")
+
+
+#: libx264's speed presets (anything else fails only when the first frame is encoded).
+X264_PRESETS = (
+    "ultrafast",
+    "superfast",
+    "veryfast",
+    "faster",
+    "fast",
+    "medium",
+    "slow",
+    "slower",
+    "veryslow",
+    "placebo",
+)
 
 
 @dataclass
@@ -46,6 +67,14 @@ class SourceConfig:
         _check_choice("source.live", self.live, ("auto", "yes", "no"))
         _check_choice("source.policy", self.policy, ("auto", "block", "latest"))
         _check_choice("source.rtsp_transport", self.rtsp_transport, ("tcp", "udp"))
+        if not self.spec.strip():
+            raise ValueError("source.spec is empty: give a video file, an image, a camera index, a URL or 'demo'")
+        _check_min("source.max_frames", self.max_frames, 0)
+        _check_min("source.reconnect_attempts", self.reconnect_attempts, 0)
+        for name in ("open_timeout_s", "read_timeout_s", "backoff_initial_s", "backoff_max_s", "demo_seconds"):
+            _check_min(f"source.{name}", getattr(self, name), 0.0, inclusive=False)
+        _check_min("source.keep_tracks_s", self.keep_tracks_s, 0.0)
+        _check_min("source.demo_fps", self.demo_fps, 1)
 
 
 @dataclass
@@ -101,7 +130,6 @@ class SmoothingConfig:
     half_life_s: float = 0.4
     hysteresis: float = 0.05
     exclusion_window: int = 15
-    keep_s: float = 1.0
 
     def __post_init__(self) -> None:
         if self.half_life_s < 0:
@@ -131,7 +159,17 @@ class SinkConfig:
     crf: int = 20
     preset: str = "veryfast"
     segment_s: float = 600.0
+    fragment_s: float = 2.0
     display: bool = False
+
+    def __post_init__(self) -> None:
+        _check_choice("sink.preset", self.preset, X264_PRESETS)
+        if not 0 <= self.crf <= 51:
+            raise ValueError(f"sink.crf must be 0..51; got {self.crf}")
+        _check_min("sink.segment_s", self.segment_s, 0.0)
+        _check_min("sink.fragment_s", self.fragment_s, 0.0, inclusive=False)
+        if not self.out_dir.strip():
+            raise ValueError("sink.out_dir is empty")
 
 
 @dataclass
@@ -155,6 +193,33 @@ class AppConfig:
         _check_choice("device", self.device, ("auto", "cpu", "cuda"))
 
 
+def _load_yaml(path: Path) -> DictConfig:
+    """A YAML config file as a mapping, or one line naming the file and what is wrong."""
+    if not path.is_file():
+        raise UserError(f"config file {path} not found")
+    try:
+        loaded = OmegaConf.load(path)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise UserError(f"config file {path} is not valid YAML{where}: {problem}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"cannot read config file {path} ({exc})") from None
+    if not isinstance(loaded, DictConfig):
+        raise UserError(f"config file {path} must be a mapping of sections (source:, detector:, ...), not a list")
+    return loaded
+
+
+def _omegaconf_message(exc: OmegaConfBaseException) -> str:
+    """OmegaConf's first line, prefixed with the key it is about when it does not already name it."""
+    message = str(exc).splitlines()[0]
+    key = getattr(exc, "full_key", None)
+    if key and str(key) not in message:
+        return f"{key}: {message}"
+    return message
+
+
 def load_config(yaml_path: str | Path | None = None, overrides: Sequence[str] = ()) -> AppConfig:
     """Defaults, then a YAML file, then `a.b=c` overrides; typed and validated.
 
@@ -164,10 +229,7 @@ def load_config(yaml_path: str | Path | None = None, overrides: Sequence[str] = 
     try:
         merged = OmegaConf.structured(AppConfig)
         if yaml_path is not None:
-            path = Path(yaml_path)
-            if not path.is_file():
-                raise UserError(f"config file {path} not found")
-            merged = OmegaConf.merge(merged, OmegaConf.load(path))
+            merged = OmegaConf.merge(merged, _load_yaml(Path(yaml_path)))
         if overrides:
             for item in overrides:
                 if "=" not in item:
@@ -175,7 +237,7 @@ def load_config(yaml_path: str | Path | None = None, overrides: Sequence[str] = 
             merged = OmegaConf.merge(merged, OmegaConf.from_dotlist(list(overrides)))
         config = OmegaConf.to_object(merged)
     except OmegaConfBaseException as exc:
-        raise UserError(f"bad configuration: {str(exc).splitlines()[0]}") from exc
+        raise UserError(f"bad configuration: {_omegaconf_message(exc)}") from exc
     except ValueError as exc:
         raise UserError(f"bad configuration: {exc}") from exc
     if not isinstance(config, AppConfig):  # OmegaConf.to_object of a structured AppConfig

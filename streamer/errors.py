@@ -9,3 +9,7 @@ class UserError(Exception):
 
 class SourceError(UserError):
     """A source that cannot be opened or read (missing file, not a video, dead URL)."""
+
+
+class OutputError(UserError):
+    """An output that cannot be written or finalized (full disk, bad encoder setting): names the output."""

@@ -99,7 +99,7 @@ class EdgeQueue(Generic[T]):
                 with contextlib.suppress(queue.Empty):
                     self._queue.get_nowait()
 
-    def get(self, stop: threading.Event) -> T | _End | None:
+    def get(self, stop: threading.Event | _EitherEvent) -> T | _End | None:
         """The next item, END, or None if the pipeline stopped while waiting."""
         while not stop.is_set():
             try:
@@ -110,6 +110,17 @@ class EdgeQueue(Generic[T]):
 
     def fill(self) -> float:
         return self._queue.qsize() / self.maxsize
+
+
+class _EitherEvent:
+    """Set when either of two events is: the pipeline's own stop, or the caller's."""
+
+    def __init__(self, a: threading.Event, b: threading.Event) -> None:
+        self._a = a
+        self._b = b
+
+    def is_set(self) -> bool:
+        return self._a.is_set() or self._b.is_set()
 
 
 class ErrorRelay:
@@ -267,10 +278,12 @@ class Pipeline:
             stage.start()
         self._started = True
 
-    def results(self) -> Iterator[Any]:
+    def results(self, until: threading.Event | None = None) -> Iterator[Any]:
+        """The last stage's outputs in order; ends early once `until` is set (a graceful stop)."""
         outbox = self._queues[-1]
+        stop = self.stop if until is None else _EitherEvent(self.stop, until)
         while True:
-            item = outbox.get(self.stop)
+            item = outbox.get(stop)
             if item is None or item is END:
                 return
             yield item
@@ -286,3 +299,8 @@ class Pipeline:
                     logger.warning("thread %s did not stop in time", thread.name)
         if self.errors.error is not None:
             raise self.errors.error
+
+
+def running_stage_threads() -> list[str]:
+    """Pipeline threads of this process still alive (after `close()`: stuck in a native call)."""
+    return [t.name for t in threading.enumerate() if isinstance(t, StageThread | CaptureThread) and t.is_alive()]

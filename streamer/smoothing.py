@@ -100,7 +100,6 @@ class TrackSmoother:
 @dataclass
 class _TrackState:
     smoother: TrackSmoother
-    last_seen_t: float
     last_seen_frame: int
     last_inferred_frame: int | None = None
 
@@ -108,8 +107,8 @@ class _TrackState:
 class SmoothingBank:
     """All tracks' smoothers, created on a track's birth and dropped at its end.
 
-    A track missing from the frame keeps its state for `keep_s` seconds (a
-    short occlusion), then ends.
+    A track missing from the frame (a short occlusion) keeps its state until
+    the tracker says it ended: the tracker's `max_age` is the one rule.
     """
 
     def __init__(self, config: SmoothingConfig, rule: LabelRule) -> None:
@@ -134,6 +133,7 @@ class SmoothingBank:
         frame_index: int,
         persons: Sequence[Person],
         raw: Sequence[EmotionResult | None],
+        ended: Sequence[int] = (),
         final: bool = False,
     ) -> tuple[tuple[EmotionResult | None, ...], tuple[TrackEvent, ...]]:
         """Fold in one frame; return the smoothed view per person and lifecycle events.
@@ -143,29 +143,27 @@ class SmoothingBank:
             frame_index: the frame's index.
             persons: this frame's tracked persons.
             raw: model output per person (None where the model did not run).
+            ended: track ids the tracker ended with this frame.
             final: the stream ends with this frame: every track ends here.
         """
         events: list[TrackEvent] = []
         smoothed: list[EmotionResult | None] = []
-        present = set()
+        # An id the tracker ended never comes back, so ends are handled first.
+        for track_id in sorted(set(ended)):
+            state = self._tracks.pop(track_id, None)
+            if state is not None:
+                events.append(TrackEvent(TrackEventKind.END, track_id, state.last_seen_frame))
         for person, result in zip(persons, raw, strict=True):
-            present.add(person.track_id)
             state = self._tracks.get(person.track_id)
             if state is None:
-                state = self._tracks[person.track_id] = _TrackState(
-                    TrackSmoother(self.config, self.rule), t, frame_index
-                )
+                state = self._tracks[person.track_id] = _TrackState(TrackSmoother(self.config, self.rule), frame_index)
                 events.append(TrackEvent(TrackEventKind.START, person.track_id))
-            state.last_seen_t = t
             state.last_seen_frame = frame_index
             if result is not None:
                 state.smoother.update(result, t)
                 state.last_inferred_frame = frame_index
             smoothed.append(state.smoother.current)
-        for track_id in sorted(self._tracks):
-            state = self._tracks[track_id]
-            gone = track_id not in present and t - state.last_seen_t > self.config.keep_s
-            if final or gone:
-                events.append(TrackEvent(TrackEventKind.END, track_id, state.last_seen_frame))
-                del self._tracks[track_id]
+        if final:
+            for track_id in sorted(self._tracks):
+                events.append(TrackEvent(TrackEventKind.END, track_id, self._tracks.pop(track_id).last_seen_frame))
         return tuple(smoothed), tuple(events)

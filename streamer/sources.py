@@ -16,11 +16,13 @@ Errors a user can fix become `SourceError`: one line, URL password masked.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import logging
 import math
 import os
 import re
+import sys
 import threading
 import time
 from collections import deque
@@ -48,6 +50,8 @@ LIVE_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "udp", "tcp", "srt")
 NETWORK_SCHEMES = (*LIVE_SCHEMES, "http", "https")
 #: Live sources: frame timestamps in 1/90000 s (the RTP video clock).
 LIVE_TIME_BASE = Fraction(1, 90000)
+#: Undecodable packets in a row before the first frame after which a file counts as not a video.
+MAX_SKIPPED_BEFORE_FIRST = 50
 #: Frames held back to put timestamps in order (B-frames in AVI come out with permuted pts).
 REORDER_WINDOW = 16
 
@@ -94,6 +98,34 @@ def _bgr(frame: av.VideoFrame) -> np.ndarray:
     return frame.to_ndarray(format="bgr24")
 
 
+def _rotation_of(frame: av.VideoFrame) -> int:
+    """Clockwise degrees (0, 90, 180, 270) to turn a decoded frame to how players show it.
+
+    PyAV reports the display matrix's rotation counter-clockwise.
+    """
+    try:
+        degrees = round(frame.rotation)
+    except (AttributeError, TypeError, ValueError):
+        return 0
+    return (-degrees) % 360 // 90 * 90
+
+
+def upright(image: np.ndarray, clockwise: int) -> np.ndarray:
+    """The image turned clockwise by 0/90/180/270 degrees (contiguous, for OpenCV)."""
+    if clockwise == 0:
+        return image
+    return np.ascontiguousarray(np.rot90(image, k=-(clockwise // 90)))
+
+
+def _declared_duration_s(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> float | None:
+    """How long the header says the video is, from the stream or else the container."""
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    if container.duration:
+        return container.duration / 1e6
+    return None
+
+
 def _ffmpeg_reason(exc: BaseException) -> str:
     """FFmpeg's reason without the file name or URL it repeats."""
     if isinstance(exc, av.error.FFmpegError) and exc.strerror:
@@ -127,14 +159,20 @@ def reorder_timestamps(
     pending_images: deque[np.ndarray] = deque()
     pending_pts: list[float] = []
     last = -math.inf
-    for count, (image, pts_s) in enumerate(decoded):
-        if pts_s is None:
-            pts_s = max(last + 1.0 / fps, count / fps)
-        last = max(last, pts_s)
-        pending_images.append(image)
-        heapq.heappush(pending_pts, pts_s)
-        if len(pending_images) > window:
+    try:
+        for count, (image, pts_s) in enumerate(decoded):
+            if pts_s is None:
+                pts_s = max(last + 1.0 / fps, count / fps)
+            last = max(last, pts_s)
+            pending_images.append(image)
+            heapq.heappush(pending_pts, pts_s)
+            if len(pending_images) > window:
+                yield pending_images.popleft(), heapq.heappop(pending_pts)
+    except Exception:
+        # Decoding failed midway: the frames held back are good ones, never thrown away.
+        while pending_images:
             yield pending_images.popleft(), heapq.heappop(pending_pts)
+        raise
     while pending_images:
         yield pending_images.popleft(), heapq.heappop(pending_pts)
 
@@ -162,24 +200,30 @@ class ContainerSource:
         self._stream = self._container.streams.video[0]
         self._stream.thread_type = "AUTO"
         self._display_name = display_name
+        self._skipped = 0
+        self._decoded_count = 0
+        self._last_time: float | None = None
+        self.demux_error: str | None = None
         self._first = self._decode_first()
+        # Phones store portrait video as landscape plus a display matrix: analyse and write it upright.
+        self.rotation = _rotation_of(self._first)
         rate = self._stream.average_rate or self._stream.guessed_rate
         self.info = SourceInfo(
             display_name=display_name,
             stem=stem,
             kind="file",
             is_live=False,
-            width=self._first.width,
-            height=self._first.height,
+            width=self._first.height if self.rotation % 180 else self._first.width,
+            height=self._first.width if self.rotation % 180 else self._first.height,
             fps=float(rate) if rate else None,
             frame_count_hint=int(self._stream.frames) or None,
             time_base=self._stream.time_base or Fraction(1, round(float(rate or 25))),
         )
 
     def _decode_first(self) -> av.VideoFrame:
+        self._decoder = self._decode_packets()
         try:
-            self._decoder = self._container.decode(self._stream)
-            return next(self._decoder)
+            first = next(self._decoder)
         except StopIteration:
             self._container.close()
             raise SourceError(
@@ -190,26 +234,87 @@ class ContainerSource:
             raise SourceError(
                 f"{self._display_name}: the first frame cannot be decoded ({_ffmpeg_reason(exc)})"
             ) from exc
+        return first
 
-    def _decoded(self) -> Iterator[av.VideoFrame]:
-        yield self._first
-        count = 1
+    def _decode_packets(self) -> Iterator[av.VideoFrame]:
+        """Decode packet by packet, skipping the ones the decoder rejects (damaged bytes).
+
+        A damaged stretch costs only its own frames: the decoder resynchronises
+        at the next keyframe. A demuxer that breaks (the container itself is
+        damaged or cut off) ends the stream with what was decoded so far.
+        """
+        packets = self._container.demux(self._stream)
         while True:
             try:
-                yield next(self._decoder)
+                packet = next(packets)
             except StopIteration:
                 return
             except (av.error.FFmpegError, ValueError) as exc:
-                reason = redact_text(_ffmpeg_reason(exc), self._secrets)
-                raise SourceError(f"{self._display_name}: decoding stopped after {count} frames ({reason})") from exc
-            count += 1
+                self.demux_error = _ffmpeg_reason(exc)
+                return
+            try:
+                frames = packet.decode()
+            except (av.error.FFmpegError, ValueError) as exc:
+                self._skipped += 1
+                if self._skipped == 1:
+                    logger.warning(
+                        "%s: skipping undecodable data after frame %d (%s); the count follows at the end",
+                        self._display_name,
+                        self._decoded_count,
+                        redact_text(_ffmpeg_reason(exc), self._secrets),
+                    )
+                if self._decoded_count == 0 and self._skipped >= MAX_SKIPPED_BEFORE_FIRST:
+                    raise
+                continue
+            for frame in frames:
+                self._decoded_count += 1
+                self._last_time = float(frame.time) if frame.time is not None else self._last_time
+                yield frame
+
+    def _decoded(self) -> Iterator[av.VideoFrame]:
+        yield self._first
+        yield from self._decoder
+        self._report_damage()
+
+    def _report_damage(self) -> None:
+        """One warning at the end: skipped packets, and a file that ends before its header says."""
+        name = self._display_name
+        if self._skipped:
+            logger.warning(
+                "%s: skipped %d undecodable packet(s); kept all %d good frames",
+                name,
+                self._skipped,
+                self._decoded_count,
+            )
+        expected = _declared_duration_s(self._container, self._stream)
+        fps = self.info.fps or 25.0
+        cut_short = (
+            expected is not None
+            and self._last_time is not None
+            and (self._last_time + 1.0 / fps < expected - max(2.0 / fps, 0.05 * expected))
+        )
+        if cut_short or self.demux_error:
+            header = int(self._stream.frames or 0)
+            listed = f"; the header lists {header} frames" if header else ""
+            why = f" ({self.demux_error})" if self.demux_error else ""
+            logger.warning(
+                "%s ends early: decoded %d frames up to %.1f s of %.1f s%s (file cut short?)%s",
+                name,
+                self._decoded_count,
+                self._last_time or 0.0,
+                expected or 0.0,
+                listed,
+                why,
+            )
 
     def frames(self, stop: threading.Event) -> Iterator[Frame]:
         return mark_last(self._frames(stop))
 
     def _frames(self, stop: threading.Event) -> Iterator[Frame]:
         fps = self.info.fps or 25.0
-        decoded = ((_bgr(d), float(d.time) if d.time is not None else None) for d in self._decoded())
+        decoded = (
+            (upright(_bgr(d), self.rotation), float(d.time) if d.time is not None else None) for d in self._decoded()
+        )
         for index, (image, pts_s) in enumerate(reorder_timestamps(decoded, fps)):
             if stop.is_set() or (self.max_frames and index >= self.max_frames):
                 return
@@ -426,6 +531,16 @@ class StreamSource(LiveSource):
                 self._container = None
 
 
+@contextlib.contextmanager
+def _quiet_opencv() -> Iterator[None]:
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    try:
+        yield
+    finally:
+        cv2.utils.logging.setLogLevel(level)
+
+
 class CameraSource(LiveSource):
     """A local camera through OpenCV (an index or /dev/videoN)."""
 
@@ -436,7 +551,8 @@ class CameraSource(LiveSource):
         self.info = self._live_info(f"camera {device}", f"camera_{device}", "camera")
 
     def _connect(self) -> cv2.VideoCapture:
-        capture = cv2.VideoCapture(self.device)
+        with _quiet_opencv():  # a failed open prints a dozen backend warnings; we say it in one line
+            capture = cv2.VideoCapture(self.device)
         if not capture.isOpened():
             capture.release()
             raise OSError(f"camera {self.device} cannot be opened")
@@ -445,6 +561,12 @@ class CameraSource(LiveSource):
     def _probe(self) -> tuple[int, int, float | None]:
         if isinstance(self.device, str) and not Path(self.device).exists():
             raise SourceError(f"camera {self.device} does not exist")
+        if (
+            isinstance(self.device, int)
+            and sys.platform.startswith("linux")
+            and not Path(f"/dev/video{self.device}").exists()
+        ):
+            raise SourceError(f"camera {self.device} does not exist (no /dev/video{self.device})")
         try:
             capture = self._connect()
         except OSError as exc:

@@ -34,9 +34,9 @@ class DetectTrackStage:
         started = time.perf_counter()
         detections = self.detector.detect(frame.image)
         detected = time.perf_counter()
-        persons = self.tracker.update(frame, detections)
+        update = self.tracker.update(frame, detections)
         tracked = time.perf_counter()
-        return TrackedFrame(frame, tuple(persons), detected - started, tracked - detected)
+        return TrackedFrame(frame, update.persons, update.ended, detected - started, tracked - detected)
 
 
 def region_of(person: Person) -> PersonRegion:
@@ -92,7 +92,9 @@ class EmotionStage:
         raw: list[EmotionResult | None] = [None] * len(tracked.persons)
         for i, result in zip(due, inferred, strict=True):
             raw[i] = result
-        smoothed, events = self.bank.update(frame.pts_s, frame.index, tracked.persons, raw, final=frame.is_last)
+        smoothed, events = self.bank.update(
+            frame.pts_s, frame.index, tracked.persons, raw, ended=tracked.ended, final=frame.is_last
+        )
         return FrameResult(
             frame=frame,
             persons=tracked.persons,

@@ -146,6 +146,19 @@ class Person:
             raise ValueError(f"track ids start at 1, got {self.track_id}")
 
 
+@dataclass(frozen=True)
+class TrackUpdate:
+    """What a tracker says about one frame: its confirmed persons, and the tracks that ended.
+
+    The tracker alone decides when a track ends (after `max_age` frames
+    unmatched, or on `reset`): smoothing state and the `track_end` event follow
+    it, so one person never ends and restarts under the same id.
+    """
+
+    persons: tuple[Person, ...]
+    ended: tuple[int, ...] = ()
+
+
 class TrackEventKind(enum.Enum):
     START = "start"
     END = "end"
@@ -170,6 +183,7 @@ class TrackedFrame:
 
     frame: Frame
     persons: tuple[Person, ...]
+    ended: tuple[int, ...] = ()
     detect_s: float = 0.0
     track_s: float = 0.0
 

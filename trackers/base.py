@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from streamer.types import Frame, Person, PersonDetection
+from streamer.types import Frame, Person, PersonDetection, TrackUpdate
 
 
 @dataclass
@@ -38,12 +38,16 @@ class TrackerConfig:
 class Tracker(Protocol):
     """Keeps each person's identity across frames."""
 
-    def update(self, frame: Frame, detections: Sequence[PersonDetection]) -> list[Person]:
-        """Called once per frame, also when there are no detections."""
+    def update(self, frame: Frame, detections: Sequence[PersonDetection]) -> TrackUpdate:
+        """Called once per frame, also when there are no detections.
+
+        `ended` lists the ids (ever emitted) whose tracks died in this call or
+        in a `reset()` since the last one; an ended id is never used again.
+        """
         ...
 
     def reset(self) -> None:
-        """Forget every track (ids keep counting up)."""
+        """Forget every track (ids keep counting up); they are reported as ended by the next `update`."""
         ...
 
 
@@ -60,10 +64,21 @@ class IdCounter:
 
 
 class FrameLocalTracker:
-    """No tracking: ids 1..N in detection order, fresh every frame (single images)."""
+    """No tracking: ids 1..N in detection order, fresh every frame (single images).
 
-    def update(self, frame: Frame, detections: Sequence[PersonDetection]) -> list[Person]:
-        return [Person(i, d.body_box, d.head_box, d.score, 0, d.body_source) for i, d in enumerate(detections, start=1)]
+    Each frame's persons are new: the previous frame's ids all end.
+    """
+
+    def __init__(self) -> None:
+        self._previous = 0
+
+    def update(self, frame: Frame, detections: Sequence[PersonDetection]) -> TrackUpdate:
+        ended = tuple(range(1, self._previous + 1))
+        self._previous = len(detections)
+        persons = tuple(
+            Person(i, d.body_box, d.head_box, d.score, 0, d.body_source) for i, d in enumerate(detections, start=1)
+        )
+        return TrackUpdate(persons, ended)
 
     def reset(self) -> None:
         pass

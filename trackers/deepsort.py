@@ -10,7 +10,7 @@ import logging
 import warnings
 from collections.abc import Sequence
 
-from streamer.types import Frame, Person, PersonDetection
+from streamer.types import Frame, Person, PersonDetection, TrackUpdate
 from trackers.base import IdCounter, TrackerConfig
 from trackers.embedder import AppearanceEmbedder
 
@@ -44,12 +44,13 @@ class DeepSortTracker:
         self._ids = IdCounter()
         self._our_id: dict[str, int] = {}
         self._first_seen: dict[int, int] = {}
+        self._ended_by_reset: list[int] = []
 
     @classmethod
     def from_config(cls, config: TrackerConfig, device: str = "cpu") -> DeepSortTracker:
         return cls(config, device)
 
-    def update(self, frame: Frame, detections: Sequence[PersonDetection]) -> list[Person]:
+    def update(self, frame: Frame, detections: Sequence[PersonDetection]) -> TrackUpdate:
         raw = [(d.body_box.as_ltwh(), d.score, "person") for d in detections]
         embeds = self._embedder.embed(frame.image, [d.body_box for d in detections])
         tracks = self._tracker.update_tracks(raw, embeds=embeds, others=list(detections))
@@ -76,13 +77,19 @@ class DeepSortTracker:
                     body_source=detection.body_source,
                 )
             )
+        # deep-sort deletes a track after max_age unmatched frames: that is where our track ends.
         alive = {t.track_id for t in self._tracker.tracker.tracks}
+        ended = self._ended_by_reset
+        self._ended_by_reset = []
         for dead in [k for k in self._our_id if k not in alive]:
-            self._first_seen.pop(self._our_id.pop(dead), None)
+            track_id = self._our_id.pop(dead)
+            self._first_seen.pop(track_id, None)
+            ended.append(track_id)
         persons.sort(key=lambda p: p.track_id)
-        return persons
+        return TrackUpdate(tuple(persons), tuple(sorted(ended)))
 
     def reset(self) -> None:
         self._tracker.delete_all_tracks()
+        self._ended_by_reset.extend(self._our_id.values())
         self._our_id.clear()
         self._first_seen.clear()

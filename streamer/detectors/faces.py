@@ -13,6 +13,9 @@ from streamer.types import Box
 
 logger = logging.getLogger(__name__)
 
+#: The smallest frame side MTCNN can scan (its P-Net window is 12 px; pyramids of smaller frames come out empty).
+MTCNN_MIN_SIDE = 24
+
 
 class MtcnnFaceDetector:
     """MTCNN (Zhang et al. 2016); weights ship inside the facenet-pytorch wheel."""
@@ -34,6 +37,8 @@ class MtcnnFaceDetector:
 
     def detect(self, image_bgr: np.ndarray) -> list[ScoredBox]:
         small, factor = downscale_for_detection(image_bgr, self.max_side)
+        if min(small.shape[:2]) < MTCNN_MIN_SIDE:
+            return []  # its image pyramid is empty below this, and torch.cat fails on it
         rgb = np.ascontiguousarray(small[:, :, ::-1])
         boxes, probs = self._mtcnn.detect(rgb)
         if boxes is None:

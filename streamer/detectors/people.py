@@ -39,6 +39,9 @@ class HogPeopleDetector:
         if self.upscale != 1.0:
             small = cv2.resize(small, None, fx=self.upscale, fy=self.upscale)
             factor *= self.upscale
+        win_w, win_h = self._hog.winSize
+        if small.shape[1] < win_w or small.shape[0] < win_h:
+            return []  # smaller than one detection window: OpenCV would corrupt the heap (seen on 1x1 frames)
         rects, weights = self._hog.detectMultiScale(small, winStride=(8, 8), padding=(8, 8), scale=1.05)
         h, w = image_bgr.shape[:2]
         found = []

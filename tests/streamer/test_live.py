@@ -226,7 +226,7 @@ from streamer.config import SourceConfig
 from streamer.sinks import VideoSink
 from streamer.sources import open_source
 source = open_source({_clip(shared_media, "face_man_smiling_short.mp4")!r}, SourceConfig())
-sink = VideoSink(__import__('pathlib').Path({str(out)!r}), Fraction(1, 90000), 30.0, fragmented=True)
+sink = VideoSink(__import__('pathlib').Path({str(out)!r}), Fraction(1, 90000), 30.0)
 for frame in source.frames(threading.Event()):
     sink.write(frame.image, frame.pts_s)
 os._exit(1)  # no close(), no flush: a crash
@@ -318,7 +318,7 @@ def test_cli_dead_rtsp_url_is_one_line_exit_2(tmp_path: Path) -> None:
 
 def test_fragmented_video_sink_is_a_playable_mp4(tmp_path: Path) -> None:
     out = tmp_path / "x.mp4"
-    with VideoSink(out, Fraction(1, 90000), 25.0, fragmented=True) as sink:
+    with VideoSink(out, Fraction(1, 90000), 25.0) as sink:
         for i in range(3):
             sink.write(np.zeros((32, 32, 3), np.uint8), i / 25)
     with av.open(str(out)) as container:

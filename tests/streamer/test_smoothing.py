@@ -97,19 +97,19 @@ def _person(track_id: int) -> Person:
 
 
 def test_lifecycle_birth_short_gap_and_death() -> None:
-    bank = SmoothingBank(SmoothingConfig(keep_s=0.5, half_life_s=0.2), MULTI)
+    bank = SmoothingBank(SmoothingConfig(half_life_s=0.2), MULTI)
     r = _result([0.9, 0.1, 0.1])
     _, events = bank.update(0.0, 0, [_person(1)], [r])
     assert [(e.kind, e.track_id) for e in events] == [(TrackEventKind.START, 1)]
-    # Occluded for 0.4 s: state kept, no event.
-    _, events = bank.update(0.4, 4, [], [])
+    # Occluded: however long, the state is kept while the tracker keeps the track.
+    _, events = bank.update(4.0, 40, [], [])
     assert events == () and 1 in bank
-    smoothed, events = bank.update(0.5, 5, [_person(1)], [None])
+    smoothed, events = bank.update(5.0, 50, [_person(1)], [None])
     assert events == () and smoothed[0] is not None, "the carried result survives the gap"
-    # Gone for longer than keep_s: it ends, recording where it was last seen.
-    _, events = bank.update(1.2, 12, [_person(2)], [r])
+    # The tracker ends it: it ends here, recording where it was last seen.
+    _, events = bank.update(5.1, 51, [_person(2)], [r], ended=[1])
     kinds = {(e.kind, e.track_id, e.last_frame) for e in events}
-    assert kinds == {(TrackEventKind.START, 2, None), (TrackEventKind.END, 1, 5)}
+    assert kinds == {(TrackEventKind.START, 2, None), (TrackEventKind.END, 1, 50)}
     assert 1 not in bank
     # The stream ends: every live track ends in the last frame.
     _, events = bank.update(1.3, 13, [_person(2)], [None], final=True)

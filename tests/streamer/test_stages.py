@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 
 from cocoer_core.api import EmotionResult, Level, PersonRegion
 from cocoer_core.baseline import FaceExpressionBaseline
+from cocoer_core.postprocess import LabelRule
 from streamer.config import SmoothingConfig
 from streamer.detectors.faces import MtcnnFaceDetector
 from streamer.smoothing import SmoothingBank
@@ -104,3 +106,35 @@ def test_smoothed_scores_lag_the_raw_ones(crowd) -> None:
     weight = 1 - 0.5 ** (0.1 / 1.0)
     expected = raw0.scores[Level.FINAL] + weight * (raw1.scores[Level.FINAL] - raw0.scores[Level.FINAL])
     np.testing.assert_allclose(smooth1.scores[Level.FINAL], expected, atol=1e-6)
+
+
+def test_one_person_one_track_through_a_detection_gap(shared_media: Path) -> None:
+    """The detector misses a person for over a second (35 frames) but less than the tracker's max_age:
+    one track, one start, one end - never an end and a restart under the same id (the old 1 s keep_s did that)."""
+    from streamer.config import DetectorConfig, SourceConfig
+    from streamer.detectors import build_detector
+    from streamer.sources import open_source
+    from streamer.stages import DetectTrackStage
+    from trackers import TrackerConfig
+    from trackers.deepsort import DeepSortTracker
+
+    detector = build_detector(DetectorConfig(face="mtcnn", person="none", allow_download=False))
+
+    class Blinking:
+        def detect(self, image):
+            self.calls = getattr(self, "calls", 0) + 1
+            return [] if 10 <= self.calls - 1 < 45 else detector.detect(image)
+
+    detect = DetectTrackStage(Blinking(), DeepSortTracker(TrackerConfig(max_age=40)))
+    emotion = EmotionStage(None, SmoothingBank(SmoothingConfig(), LabelRule(None, None)))
+    source = open_source(
+        str(media_file(shared_media, "face_man_smiling_short.mp4")), SourceConfig()
+    )  # 72 frames, 30 fps
+    events = []
+    ids = set()
+    for frame in source.frames(threading.Event()):
+        result = emotion.process(detect.process(frame))
+        events += [(frame.index, e.kind.value, e.track_id) for e in result.events]
+        ids |= {p.track_id for p in result.persons}
+    assert ids == {1}
+    assert events == [(0, "start", 1), (71, "end", 1)]

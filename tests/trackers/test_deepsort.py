@@ -26,7 +26,7 @@ def _run(tracker, detector, path: Path, frames: int):
     source = open_source(str(path), SourceConfig(max_frames=frames))
     per_frame = []
     for frame in source.frames(threading.Event()):
-        per_frame.append(tracker.update(frame, detector.detect(frame.image)))
+        per_frame.append(tracker.update(frame, detector.detect(frame.image)).persons)
     return per_frame
 
 
@@ -58,21 +58,35 @@ def test_two_trackers_count_ids_independently(shared_media: Path, detector) -> N
     a, b = DeepSortTracker(TrackerConfig()), DeepSortTracker(TrackerConfig())
     for frame in source.frames(threading.Event()):
         detections = detector.detect(frame.image)
-        ids_a = [p.track_id for p in a.update(frame, detections)]
-        ids_b = [p.track_id for p in b.update(frame, detections)]
+        ids_a = [p.track_id for p in a.update(frame, detections).persons]
+        ids_b = [p.track_id for p in b.update(frame, detections).persons]
         assert ids_a == ids_b
     assert ids_a and min(ids_a) == 1
 
 
 def test_update_with_no_detections_and_reset(shared_media: Path, detector) -> None:
     tracker = DeepSortTracker(TrackerConfig(max_age=2))
-    source = open_source(str(media_file(shared_media, "face_woman_head_pose.mp4")), SourceConfig(max_frames=3))
+    source = open_source(str(media_file(shared_media, "face_woman_head_pose.mp4")), SourceConfig(max_frames=4))
     frames = list(source.frames(threading.Event()))
-    assert tracker.update(frames[0], detector.detect(frames[0].image))
-    assert tracker.update(frames[1], []) == []  # called every frame, even with nothing detected
+    assert tracker.update(frames[0], detector.detect(frames[0].image)).persons
+    assert tracker.update(frames[1], detector.detect(frames[1].image)).persons  # confirmed now
+    missed = tracker.update(frames[2], [])  # called every frame, even with nothing detected
+    assert missed.persons == () and missed.ended == (), "a confirmed track outlives one missed frame"
     tracker.reset()
-    again = tracker.update(frames[2], detector.detect(frames[2].image))
-    assert [p.track_id for p in again] == [2], "ids keep counting after a reset"
+    again = tracker.update(frames[3], detector.detect(frames[3].image))
+    assert [p.track_id for p in again.persons] == [2], "ids keep counting after a reset"
+    assert again.ended == (1,), "a reset ends every track, reported by the next update"
+
+
+def test_a_track_ends_once_after_max_age_and_its_id_never_returns(shared_media: Path, detector) -> None:
+    source = open_source(str(media_file(shared_media, "face_man_smiling_short.mp4")), SourceConfig(max_frames=12))
+    frames = list(source.frames(threading.Event()))
+    tracker = DeepSortTracker(TrackerConfig(max_age=3))
+    updates = [tracker.update(f, detector.detect(f.image) if i < 4 or i >= 9 else []) for i, f in enumerate(frames)]
+    assert [u.ended for u in updates[:4]] == [(), (), (), ()] and updates[3].persons[0].track_id == 1
+    ended_at = [i for i, u in enumerate(updates) if 1 in u.ended]
+    assert ended_at == [7], "deep-sort drops it after max_age=3 unmatched frames (4, 5, 6), and only once"
+    assert {p.track_id for u in updates[9:] for p in u.persons} == {2}, "the person comes back as a new track"
 
 
 def test_frame_local_tracker_numbers_in_detection_order() -> None:
@@ -82,9 +96,11 @@ def test_frame_local_tracker_numbers_in_detection_order() -> None:
 
     frame = Frame("x", 0, 0.0, 0.0, np.zeros((10, 10, 3), np.uint8))
     dets = [PersonDetection(Box(0, 0, 5, 5), None, 0.9), PersonDetection(Box(5, 5, 9, 9), Box(6, 6, 7, 7), 0.8)]
-    persons = FrameLocalTracker().update(frame, dets)
+    tracker = FrameLocalTracker()
+    persons = tracker.update(frame, dets).persons
     assert [p.track_id for p in persons] == [1, 2]
     assert persons[1].head_box == Box(6, 6, 7, 7)
+    assert tracker.update(frame, dets[:1]).ended == (1, 2), "every frame's persons are new ones"
 
 
 def test_build_tracker_kinds() -> None:

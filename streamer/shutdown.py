@@ -1,0 +1,43 @@
+"""Ctrl+C and SIGTERM: stop between frames, never in the middle of writing one.
+
+Before any output is open a signal simply raises KeyboardInterrupt (model
+loading, probing a source). Once `arm()` is called, the first signal only
+sets `event`: the run loop finishes the frame it is writing, then every
+thread is stopped and joined and every file finalized. Later signals are
+acknowledged and ignored, because interrupting finalization is what used to
+abort the process and cut the video short of the JSONL.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from types import FrameType
+
+
+class GracefulStop:
+    """Installs SIGINT/SIGTERM handlers for one CLI run."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.signals = 0
+        self._armed = False
+
+    def install(self) -> None:
+        signal.signal(signal.SIGINT, self._handle)
+        signal.signal(signal.SIGTERM, self._handle)
+
+    def arm(self) -> None:
+        """From now on a signal asks for a graceful stop instead of raising."""
+        self._armed = True
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.signals += 1
+        if not self._armed:
+            raise KeyboardInterrupt
+        if self.event.is_set():
+            # os.write, not logging: a handler can run while the logging lock is held.
+            os.write(2, b"already stopping: finalizing the files written so far, please wait\n")
+            return
+        self.event.set()

@@ -1,0 +1,183 @@
+"""Outputs under faults: a full disk, a crash, two runs at once, a stop request."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from streamer.claim import claim_outputs
+from streamer.config import SourceConfig
+from streamer.errors import OutputError
+from streamer.pipeline import Pipeline
+from streamer.sinks import JsonlSink, VideoSink
+from streamer.sources import open_source
+from tests.conftest import ROOT, media_file
+
+
+def _decoded(path: Path) -> int:
+    with av.open(str(path)) as container:
+        return sum(1 for _ in container.decode(video=0))
+
+
+def test_a_full_disk_is_an_output_error_naming_the_file() -> None:
+    jsonl = JsonlSink(Path("/dev/full"))
+    with pytest.raises(OutputError, match=r"cannot write /dev/full \(No space left on device\)"):
+        jsonl.write({"frame": 0})
+    jsonl.close()  # and closing afterwards is fine
+    video = VideoSink(Path("/dev/full"), Fraction(1, 25), 25.0)
+    with pytest.raises(OutputError, match="/dev/full"):
+        for i in range(200):  # the encoder and muxer buffer a little before the first write reaches the disk
+            video.write(np.zeros((64, 64, 3), np.uint8), i / 25)
+    with pytest.raises(OutputError, match="/dev/full"):
+        video.write(np.zeros((64, 64, 3), np.uint8), 9.0)
+    video.close()
+
+
+def test_a_jsonl_line_that_hits_the_size_limit_is_cut_back(tmp_path: Path) -> None:
+    """A file-size limit (RLIMIT_FSIZE) as a stand-in for a disk filling up mid-line."""
+    out = tmp_path / "x.jsonl"
+    script = f"""
+import resource, signal, sys
+sys.path.insert(0, {str(ROOT)!r})
+from pathlib import Path
+from streamer.errors import OutputError
+from streamer.sinks import JsonlSink
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (1000, 1000))
+sink = JsonlSink(Path({str(out)!r}))
+try:
+    for i in range(100):
+        sink.write({{"frame": i, "pad": "x" * 40}})
+except OutputError as exc:
+    print("lines", sink.lines, exc)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert "File too large" in done.stdout, done.stdout + done.stderr
+    written = int(done.stdout.split()[1])
+    lines = out.read_text().splitlines()
+    assert len(lines) == written and [json.loads(line)["frame"] for line in lines] == list(range(written))
+    assert out.read_bytes().endswith(b"\n"), "no half line at the end"
+
+
+def test_live_keyframes_follow_the_real_write_rate(tmp_path: Path, shared_media: Path) -> None:
+    """A camera that claims 25 fps but is written at ~5 fps: a crash still loses only ~2 s (it lost 7 s)."""
+    out = tmp_path / "slow.mp4"
+    script = f"""
+import os, sys, threading, time
+sys.path.insert(0, {str(ROOT)!r})
+import cv2, av
+from fractions import Fraction
+from pathlib import Path
+from streamer.config import SourceConfig
+from streamer.sinks import VideoSink
+from streamer.sources import open_source
+source = open_source({str(media_file(shared_media, "face_man_smiling_short.mp4"))!r}, SourceConfig())
+sink = VideoSink(Path({str(out)!r}), Fraction(1, 90000), 25.0, fragment_s=2.0)
+started = time.monotonic()
+for count, frame in enumerate(source.frames(threading.Event()), start=1):
+    sink.write(frame.image, time.monotonic() - started)
+    time.sleep(0.2)
+    if count == 25:
+        break
+os._exit(1)  # a crash after 25 frames in ~5 s
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stderr
+    # At ~5 fps, 2 s is ~10 frames: the nominal 25 fps GOP (50 frames) would have lost all 25.
+    assert _decoded(out) >= 25 - 13
+
+
+def test_a_file_recording_survives_sigkill(tmp_path: Path, shared_media: Path) -> None:
+    """File mode writes crash-safe MP4s too: after SIGKILL everything but the last ~2 s plays."""
+    out = tmp_path / "file.mp4"
+    source_path = media_file(shared_media, "face_expressive_liveportrait_d12.mp4")
+    script = f"""
+import sys, threading, time
+sys.path.insert(0, {str(ROOT)!r})
+import cv2, av
+from pathlib import Path
+from streamer.config import SourceConfig
+from streamer.sinks import VideoSink
+from streamer.sources import open_source
+source = open_source({str(source_path)!r}, SourceConfig())
+sink = VideoSink(Path({str(out)!r}), source.info.time_base, source.info.fps)
+for count, frame in enumerate(source.frames(threading.Event()), start=1):
+    sink.write(frame.image, frame.pts_s)
+    print(count, flush=True)
+    time.sleep(0.05)
+"""
+    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    written = 0
+    for line in process.stdout:
+        written = int(line)
+        if written == 120:
+            break
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    # 25 fps media written at ~18 fps: a fragment at least every 2 s of video (50 frames) and of wall time.
+    assert _decoded(out) >= written - 52
+
+
+def test_a_second_run_on_the_same_outputs_is_refused_while_the_first_writes(tmp_path: Path) -> None:
+    first = claim_outputs(tmp_path, "clip", unique=False, existing=["{stem}.jsonl"])
+    with pytest.raises(OutputError, match="another run is writing"):
+        claim_outputs(tmp_path, "clip", unique=False, existing=["{stem}.jsonl"])
+    first.release()
+    again = claim_outputs(tmp_path, "clip", unique=False, existing=["{stem}.jsonl"])
+    again.release()
+    assert not list(tmp_path.iterdir()), "the lock file goes away with the claim"
+
+
+def test_live_runs_take_the_next_free_name(tmp_path: Path) -> None:
+    (tmp_path / "cam_20261201-101500.jsonl").write_text("")
+    held = claim_outputs(tmp_path, "cam_20261201-101500-2", unique=True, existing=["{stem}.jsonl"])
+    claim = claim_outputs(tmp_path, "cam_20261201-101500", unique=True, existing=["{stem}.jsonl"])
+    assert claim.stem == "cam_20261201-101500-3", "-1 has files, -2 is being written"
+    claim.release()
+    held.release()
+
+
+def test_a_killed_run_leaves_no_stale_claim(tmp_path: Path) -> None:
+    script = f"""
+import sys, time
+sys.path.insert(0, {str(ROOT)!r})
+from pathlib import Path
+from streamer.claim import claim_outputs
+claim_outputs(Path({str(tmp_path)!r}), "clip", unique=False, existing=[])
+print("held", flush=True)
+time.sleep(60)
+"""
+    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None and process.stdout.readline().strip() == "held"
+    with pytest.raises(OutputError):
+        claim_outputs(tmp_path, "clip", unique=False, existing=[])
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)
+    claim_outputs(tmp_path, "clip", unique=False, existing=[]).release()
+
+
+def test_results_end_when_the_caller_asks_for_a_stop(shared_media: Path) -> None:
+    source = open_source(str(media_file(shared_media, "face_woman_head_pose.mp4")), SourceConfig())
+    pipeline = Pipeline(source.frames, [("slow", lambda f: time.sleep(0.05) or f)], queue_size=2, policy="block")
+    stop = threading.Event()
+    pipeline.start()
+    got = []
+    for frame in pipeline.results(until=stop):
+        got.append(frame.index)
+        if len(got) == 5:
+            stop.set()
+    pipeline.close()
+    source.close()
+    assert got == [0, 1, 2, 3, 4]
