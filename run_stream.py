@@ -28,6 +28,7 @@ import av  # noqa: F401
 from rich.console import Console
 from rich.logging import RichHandler
 
+from streamer.backends.local import RunReport
 from streamer.config import AppConfig, load_config
 from streamer.errors import UserError
 from streamer.pipeline import running_stage_threads
@@ -46,8 +47,13 @@ def build_parser() -> argparse.ArgumentParser:
     source = parser.add_argument_group("source")
     source.add_argument(
         "--source",
+        action="append",
         default=None,
-        help="video file, image, camera index or /dev/videoN, rtsp:// or http(s):// URL, or 'demo'",
+        help="video file, image, camera index or /dev/videoN, rtsp:// or http(s):// URL, 'demo', "
+        "or a glob or folder of videos; repeat for several sources",
+    )
+    source.add_argument(
+        "--sources", metavar="FILE", help="YAML list of sources: spec, name and per-source source.* settings each"
     )
     source.add_argument("--rtsp-transport", choices=("tcp", "udp"), help="RTSP transport (default tcp)")
     source.add_argument("--max-frames", type=int, help="stop after this many frames (0 = all)")
@@ -91,10 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _cli_overrides(args: argparse.Namespace) -> list[str]:
     """Flags become dotlist overrides, applied after --config and --set."""
-    if args.source is not None and not args.source.strip():
+    if args.source is not None and any(not spec.strip() for spec in args.source):
         raise UserError("--source is empty: give a video file, an image, a camera index, a URL or 'demo'")
     pairs: list[tuple[str, object]] = [
-        ("source.spec", args.source),
         ("source.rtsp_transport", args.rtsp_transport),
         ("source.max_frames", args.max_frames),
         ("emotion.model", args.model),
@@ -122,39 +127,73 @@ def _setup_logging(console: Console, debug: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def run(args: argparse.Namespace, console: Console, shutdown: GracefulStop) -> int:
-    from streamer.app import build_components, load_image, run_image, run_video
+def _entries(args: argparse.Namespace, config: AppConfig) -> list:
+    from streamer.source_list import entries_from_file, entries_from_specs
+
+    entries = entries_from_file(Path(args.sources), config.source) if args.sources else []
+    if args.source or not entries:
+        entries += entries_from_specs(args.source or [config.source.spec], config.source)
+    return entries
+
+
+def _error_line(exc: BaseException, secrets: tuple[str, ...], name: str | None = None) -> str:
+    prefix = f"{name}: " if name else ""
+    if isinstance(exc, UserError):
+        return f"error: {prefix}{redact_text(str(exc), secrets)}"
+    return (
+        f"error: {prefix}{type(exc).__name__}: {redact_text(str(exc), secrets)} (rerun with --debug for the traceback)"
+    )
+
+
+def _log_report(report: RunReport, several: bool) -> None:
+    for done in report.sources:
+        outputs = ", ".join(str(p) for p in done.paths)
+        logger.info(
+            "%s%d frames in %.1f s (%.1f fps)%s: wrote %s",
+            f"{done.name}: " if several else "",
+            done.frames,
+            done.seconds,
+            done.frames / done.seconds if done.seconds else 0.0,
+            f", {done.dropped} stale frames dropped" if done.dropped else "",
+            outputs or "nothing (all outputs off)",
+        )
+    if report.interrupted:
+        logger.warning("interrupted: the files written so far are finalized")
+
+
+def run(args: argparse.Namespace, console: Console, shutdown: GracefulStop, secrets: tuple[str, ...]) -> int:
+    from streamer.app import analyze, build_components, open_sources
     from streamer.claim import refuse_if_busy
     from streamer.sinks import ensure_writable_dir
-    from streamer.sources import is_image_path, open_source
 
     config: AppConfig = load_config(args.config or DEFAULT_CONFIG, [*args.overrides, *_cli_overrides(args)])
-    spec = config.source.spec
     # Cheap checks first, so a bad input fails in a second, before any model loads.
     out_dir = ensure_writable_dir(Path(config.sink.out_dir).expanduser())
-    if is_image_path(spec):
-        path = Path(spec).expanduser()
-        image = load_image(path)
-        components = build_components(config)
-        done = run_image(config, path, image, components)
-        logger.info("%d person(s): wrote %s and %s", done.persons, done.image_path, done.json_path)
-        return 0
-    source = open_source(spec, config.source)  # fails fast on a bad source
-    if not source.info.is_live:
-        refuse_if_busy(out_dir, source.info.stem)
+    opened, failed = open_sources(_entries(args, config))
+    if failed and not opened and len(failed) == 1:
+        raise failed[0][1]
+    for _, exc in failed:  # a source that can't open is reported; the others go on
+        print(_error_line(exc, secrets), file=sys.stderr)
+    if not opened:
+        return 2
+    for source in opened:
+        if not source.source.info.is_live:
+            refuse_if_busy(out_dir, source.name)
     components = build_components(config)
     shutdown.arm()  # outputs open from here on: a signal now stops between frames
-    summary = run_video(config, source, components, console, show_progress=not args.no_progress, stop=shutdown.event)
-    outputs = ", ".join(str(p) for p in [*summary.video_paths, summary.jsonl_path] if p)
-    logger.info(
-        "%d frames in %.1f s (%.1f fps)%s: wrote %s",
-        summary.frames,
-        summary.seconds,
-        summary.frames / summary.seconds if summary.seconds else 0.0,
-        f", {summary.dropped} stale frames dropped" if summary.dropped else "",
-        outputs or "nothing (all outputs off)",
-    )
-    return 130 if summary.interrupted else 0
+    report = analyze(config, opened, components, console, show_status=not args.no_progress, stop=shutdown.event)
+    several = len(report.sources) > 1
+    _log_report(report, several)
+    if args.debug and (report.error or report.failed):
+        raise report.error or report.failed[0].error  # type: ignore[misc]
+    for done in report.failed:
+        print(_error_line(done.error, secrets, done.name if several else None), file=sys.stderr)  # type: ignore[arg-type]
+    if report.error is not None:
+        print(_error_line(report.error, secrets), file=sys.stderr)
+    errors = [e for _, e in failed] + [d.error for d in report.failed] + ([report.error] if report.error else [])
+    if errors:
+        return 2 if all(isinstance(e, UserError) for e in errors) else 1
+    return 130 if report.interrupted else 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -163,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     _setup_logging(console, args.debug)
     shutdown = GracefulStop()
     shutdown.install()
-    secrets = (url_password(args.source),) if args.source else ()
+    secrets = tuple(url_password(spec) for spec in args.source or ())
     code = _run_reporting_errors(args, console, shutdown, secrets)
     stuck = running_stage_threads()
     if stuck:
@@ -181,7 +220,7 @@ def _run_reporting_errors(
     args: argparse.Namespace, console: Console, shutdown: GracefulStop, secrets: tuple[str, ...]
 ) -> int:
     try:
-        return run(args, console, shutdown)
+        return run(args, console, shutdown, secrets)
     except UserError as exc:
         if args.debug:
             raise
@@ -193,7 +232,7 @@ def _run_reporting_errors(
     except Exception as exc:
         if args.debug:
             raise
-        where = f" ({mask_url(args.source)})" if args.source else ""
+        where = f" ({', '.join(mask_url(spec) for spec in args.source)})" if args.source else ""
         print(
             f"error: {type(exc).__name__}: {redact_text(str(exc), secrets)}{where} (rerun with --debug for the traceback)",
             file=sys.stderr,

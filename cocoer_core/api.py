@@ -1,8 +1,10 @@
-"""The emotion-model interface the pipeline calls once per frame.
+"""The emotion-model interface the pipeline calls once per batch.
 
 `cocoer_core` imports nothing from the rest of the project: the pipeline hands
-in the full BGR frame plus one `PersonRegion` per tracked person and gets one
-`EmotionResult` (or None) back per person, in the same order.
+in full BGR frames plus one `PersonRegion` per tracked person and gets one
+`EmotionResult` (or None) back per person, in the same order. One call may
+mix the persons of several frames (several streams): each person's context
+is its own frame.
 """
 
 from __future__ import annotations
@@ -45,6 +47,14 @@ class PersonRegion:
 
     body_xyxy: tuple[float, float, float, float]
     head_xyxy: tuple[float, float, float, float] | None
+
+
+@dataclass(frozen=True, eq=False)
+class FramePersons:
+    """One frame's image and the persons to predict in it: one item of a cross-frame batch."""
+
+    image_bgr: np.ndarray
+    persons: tuple[PersonRegion, ...]
 
 
 @dataclass(frozen=True, eq=False)
@@ -96,4 +106,8 @@ class EmotionModel(Protocol):
 
     def predict(self, image_bgr: np.ndarray, persons: Sequence[PersonRegion]) -> list[EmotionResult | None]:
         """Predict for every person of one frame in one batched call."""
+        ...
+
+    def predict_frames(self, frames: Sequence[FramePersons]) -> list[list[EmotionResult | None]]:
+        """Predict for the persons of several frames in one batched call; one list per frame."""
         ...

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from cocoer_core.api import EmotionResult, Level, PersonRegion
+from cocoer_core.api import EmotionResult, FramePersons, Level, PersonRegion
 from cocoer_core.errors import CheckpointError
 from cocoer_core.labels import FER2013_LABELS
 from cocoer_core.postprocess import LabelRule
@@ -225,16 +225,23 @@ class FaceExpressionBaseline:
         return torch.softmax(logits, dim=1).float().cpu().numpy()
 
     def predict(self, image_bgr: np.ndarray, persons: Sequence[PersonRegion]) -> list[EmotionResult | None]:
-        with_face = [i for i, p in enumerate(persons) if p.head_xyxy is not None]
-        results: list[EmotionResult | None] = [None] * len(persons)
-        if not with_face:
+        return self.predict_frames([FramePersons(image_bgr, tuple(persons))])[0]
+
+    def predict_frames(self, frames: Sequence[FramePersons]) -> list[list[EmotionResult | None]]:
+        """Every face of every frame through the network in one call."""
+        results: list[list[EmotionResult | None]] = [[None] * len(f.persons) for f in frames]
+        crops, where = [], []
+        for k, frame in enumerate(frames):
+            with_face = [i for i, p in enumerate(frame.persons) if p.head_xyxy is not None]
+            if with_face:
+                boxes = [frame.persons[i].head_xyxy for i in with_face]
+                crops.append(preprocess_faces(frame.image_bgr, boxes, self.face_margin))  # type: ignore[arg-type]
+                where += [(k, i) for i in with_face]
+        if not crops:
             return results
-        boxes = [persons[i].head_xyxy for i in with_face]
-        probs = self.predict_probabilities(
-            preprocess_faces(image_bgr, boxes, self.face_margin)  # type: ignore[arg-type]
-        )
-        for i, p in zip(with_face, probs, strict=True):
-            results[i] = self.result_from_probabilities(p)
+        probs = self.predict_probabilities(torch.cat(crops))  # [N, 7]
+        for (k, i), p in zip(where, probs, strict=True):
+            results[k][i] = self.result_from_probabilities(p)
         return results
 
     def result_from_probabilities(self, probs: np.ndarray) -> EmotionResult:

@@ -1,6 +1,6 @@
-"""How much to trust the face-expression baseline on your own faces.
+"""How much to trust the face-expression baseline on your own faces: the evaluation itself.
 
-    python -m cocoer_core.evaluate_faces LABELS.csv [--detector mtcnn|none]
+    python -m streamer.tools.evaluate_faces LABELS.csv [--detector mtcnn|none]
 
 LABELS.csv has rows `path,label` (an optional header row; paths relative to
 the CSV's folder). Labels must be one of FER2013's seven classes; other rows
@@ -12,13 +12,13 @@ crop, like FER2013's 48x48 images) the whole image is the face.
 Prints a per-class table and a confusion matrix, ending with the line
 `accuracy=0.xxx n=N`. The FER2013 mini-Xception is reported at about 66%
 on FER2013's test split; far less means the preprocessing is wrong.
+The command line (which borrows the pipeline's MTCNN) is
+`streamer.tools.evaluate_faces`.
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -123,55 +123,3 @@ def report(result: Evaluation) -> str:
         lines.append(f"{result.whole_image_faces} images had no detected face and were used whole")
     lines.append(f"accuracy={result.accuracy:.3f} n={result.n}")
     return "\n".join(lines)
-
-
-def _mtcnn_finder(device: str) -> FaceFinder:
-    # The pipeline's own face detector (the CLI lives at the edge of cocoer_core,
-    # so it may borrow it; the library functions above take any finder).
-    from streamer.detectors.faces import MtcnnFaceDetector
-
-    detector = MtcnnFaceDetector(device=device, max_side=0)
-
-    def find(image: np.ndarray) -> tuple[float, float, float, float] | None:
-        faces = detector.detect(image)
-        return max(faces, key=lambda f: f.box.area).box.as_tuple() if faces else None
-
-    return find
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m cocoer_core.evaluate_faces", description=__doc__.split("\n\n")[0])
-    parser.add_argument("csv", type=Path, help="CSV of path,label rows (paths relative to the CSV)")
-    parser.add_argument(
-        "--detector",
-        choices=("mtcnn", "none"),
-        default="mtcnn",
-        help="find the face first (mtcnn) or use whole images (none)",
-    )
-    parser.add_argument(
-        "--face-margin",
-        type=float,
-        default=0.0,
-        help="grow the face box by this fraction per side (as emotion.face_margin)",
-    )
-    parser.add_argument("--device", default="cpu")
-    args = parser.parse_args(argv)
-    if not args.csv.is_file():
-        print(f"error: no such CSV file: {args.csv}", file=sys.stderr)
-        return 2
-    try:
-        rows = read_label_csv(args.csv)
-    except (ValueError, UnicodeDecodeError, csv.Error) as exc:
-        print(f"error: {args.csv} is not a path,label CSV: {exc}", file=sys.stderr)
-        return 2
-    if not rows:
-        print(f"error: {args.csv} has no rows", file=sys.stderr)
-        return 2
-    model = FaceExpressionBaseline(device=args.device, face_margin=args.face_margin)
-    finder = _mtcnn_finder(args.device) if args.detector == "mtcnn" else None
-    print(report(evaluate(rows, model, finder)))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

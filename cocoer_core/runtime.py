@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 import torch
 
-from cocoer_core.api import COMPETING_LEVELS, EmotionResult, Level, PersonRegion
+from cocoer_core.api import COMPETING_LEVELS, EmotionResult, FramePersons, Level, PersonRegion
 from cocoer_core.checkpoint import GWT_FILE, find_clip_weights, load_clip_rn50, load_cocoer_weights
 from cocoer_core.clip_rn50 import ModifiedResNet
 from cocoer_core.config import CocoERConfig
@@ -45,13 +45,27 @@ def estimated_head(body: Sequence[float]) -> tuple[float, float, float, float]:
 
 @dataclass
 class FrameBatch:
-    """CocoER's inputs for the persons of one frame (one shared context)."""
+    """CocoER's inputs for the persons of one or more frames; person i's context is `context[index[i]]`."""
 
-    context: torch.Tensor  # [1, 3, 224, 224]
+    context: torch.Tensor  # [F, 3, 224, 224]
     body: torch.Tensor  # [B, 3, 224, 224]
     head: torch.Tensor  # [B, 3, 224, 224]
     coord_body: torch.Tensor  # [B, 4]
     coord_head: torch.Tensor  # [B, 4]
+    index: torch.Tensor | None = None  # [B] frame of each person (None: all from frame 0)
+
+    @staticmethod
+    def concat(batches: Sequence[FrameBatch]) -> FrameBatch:
+        """Several single-frame batches as one: contexts stacked, persons mapped to their frame."""
+        counts = torch.tensor([b.body.shape[0] for b in batches])
+        return FrameBatch(
+            context=torch.cat([b.context for b in batches]),  # [F, 3, 224, 224]
+            body=torch.cat([b.body for b in batches]),  # [B, 3, 224, 224]
+            head=torch.cat([b.head for b in batches]),
+            coord_body=torch.cat([b.coord_body for b in batches]),  # [B, 4]
+            coord_head=torch.cat([b.coord_head for b in batches]),
+            index=torch.repeat_interleave(torch.arange(len(batches)), counts),  # [B]
+        )
 
 
 def prepare_frame(image_bgr: np.ndarray, persons: Sequence[PersonRegion], resize: str = "pil") -> FrameBatch:
@@ -127,12 +141,16 @@ class CocoERModel:
 
     @torch.inference_mode()
     def forward_frame(self, batch: FrameBatch) -> CocoEROutput:
-        """One frame: the context once, every person batched."""
+        """One call: each frame's context once, every person batched."""
         dev = self.device
         context = batch.context.to(dev, non_blocking=True)
         clip_in = context.half() if self.device.type == "cuda" else context
-        clip_features = self.clip(clip_in).float()
-        index = torch.zeros(batch.body.shape[0], dtype=torch.long, device=dev)
+        clip_features = self.clip(clip_in).float()  # [F, 1024]
+        index = (
+            batch.index.to(dev)
+            if batch.index is not None
+            else torch.zeros(batch.body.shape[0], dtype=torch.long, device=dev)
+        )
         with self._autocast():
             return self.model(
                 context,
@@ -145,10 +163,16 @@ class CocoERModel:
             )
 
     def predict(self, image_bgr: np.ndarray, persons: Sequence[PersonRegion]) -> list[EmotionResult | None]:
-        if not persons:
-            return []
-        out = self.forward_frame(prepare_frame(image_bgr, persons, self.resize))
-        return results_from_output(out, self.name, self.labels, self.label_rule)
+        return self.predict_frames([FramePersons(image_bgr, tuple(persons))])[0]
+
+    def predict_frames(self, frames: Sequence[FramePersons]) -> list[list[EmotionResult | None]]:
+        """The persons of several frames (several streams) in one forward pass."""
+        busy = [f for f in frames if f.persons]
+        if not busy:
+            return [[] for _ in frames]
+        batch = FrameBatch.concat([prepare_frame(f.image_bgr, f.persons, self.resize) for f in busy])
+        flat = iter(results_from_output(self.forward_frame(batch), self.name, self.labels, self.label_rule))
+        return [[next(flat) for _ in f.persons] for f in frames]
 
 
 def results_from_output(

@@ -1,59 +1,51 @@
-"""Running the main job: a video stream or a single image, end to end.
+"""Assembly: what a run is built from, apart from running it.
 
-The main thread owns rendering, the sinks, the window and the progress bar;
-capture, detect+track and the emotion worker run in the pipeline's threads.
-Sinks are closed in `finally`, so what was written is playable even after
-Ctrl+C, SIGTERM or an error in a stage.
+`build_components` loads the models once per process. `open_sources` turns
+source entries into opened sources (a source that cannot open is reported
+and left out). `prepare_runs` builds each source's stages, queues and
+outputs, and `analyze` runs them all on the local backend. `run_video` is
+the one-source shorthand the benchmarks use.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
-
-import numpy as np
 from rich.console import Console
 
 from cocoer_core.api import EmotionModel
 from cocoer_core.postprocess import LabelRule
-from streamer.claim import OutputClaim, claim_outputs
-from streamer.config import AppConfig
+from streamer.backends.local import OnFrame, RunReport, SourceRun, run_local
+from streamer.config import AppConfig, OverlayConfig, SourceConfig
 from streamer.detectors import FacePersonDetector, build_detector
+from streamer.display import GridWindow
 from streamer.emotion import build_emotion_model, resolve_device
-from streamer.errors import OutputError, UserError
-from streamer.overlay import OverlayRenderer, OverlayStats
-from streamer.pipeline import Pipeline, PipelineStats
-from streamer.progress import ProgressReporter, RateMeter
-from streamer.results import frame_to_json, person_to_json
-from streamer.sinks import (
-    DisplaySink,
-    JsonlSink,
-    SegmentedVideoSink,
-    VideoSink,
-    ensure_writable_dir,
-    write_image,
-    write_json,
-)
+from streamer.errors import UserError
+from streamer.inference_worker import InferenceWorker, Lane
+from streamer.outputs import open_outputs
+from streamer.overlay import OverlayRenderer
+from streamer.pipeline import EdgeQueue, ErrorRelay, Pipeline
+from streamer.sinks import ensure_writable_dir
 from streamer.smoothing import SmoothingBank
-from streamer.sources import Source, SourceInfo
-from streamer.stages import DetectTrackStage, EmotionStage, region_of
-from streamer.types import Frame, FrameResult
-from trackers import FrameLocalTracker, Tracker, build_tracker
+from streamer.source_list import SourceEntry, unique_names
+from streamer.sources import Source, open_source
+from streamer.stages import DetectTrackStage, EmotionStage
+from streamer.types import FrameResult
+from trackers import Tracker, TrackerConfig, build_tracker
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
 class Components:
-    """The models a run needs, built once."""
+    """The models a run needs, built once and shared by every source."""
 
     device: str
+    model_device: str
     detector: FacePersonDetector
     model: EmotionModel | None
 
@@ -71,130 +63,115 @@ class Components:
 
 
 def build_components(config: AppConfig) -> Components:
-    """Detector and emotion model on the chosen device; logs one line naming each."""
-    device = resolve_device(config.emotion.device if config.emotion.device != "auto" else config.device)
+    """Detectors on `device`, the emotion model on `emotion.device` (auto: follows `device`); one log line each."""
+    device = resolve_device(config.device)
+    model_device = resolve_device(config.emotion.device) if config.emotion.device != "auto" else device
     detector = build_detector(config.detector, device)
-    model = build_emotion_model(config.emotion, device)
+    model = build_emotion_model(config.emotion, model_device)
     logger.info("%s", detector.describe())
-    logger.info("emotion model: %s on %s", model.description if model else "none", device)
-    return Components(device, detector, model)
+    logger.info("emotion model: %s on %s", model.description if model else "none", model_device)
+    return Components(device, model_device, detector, model)
 
 
-@dataclass
-class RunSummary:
-    """What a run produced."""
+@dataclass(frozen=True)
+class OpenedSource:
+    """A source that opened, with its unique output name and its own settings."""
 
-    frames: int = 0
-    video_paths: list[Path] = field(default_factory=list)
-    jsonl_path: Path | None = None
-    video_frames: int = 0
-    jsonl_lines: int = 0
-    dropped: int = 0
-    interrupted: bool = False
-    seconds: float = 0.0
-    stage_ms: dict[str, float] = field(default_factory=dict)
+    name: str
+    source: Source
+    config: SourceConfig
 
 
-def _refuse_overwriting_input(output: Path, source_path: Path | None) -> None:
-    if source_path is not None and source_path.exists() and output.resolve() == source_path.resolve():
-        raise UserError(f"output {output} would overwrite the input; choose another --out folder")
+def open_sources(entries: Sequence[SourceEntry]) -> tuple[list[OpenedSource], list[tuple[str, UserError]]]:
+    """Open every entry; the ones that fail are returned with their one-line error, not raised."""
+    opened: list[tuple[SourceEntry, Source]] = []
+    failed: list[tuple[str, UserError]] = []
+    for entry in entries:
+        try:
+            opened.append((entry, open_source(entry.spec, entry.config)))
+        except UserError as exc:
+            failed.append((entry.name or entry.spec, exc))
+    names = unique_names([entry.name or source.info.stem for entry, source in opened])
+    return [OpenedSource(n, s, e.config) for n, (e, s) in zip(names, opened, strict=True)], failed
 
 
-@dataclass
-class Outputs:
-    """The sinks of one run, written together and always closed together.
-
-    Per frame the video is written before the JSONL line, and a frame whose
-    video write failed gets no line: the JSONL never describes a frame the
-    video lacks.
-    """
-
-    model_name: str
-    claim: OutputClaim | None = None
-    video: VideoSink | SegmentedVideoSink | None = None
-    jsonl: JsonlSink | None = None
-    display: DisplaySink | None = None
-
-    def write(self, annotated: np.ndarray, result: FrameResult) -> bool:
-        """Write one frame everywhere; False when the user closed the window. Raises OutputError."""
-        if self.video is not None:
-            self.video.write(annotated, result.frame.pts_s)
-        if self.jsonl is not None:
-            self.jsonl.write(frame_to_json(result, self.model_name))
-        if self.display is not None:
-            self.display.write(annotated)
-            return not self.display.closed_by_user
-        return True
-
-    def close(self) -> OutputError | None:
-        """Close every sink, even when one fails; the first failure is returned, not raised."""
-        first: OutputError | None = None
-        for sink in (self.video, self.jsonl, self.display):
-            if sink is None:
-                continue
-            try:
-                sink.close()
-            except OutputError as exc:
-                first = first or exc
-        if self.claim is not None:
-            self.claim.release()
-        return first
+def _policy(source: Source, config: SourceConfig) -> str:
+    return config.policy if config.policy != "auto" else ("latest" if source.info.is_live else "block")
 
 
-def open_outputs(config: AppConfig, info: SourceInfo, model_name: str, summary: RunSummary) -> Outputs:
-    """`<out>/<stem>.mp4` (live: timestamped segments) and `.jsonl`, plus the window if asked for."""
-    out_dir = ensure_writable_dir(Path(config.sink.out_dir).expanduser())
-    stem = info.stem if not info.is_live else f"{info.stem}_{time.strftime('%Y%m%d-%H%M%S')}"
-    source_path = Path(info.display_name) if info.kind == "file" else None
-    for suffix in (".mp4", ".jsonl"):
-        _refuse_overwriting_input(out_dir / f"{stem}{suffix}", source_path)
-    written = [p for p, on in (("{stem}.jsonl", config.sink.jsonl), ("{stem}.mp4", config.sink.video)) if on]
-    if info.is_live:
-        written = ["{stem}.jsonl", "{stem}_001.mp4"]
-    outputs = Outputs(model_name, claim_outputs(out_dir, stem, unique=info.is_live, existing=written))
-    stem = outputs.claim.stem if outputs.claim else stem
-    if config.sink.video and info.is_live:
-        outputs.video = SegmentedVideoSink(
-            out_dir, stem, info.fps, config.sink.segment_s, config.sink.crf, config.sink.preset, config.sink.fragment_s
-        )
-        summary.video_paths = outputs.video.paths  # filled as segments open
-    elif config.sink.video:
-        path = out_dir / f"{stem}.mp4"
-        summary.video_paths = [path]
-        outputs.video = VideoSink(
-            path, info.time_base, info.fps, config.sink.crf, config.sink.preset, config.sink.fragment_s
-        )
-    if config.sink.jsonl:
-        summary.jsonl_path = out_dir / f"{stem}.jsonl"
-        outputs.jsonl = JsonlSink(summary.jsonl_path)
-    if config.sink.display:
-        if DisplaySink.available():
-            outputs.display = DisplaySink(f"CocoER - {info.display_name}")
-        else:
-            logger.warning("no display available: running headless (--display ignored)")
-    return outputs
-
-
-def build_pipeline(
-    config: AppConfig, source: Source, components: Components, tracker: Tracker | None = None
-) -> Pipeline:
-    """capture -> detect+track -> emotion worker, with the source kind's queue policy."""
-    policy = config.source.policy if config.source.policy != "auto" else ("latest" if source.info.is_live else "block")
-    tracker = tracker or build_tracker(config.tracker, components.device)
-    detect_stage = DetectTrackStage(components.detector, tracker, config.source.keep_tracks_s)
-    emotion_stage = EmotionStage(
+def prepare_run(
+    config: AppConfig, opened: OpenedSource, components: Components, tracker: Tracker | None = None
+) -> SourceRun:
+    """One source's stages, queues and outputs (its files are claimed here)."""
+    source, info = opened.source, opened.source.info
+    policy = _policy(source, opened.config)
+    size = config.live_queue_size if policy == "latest" else config.queue_size
+    # A still image needs no identities over time; its overlay has no fps or latency.
+    tracker_config = TrackerConfig(kind="none") if info.kind == "image" else config.tracker
+    tracker = tracker or build_tracker(tracker_config, components.device)
+    detect = DetectTrackStage(components.detector, tracker, opened.config.keep_tracks_s)
+    pipeline = Pipeline(source.frames, [("detect+track", detect.process)], size, policy)
+    emotion = EmotionStage(
         components.model,
         SmoothingBank(config.smoothing, components.label_rule),
         config.emotion.stride,
         config.emotion.min_face_px,
         config.emotion.batch_size,
     )
-    return Pipeline(
-        source.frames,
-        [("detect+track", detect_stage.process), ("emotion", emotion_stage.process)],
-        config.live_queue_size if policy == "latest" else config.queue_size,
-        policy,
+    lane = Lane(
+        opened.name, pipeline.outbox, EdgeQueue[FrameResult](f"emotion->output:{opened.name}", size, policy), emotion
     )
+    out_dir = ensure_writable_dir(Path(config.sink.out_dir).expanduser())
+    outputs = open_outputs(config.sink, info, opened.name, components.model_name, out_dir)
+    overlay = config.overlay if info.kind != "image" else OverlayConfig(**{**vars(config.overlay), "show_stats": False})
+    renderer = OverlayRenderer(overlay, components.model_description)
+    return SourceRun(opened.name, source, pipeline, lane, outputs, renderer)
+
+
+def analyze(
+    config: AppConfig,
+    sources: Sequence[OpenedSource],
+    components: Components,
+    console: Console | None = None,
+    show_status: bool = True,
+    stop: threading.Event | None = None,
+    on_frame: OnFrame | None = None,
+    trackers: Sequence[Tracker | None] | None = None,
+) -> RunReport:
+    """Analyze every source in this process with one shared inference worker; write each one's outputs.
+
+    Setting `stop` (the CLI does on Ctrl+C/SIGTERM) ends the run after the
+    frame each source is writing; then, as after any error, every thread is
+    stopped and joined and every output finalized before this returns.
+    Per-source failures are in the report, not raised.
+    """
+    stop = stop or threading.Event()
+    runs: list[SourceRun] = []
+    try:
+        for k, opened in enumerate(sources):
+            runs.append(prepare_run(config, opened, components, trackers[k] if trackers else None))
+    except BaseException:
+        for run in runs:
+            run.outputs.close()
+        for opened in sources:
+            opened.source.close()
+        raise
+    worker_stop = threading.Event()
+    worker = InferenceWorker(
+        components.model,
+        [run.lane for run in runs],
+        config.emotion.batch_size,
+        config.emotion.batch_wait_ms / 1000.0,
+        worker_stop,
+        ErrorRelay(worker_stop),
+    )
+    window = None
+    if config.sink.display:
+        if GridWindow.available():
+            window = GridWindow(f"CocoER - {runs[0].source.info.display_name}" if len(runs) == 1 else "CocoER")
+        else:
+            logger.warning("no display available: running headless (--display ignored)")
+    return run_local(runs, worker, stop, console, show_status, window, on_frame)
 
 
 def run_video(
@@ -204,144 +181,13 @@ def run_video(
     console: Console | None = None,
     show_progress: bool = True,
     tracker: Tracker | None = None,
-    on_frame: Callable[[FrameResult, PipelineStats], None] | None = None,
+    on_frame: OnFrame | None = None,
     stop: threading.Event | None = None,
-) -> RunSummary:
-    """Analyze a stream; write `<out>/<stem>.mp4` (live: segments) and `<out>/<stem>.jsonl`.
-
-    `on_frame` is called in the main thread after each frame is rendered and
-    written (benchmarks read latency and queue fill there). Setting `stop`
-    (the CLI does on Ctrl+C/SIGTERM) ends the run after the frame being
-    written; then, as after any error, every thread is stopped and joined and
-    every output finalized before this returns or raises.
-
-    Raises:
-        OutputError: an output could not be written or finalized (what was written still plays).
-    """
-    info = source.info
-    summary = RunSummary()
-    try:
-        outputs = open_outputs(config, info, components.model_name, summary)
-    except BaseException:
-        source.close()
-        raise
-    pipeline = build_pipeline(config, source, components, tracker)
-    renderer = OverlayRenderer(config.overlay, components.model_description)
-    meter = RateMeter()
-    started = time.monotonic()
-    total = info.frame_count_hint if not info.is_live else None
-    progress = ProgressReporter(console or Console(stderr=True), info.display_name, total, show_progress)
-    pipeline.start()
-    failure: BaseException | None = None
-    try:
-        with progress:
-            for result in pipeline.results(until=stop):
-                fps = meter.tick()
-                latency_ms = 1000.0 * (time.monotonic() - result.frame.captured_at)
-                annotated = renderer.annotate(
-                    result.frame.image.copy(), result, OverlayStats(fps, latency_ms, pipeline.stats.dropped)
-                )
-                keep_going = outputs.write(annotated, result)
-                summary.frames += 1
-                if not keep_going:
-                    break
-                progress.update(
-                    summary.frames, fps, pipeline.stats.dropped, max(pipeline.stats.fills().values(), default=0.0)
-                )
-                if on_frame is not None:
-                    on_frame(result, pipeline.stats)
-    except KeyboardInterrupt:
-        summary.interrupted = True
-    except OutputError as exc:
-        failure = exc
-    finally:
-        error = _finalize(pipeline, source, outputs, summary, started)
-    if stop is not None and stop.is_set():
-        summary.interrupted = True
-    if summary.interrupted:
-        logger.warning("interrupted: the files written so far are finalized")
-    if failure is not None or error is not None:
-        raise failure or error  # type: ignore[misc]
-    return summary
-
-
-def _finalize(
-    pipeline: Pipeline, source: Source, outputs: Outputs, summary: RunSummary, started: float
-) -> BaseException | None:
-    """Stop and join every thread, close every output and the source; return the first error instead of raising.
-
-    Order matters: upstream stops producing first, the outputs are finalized
-    (the part a user cares about), then the threads are joined, so one failing
-    step never skips the others (a skipped join used to abort the process).
-    """
-    pipeline.stop.set()
-    error: BaseException | None = outputs.close()
-    summary.video_frames = outputs.video.frames if outputs.video is not None else 0
-    summary.jsonl_lines = outputs.jsonl.lines if outputs.jsonl is not None else 0
-    summary.dropped = pipeline.stats.dropped
-    summary.seconds = time.monotonic() - started
-    summary.stage_ms = {name: t.mean_ms for name, t in pipeline.stats.stages.items()}
-    try:
-        pipeline.close()
-    except Exception as exc:
-        error = error or exc
-    finally:
-        source.close()
-    return error
-
-
-@dataclass
-class ImageSummary:
-    """What the single-image mode produced."""
-
-    image_path: Path
-    json_path: Path
-    persons: int
-
-
-def load_image(path: Path) -> np.ndarray:
-    """A photo as BGR, or one clear error."""
-    if not path.is_file():
-        raise UserError(f"no such file: {path}")
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise UserError(f"{path} is not a readable image")
-    return np.ascontiguousarray(image)
-
-
-def run_image(config: AppConfig, path: Path, image: np.ndarray, components: Components) -> ImageSummary:
-    """Analyze one photo; write `<out>/<stem>_annotated<ext>` and `<out>/<stem>.json`."""
-    out_dir = ensure_writable_dir(Path(config.sink.out_dir).expanduser())
-    frame = Frame(str(path), 0, 0.0, time.monotonic(), image, is_last=True)
-    persons = FrameLocalTracker().update(frame, components.detector.detect(image)).persons
-    raw = (
-        tuple(components.model.predict(image, [region_of(p) for p in persons]))
-        if components.model and persons
-        else (None,) * len(persons)
-    )
-    result = FrameResult(frame, persons, raw, raw)
-    overlay = replace(config.overlay, show_stats=False)  # no fps or latency for a still image
-    annotated = OverlayRenderer(overlay, components.model_description).annotate(image.copy(), result)
-    image_path = (
-        out_dir
-        / f"{path.stem}_annotated{path.suffix.lower() if path.suffix.lower() in ('.png', '.jpg', '.jpeg') else '.png'}"
-    )
-    json_path = out_dir / f"{path.stem}.json"
-    _refuse_overwriting_input(json_path, path)
-    write_image(image_path, annotated)
-    records = []
-    for person, emotion in zip(persons, raw, strict=True):
-        record = person_to_json(person, emotion, None)
-        del record["smoothed"]
-        records.append(record)
-    write_json(
-        json_path,
-        {
-            "image": str(path),
-            "width": image.shape[1],
-            "height": image.shape[0],
-            "model": components.model_name,
-            "persons": records,
-        },
-    )
-    return ImageSummary(image_path, json_path, len(persons))
+) -> RunReport:
+    """One source through `analyze` (the benchmarks' entry point); its failure is raised."""
+    opened = OpenedSource(source.info.stem, source, config.source)
+    report = analyze(config, [opened], components, console, show_progress, stop, on_frame, [tracker])
+    error = report.error or report.sources[0].error
+    if error is not None:
+        raise error
+    return report

@@ -107,6 +107,7 @@ class EmotionConfig:
     stride: int = 1
     min_face_px: int = 0
     batch_size: int = 16
+    batch_wait_ms: float = 5.0
     face_margin: float = 0.0
     final_threshold: float = 0.26
     level_threshold: float = 0.6
@@ -121,6 +122,8 @@ class EmotionConfig:
             raise ValueError(f"emotion.stride must be >= 1; got {self.stride}")
         if self.batch_size < 1:
             raise ValueError(f"emotion.batch_size must be >= 1; got {self.batch_size}")
+        _check_min("emotion.batch_wait_ms", self.batch_wait_ms, 0.0)
+        _check_min("emotion.min_face_px", self.min_face_px, 0)
 
 
 @dataclass

@@ -108,6 +108,17 @@ class EdgeQueue(Generic[T]):
                 continue
         return None
 
+    def get_nowait(self) -> T | _End | None:
+        """The next item or END if one is waiting, else None (for a consumer that polls many queues)."""
+        try:
+            return self._queue.get_nowait()
+        except queue.Empty:
+            return None
+
+    def has_room(self) -> bool:
+        """Whether a `block` put would go through now (a `latest` put always does)."""
+        return self.policy == "latest" or not self._queue.full()
+
     def fill(self) -> float:
         return self._queue.qsize() / self.maxsize
 
@@ -154,7 +165,12 @@ class StageTiming:
         return 1000.0 * self.busy_s / self.items if self.items else 0.0
 
 
-class StageThread(threading.Thread):
+class PipelineThread(threading.Thread):
+    """Base of every thread a run starts (stages, capture, the inference worker, outputs), so that the
+    CLI can tell at exit whether one is stuck in native code."""
+
+
+class StageThread(PipelineThread):
     """Runs `process` on every item of `inbox` and forwards results to `outbox`."""
 
     def __init__(
@@ -192,7 +208,7 @@ class StageThread(threading.Thread):
             self.outbox.put_end(self.stop_event)
 
 
-class CaptureThread(threading.Thread):
+class CaptureThread(PipelineThread):
     """Pulls frames from a source into the first queue."""
 
     def __init__(
@@ -272,6 +288,11 @@ class Pipeline:
     def captured(self) -> int:
         return self._capture.count
 
+    @property
+    def outbox(self) -> EdgeQueue[Any]:
+        """The last stage's output queue (read by `results()`, or by the shared inference worker)."""
+        return self._queues[-1]
+
     def start(self) -> None:
         self._capture.start()
         for stage in self._stages:
@@ -303,4 +324,4 @@ class Pipeline:
 
 def running_stage_threads() -> list[str]:
     """Pipeline threads of this process still alive (after `close()`: stuck in a native call)."""
-    return [t.name for t in threading.enumerate() if isinstance(t, StageThread | CaptureThread) and t.is_alive()]
+    return [t.name for t in threading.enumerate() if isinstance(t, PipelineThread) and t.is_alive()]

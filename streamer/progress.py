@@ -1,20 +1,20 @@
-"""The progress bar: frames done, fps, ETA, drops and queue fill, on the log's console."""
+"""What the terminal shows while a run goes on: one status table, a row per source.
+
+Per source: state, frames written (of the total, for files), fps, persons on
+screen, stale frames dropped, reconnects. The same table serves one source
+or many; it is drawn on the log's console so log lines scroll above it.
+"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from types import TracebackType
 
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+from rich.live import Live
+from rich.table import Table
 
 
 class RateMeter:
@@ -37,29 +37,56 @@ class RateMeter:
         return (len(self._times) - 1) / span if span > 0 else 0.0
 
 
-class ProgressReporter:
-    """One rich progress bar: a total and an ETA for files, a spinner for live sources."""
+@dataclass(frozen=True)
+class SourceStatus:
+    """One row of the status table (also what the metrics and the web view report)."""
 
-    def __init__(self, console: Console, description: str, total: int | None, enabled: bool = True) -> None:
-        columns = [SpinnerColumn(), TextColumn("[bold]{task.description}")]
-        if total:
-            columns += [BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
-        else:
-            columns += [TextColumn("{task.completed} frames"), TimeElapsedColumn()]
-        columns += [TextColumn("{task.fields[fps]:.1f} fps"), TextColumn("{task.fields[extra]}")]
-        self._progress = Progress(*columns, console=console, transient=False, disable=not enabled)
-        self._task = self._progress.add_task(description, total=total, fps=0.0, extra="")
+    name: str
+    state: str
+    frames: int
+    total: int | None
+    fps: float
+    persons: int
+    dropped: int
+    reconnects: int
 
-    def update(self, done: int, fps: float, dropped: int, fill: float) -> None:
-        extra = f"dropped {dropped}  " if dropped else ""
-        extra += f"queues {100 * fill:.0f}%"
-        self._progress.update(self._task, completed=done, fps=fps, extra=extra)
 
-    def __enter__(self) -> ProgressReporter:
-        self._progress.start()
+class StatusTable:
+    """A live rich table of `SourceStatus` rows; a no-op when disabled (--no-progress, tests)."""
+
+    def __init__(self, console: Console, enabled: bool = True) -> None:
+        # On a terminal the table redraws in place; into a pipe or a log file it is printed once, at the end.
+        self._console = console
+        self._enabled = enabled
+        self._last: Sequence[SourceStatus] = ()
+        self._live = Live(console=console, refresh_per_second=4) if enabled and console.is_terminal else None
+
+    @staticmethod
+    def render(rows: Sequence[SourceStatus]) -> Table:
+        table = Table(box=None, pad_edge=False, header_style="bold")
+        for column in ("source", "state", "frames", "fps", "persons", "dropped", "reconnects"):
+            table.add_column(column, justify="left" if column in ("source", "state") else "right")
+        for row in rows:
+            frames = f"{row.frames}/{row.total}" if row.total else str(row.frames)
+            table.add_row(
+                row.name, row.state, frames, f"{row.fps:.1f}", str(row.persons), str(row.dropped), str(row.reconnects)
+            )
+        return table
+
+    def update(self, rows: Sequence[SourceStatus]) -> None:
+        self._last = rows
+        if self._live is not None:
+            self._live.update(self.render(rows))
+
+    def __enter__(self) -> StatusTable:
+        if self._live is not None:
+            self._live.start()
         return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self._progress.stop()
+        if self._live is not None:
+            self._live.stop()
+        elif self._enabled and self._last:
+            self._console.print(self.render(self._last))

@@ -320,12 +320,17 @@ class DisplaySink(Sink):
 
 
 def write_json(path: Path, record: dict[str, Any]) -> None:
-    """A whole JSON document, written atomically (temp file + rename)."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(record, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    """A whole JSON document, written atomically (temp file + rename): never half a file."""
+    tmp = path.with_suffix(path.suffix + f".{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps(record, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        tmp.replace(path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise OutputError(f"cannot write {path} ({_reason(exc)})") from exc
 
 
 def write_image(path: Path, image: np.ndarray) -> None:
     if not cv2.imwrite(str(path), image):
-        raise UserError(f"cannot write image {path}")
+        raise OutputError(f"cannot write image {path}")

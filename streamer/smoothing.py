@@ -101,7 +101,7 @@ class TrackSmoother:
 class _TrackState:
     smoother: TrackSmoother
     last_seen_frame: int
-    last_inferred_frame: int | None = None
+    frames_since_inference: int | None = None
 
 
 class SmoothingBank:
@@ -123,9 +123,10 @@ class SmoothingBank:
     def track_ids(self) -> list[int]:
         return sorted(self._tracks)
 
-    def last_inferred_frame(self, track_id: int) -> int | None:
+    def frames_since_inference(self, track_id: int) -> int | None:
+        """Frames of this track processed since its last inference (0: inferred on the last one); None: never."""
         state = self._tracks.get(track_id)
-        return state.last_inferred_frame if state else None
+        return state.frames_since_inference if state else None
 
     def update(
         self,
@@ -161,7 +162,9 @@ class SmoothingBank:
             state.last_seen_frame = frame_index
             if result is not None:
                 state.smoother.update(result, t)
-                state.last_inferred_frame = frame_index
+                state.frames_since_inference = 0
+            elif state.frames_since_inference is not None:
+                state.frames_since_inference += 1
             smoothed.append(state.smoother.current)
         if final:
             for track_id in sorted(self._tracks):

@@ -63,7 +63,7 @@ class SourceInfo:
     Attributes:
         display_name: safe to print (passwords masked).
         stem: base name for output files.
-        kind: "file", "demo", "camera" or "stream".
+        kind: "file", "image", "demo", "camera" or "stream".
         is_live: frames arrive in real time (drop-stale policy, reconnects).
         width: frame width.
         height: frame height.
@@ -370,6 +370,36 @@ class DemoSource:
         pass
 
 
+class ImageSource:
+    """A still image as a one-frame source: photos go through the same stages as video."""
+
+    def __init__(self, path: Path) -> None:
+        if not path.is_file():
+            raise SourceError(f"no such file: {path}")
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if image is None:
+            raise SourceError(f"{path} is not a readable image")
+        self._image = np.ascontiguousarray(image)
+        self.info = SourceInfo(
+            display_name=str(path),
+            stem=path.stem,
+            kind="image",
+            is_live=False,
+            width=image.shape[1],
+            height=image.shape[0],
+            fps=None,
+            frame_count_hint=1,
+            time_base=Fraction(1, 1),
+        )
+
+    def frames(self, stop: threading.Event) -> Iterator[Frame]:
+        if not stop.is_set():
+            yield Frame(self.info.display_name, 0, 0.0, time.monotonic(), self._image, is_last=True)
+
+    def close(self) -> None:
+        pass
+
+
 class Backoff:
     """Exponential backoff between reconnect attempts."""
 
@@ -594,7 +624,7 @@ class CameraSource(LiveSource):
 
 
 def is_image_path(spec: str) -> bool:
-    """Whether the spec names a still image (handled by the single-image mode)."""
+    """Whether the spec names a still image (a one-frame source)."""
     return "://" not in spec and Path(spec).suffix.lower() in IMAGE_SUFFIXES
 
 
@@ -618,6 +648,8 @@ def open_source(spec: str, config: SourceConfig) -> Source:
         return CameraSource(int(spec), config)
     if spec.startswith("/dev/video"):
         return CameraSource(spec, config)
+    if is_image_path(spec):
+        return ImageSource(Path(os.path.expanduser(spec)))
     if "://" not in spec:
         return file_source(Path(os.path.expanduser(spec)), config)
     scheme = spec.split("://", 1)[0].lower()

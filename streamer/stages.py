@@ -1,12 +1,19 @@
-"""Stage logic: plain `process(item) -> item` classes that the pipeline runs in threads."""
+"""Stage logic: plain classes that the pipeline runs in threads, testable without them.
+
+- `DetectTrackStage.process(frame) -> TrackedFrame`, one per source.
+- `EmotionStage`, one per source, splits the emotion step in two so that the
+  shared inference worker can batch persons of many sources into one model
+  call: `plan` picks the persons due for inference, `finish` folds the
+  model's answers into the source's smoothing. `process` does both for one
+  frame (the same code the worker runs).
+"""
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Sequence
 
-from cocoer_core.api import EmotionModel, EmotionResult, PersonRegion
+from cocoer_core.api import EmotionModel, EmotionResult, FramePersons, PersonRegion
 from streamer.detectors.base import PersonDetector
 from streamer.smoothing import SmoothingBank
 from streamer.types import Frame, FrameResult, Person, TrackedFrame
@@ -31,12 +38,8 @@ class DetectTrackStage:
         if frame.gap_s > self.keep_tracks_s:
             logger.info("%.1f s gap: starting new tracks", frame.gap_s)
             self.tracker.reset()
-        started = time.perf_counter()
-        detections = self.detector.detect(frame.image)
-        detected = time.perf_counter()
-        update = self.tracker.update(frame, detections)
-        tracked = time.perf_counter()
-        return TrackedFrame(frame, update.persons, update.ended, detected - started, tracked - detected)
+        update = self.tracker.update(frame, self.detector.detect(frame.image))
+        return TrackedFrame(frame, update.persons, update.ended)
 
 
 def region_of(person: Person) -> PersonRegion:
@@ -47,10 +50,42 @@ def region_of(person: Person) -> PersonRegion:
     )
 
 
-class EmotionStage:
-    """The inference worker: one batched model call per frame, then smoothing.
+def infer_batched(
+    model: EmotionModel, requests: Sequence[FramePersons], batch_size: int
+) -> list[list[EmotionResult | None]]:
+    """Run the persons of many frames through the model in calls of at most `batch_size` persons.
 
-    A track is inferred when it is new, and then every `stride`-th frame;
+    Frames are packed in order; a frame with more persons than fit is split
+    across calls (its context is simply computed in each).
+    """
+    results: list[list[EmotionResult | None]] = [[] for _ in requests]
+    chunk: list[tuple[int, FramePersons]] = []
+    room = batch_size
+
+    def flush() -> None:
+        nonlocal chunk, room
+        if chunk:
+            for (k, _), got in zip(chunk, model.predict_frames([r for _, r in chunk]), strict=True):
+                results[k].extend(got)
+        chunk, room = [], batch_size
+
+    for k, request in enumerate(requests):
+        persons = request.persons
+        while persons:
+            take, persons = persons[:room], persons[room:]
+            chunk.append((k, FramePersons(request.image_bgr, take)))
+            room -= len(take)
+            if room == 0:
+                flush()
+    flush()
+    return results
+
+
+class EmotionStage:
+    """One source's side of the inference worker: who is due, then smoothing.
+
+    A track is inferred when it is new, and then every `stride`-th frame the
+    worker processes for it (frames a live source dropped don't count);
     between inferences its smoothed result is carried. Persons whose face is
     smaller than `min_face_px` are not inferred.
     """
@@ -69,41 +104,39 @@ class EmotionStage:
         self.min_face_px = min_face_px
         self.batch_size = batch_size
 
-    def _due(self, person: Person, frame_index: int) -> bool:
+    def _due(self, person: Person) -> bool:
         if self.min_face_px and (person.head_box is None or person.head_box.height < self.min_face_px):
             return False
-        last = self.bank.last_inferred_frame(person.track_id)
-        return last is None or frame_index - last >= self.stride
+        since = self.bank.frames_since_inference(person.track_id)
+        return since is None or since + 1 >= self.stride
 
-    def _infer(self, frame: Frame, persons: Sequence[Person]) -> list[EmotionResult | None]:
-        if self.model is None or not persons:
-            return [None] * len(persons)
-        regions = [region_of(p) for p in persons]
-        results: list[EmotionResult | None] = []
-        for start in range(0, len(regions), self.batch_size):
-            results.extend(self.model.predict(frame.image, regions[start : start + self.batch_size]))
-        return results
+    def plan(self, tracked: TrackedFrame) -> tuple[int, ...]:
+        """Indices of the persons to infer on this frame (none without a model)."""
+        if self.model is None:
+            return ()
+        return tuple(i for i, p in enumerate(tracked.persons) if self._due(p))
 
-    def process(self, tracked: TrackedFrame) -> FrameResult:
+    @staticmethod
+    def request(tracked: TrackedFrame, due: Sequence[int]) -> FramePersons:
+        return FramePersons(tracked.frame.image, tuple(region_of(tracked.persons[i]) for i in due))
+
+    def finish(
+        self, tracked: TrackedFrame, due: Sequence[int], inferred: Sequence[EmotionResult | None]
+    ) -> FrameResult:
+        """Fold the model's answers for the `due` persons into smoothing; the frame's result."""
         frame = tracked.frame
-        started = time.perf_counter()
-        due = [i for i, p in enumerate(tracked.persons) if self._due(p, frame.index)]
-        inferred = self._infer(frame, [tracked.persons[i] for i in due])
         raw: list[EmotionResult | None] = [None] * len(tracked.persons)
         for i, result in zip(due, inferred, strict=True):
             raw[i] = result
         smoothed, events = self.bank.update(
             frame.pts_s, frame.index, tracked.persons, raw, ended=tracked.ended, final=frame.is_last
         )
-        return FrameResult(
-            frame=frame,
-            persons=tracked.persons,
-            raw=tuple(raw),
-            smoothed=smoothed,
-            events=events,
-            timings={
-                "detect_s": tracked.detect_s,
-                "track_s": tracked.track_s,
-                "emotion_s": time.perf_counter() - started,
-            },
-        )
+        return FrameResult(frame=frame, persons=tracked.persons, raw=tuple(raw), smoothed=smoothed, events=events)
+
+    def process(self, tracked: TrackedFrame) -> FrameResult:
+        """Plan, infer and finish one frame on its own."""
+        due = self.plan(tracked)
+        inferred: list[EmotionResult | None] = []
+        if due and self.model is not None:
+            inferred = infer_batched(self.model, [self.request(tracked, due)], self.batch_size)[0]
+        return self.finish(tracked, due, inferred)

@@ -25,13 +25,13 @@ print(names.index("cv2") < names.index("av"))
 
 
 @pytest.mark.parametrize(
-    "module", ["run_stream", "streamer.app", "streamer.sources", "streamer.sinks", "cocoer_core.infer"]
+    "module", ["run_stream", "streamer.app", "streamer.sources", "streamer.sinks", "streamer.tools.infer"]
 )
 def test_cv2_is_imported_before_av(module: str) -> None:
     code = PROBE.format(root=str(ROOT), module=module)
-    if module == "cocoer_core.infer":  # it loads the pipeline's detectors (and so av) lazily
+    if module == "streamer.tools.infer":  # it loads the pipeline's detectors (and so av) lazily
         code = code.replace(
-            "import cocoer_core.infer", "import cocoer_core.infer, streamer.detectors, streamer.sources"
+            "import streamer.tools.infer", "import streamer.tools.infer, streamer.detectors, streamer.sources"
         )
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr

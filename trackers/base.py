@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from streamer.types import Frame, Person, PersonDetection, TrackUpdate
+from trackers.types import Frame, Person, PersonDetection, TrackUpdate
 
 
 @dataclass

@@ -10,9 +10,9 @@ import logging
 import warnings
 from collections.abc import Sequence
 
-from streamer.types import Frame, Person, PersonDetection, TrackUpdate
 from trackers.base import IdCounter, TrackerConfig
 from trackers.embedder import AppearanceEmbedder
+from trackers.types import Frame, Person, PersonDetection, TrackUpdate
 
 logger = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 import torch
 
-from streamer.types import Box
+from trackers.types import Box
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)

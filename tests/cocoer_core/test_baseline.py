@@ -99,3 +99,15 @@ def test_wrong_weights_file_is_a_clear_error(tmp_path: Path) -> None:
     bogus.write_text("not hdf5")
     with pytest.raises(CheckpointError, match="not the FER2013 mini-Xception"):
         load_mini_xception(bogus)
+
+
+def test_a_batch_over_several_frames_equals_per_frame_calls(shared_media: Path, baseline, faces) -> None:
+    from cocoer_core.api import FramePersons
+
+    frames = [cv2.imread(str(media_file(shared_media, n))) for n in ("group_five_friends.jpg", "expr_happy_man.png")]
+    regions = [tuple(PersonRegion((0, 0, 1, 1), f.box.as_tuple()) for f in faces.detect(image)) for image in frames]
+    mixed = baseline.predict_frames([FramePersons(frames[0], regions[0]), FramePersons(frames[1], regions[1])])
+    for image, region, got in zip(frames, regions, mixed, strict=True):
+        for a, b in zip(got, baseline.predict(image, region), strict=True):
+            np.testing.assert_allclose(a.scores[Level.FINAL], b.scores[Level.FINAL], atol=1e-5)
+    assert len(mixed[0]) == 5 and len(mixed[1]) == 1

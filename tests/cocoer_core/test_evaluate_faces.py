@@ -1,4 +1,4 @@
-"""`python -m cocoer_core.evaluate_faces` on a CSV of real labelled faces."""
+"""`python -m streamer.tools.evaluate_faces` on a CSV of real labelled faces."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from tests.conftest import ROOT, media_file
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "cocoer_core.evaluate_faces", *args],
+        [sys.executable, "-m", "streamer.tools.evaluate_faces", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -104,7 +104,7 @@ def test_infer_cli_prints_the_original_output_dict(checkpoint_dir: Path, shared_
         [
             sys.executable,
             "-m",
-            "cocoer_core.infer",
+            "streamer.tools.infer",
             "--input",
             str(image),
             "--ckpt",
@@ -136,7 +136,7 @@ def test_infer_cli_with_a_missing_checkpoint(shared_media: Path, tmp_path: Path)
         [
             sys.executable,
             "-m",
-            "cocoer_core.infer",
+            "streamer.tools.infer",
             "--input",
             str(media_file(shared_media, "cocoer_test_o1.png")),
             "--ckpt",
@@ -192,3 +192,26 @@ def test_pipeline_picks_cocoer_when_its_weights_are_present(
     assert sorted(person["raw"]["exclusion"]) == ["body-level", "context-level", "head-level"]
     assert set(person["raw"]["level_losses"]) == {"head", "body", "context"}
     assert "exclusion" in person["smoothed"]
+
+
+def test_a_batch_mixing_persons_of_several_frames_equals_per_frame_calls(
+    cocoer: CocoERModel, frame: np.ndarray, shared_media: Path
+) -> None:
+    """Each person's context is its own frame: one call over two frames (two streams) = one call per frame."""
+    from cocoer_core.api import FramePersons
+
+    other = cv2.resize(
+        cv2.imread(str(media_file(shared_media, "cocoer_test_o2.png"))), (frame.shape[1], frame.shape[0])
+    )
+    mixed = cocoer.predict_frames(
+        [FramePersons(frame, tuple(PERSONS[:2])), FramePersons(other, ()), FramePersons(other, tuple(PERSONS[1:]))]
+    )
+    assert [len(m) for m in mixed] == [2, 0, 2]
+    for got, alone in [(mixed[0], cocoer.predict(frame, PERSONS[:2])), (mixed[2], cocoer.predict(other, PERSONS[1:]))]:
+        for a, b in zip(got, alone, strict=True):
+            for level in cocoer.levels:
+                np.testing.assert_allclose(a.scores[level], b.scores[level], atol=1e-5)
+            assert a.exclusion == b.exclusion
+    assert not np.allclose(mixed[0][1].scores[Level.CONTEXT], mixed[2][0].scores[Level.CONTEXT], atol=1e-3), (
+        "the same person box in another frame sees another context"
+    )

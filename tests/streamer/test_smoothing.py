@@ -121,4 +121,4 @@ def test_a_new_track_without_inference_shows_nothing_yet() -> None:
     bank = SmoothingBank(SmoothingConfig(), MULTI)
     smoothed, _ = bank.update(0.0, 0, [_person(7)], [None])
     assert smoothed == (None,)
-    assert bank.last_inferred_frame(7) is None
+    assert bank.frames_since_inference(7) is None

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from cocoer_core.api import EmotionResult, Level, PersonRegion
+from cocoer_core.api import EmotionResult, FramePersons, Level, PersonRegion
 from cocoer_core.baseline import FaceExpressionBaseline
 from cocoer_core.postprocess import LabelRule
 from streamer.config import SmoothingConfig
@@ -32,8 +32,11 @@ class CountingBaseline:
         self.calls: list[int] = []
 
     def predict(self, image: np.ndarray, persons: Sequence[PersonRegion]) -> list[EmotionResult | None]:
-        self.calls.append(len(persons))
-        return self.inner.predict(image, persons)
+        return self.predict_frames([FramePersons(image, tuple(persons))])[0]
+
+    def predict_frames(self, frames: Sequence[FramePersons]) -> list[list[EmotionResult | None]]:
+        self.calls.append(sum(len(f.persons) for f in frames))
+        return self.inner.predict_frames(frames)
 
 
 @pytest.fixture(scope="module")
@@ -138,3 +141,13 @@ def test_one_person_one_track_through_a_detection_gap(shared_media: Path) -> Non
         ids |= {p.track_id for p in result.persons}
     assert ids == {1}
     assert events == [(0, "start", 1), (71, "end", 1)]
+
+
+def test_stride_counts_frames_the_worker_processed_not_source_indices(crowd) -> None:
+    """A live source drops frames: indices 0, 7, 14, ... still mean one inference per 3 processed frames."""
+    image, persons = crowd
+    model = CountingBaseline()
+    stage = EmotionStage(model, SmoothingBank(SmoothingConfig(), model.label_rule), stride=3)
+    for k in range(7):
+        stage.process(TrackedFrame(_frame(image, 7 * k), persons[:2]))
+    assert model.calls == [2, 2, 2]  # processed frames 0, 3 and 6

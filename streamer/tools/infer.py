@@ -1,0 +1,104 @@
+"""Single-image CocoER, with the original `inference.py`'s output format.
+
+    python -m streamer.tools.infer --input IMG --ckpt checkpoints/GWT.pth
+
+Finds the people and their faces (the pipeline's detectors), runs CocoER on
+all of them in one batch, prints per person the same dict as the original
+script (`pred`, `VI`, `head`, `body`, `ctx`, `emo_process`, keyed "0", "1",
+...) as JSON on stdout (the six items per person also go to stderr), and
+saves the annotated image to `outputs/<input name>` in the original's
+drawing style. Unlike the original it runs deterministically: eval mode, no
+colour jitter, RGB input (see the spec's §10).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import cv2
+
+import numpy as np
+
+from cocoer_core.api import PersonRegion
+from cocoer_core.errors import CheckpointError
+from cocoer_core.infer import draw_official, official_dict
+
+
+def _detect(image: np.ndarray, device: str, allow_download: bool) -> list[PersonRegion]:
+    # insightface SCRFD like the original when available, else MTCNN + HOG.
+    from streamer.config import DetectorConfig
+    from streamer.detectors import build_detector
+
+    detector = build_detector(DetectorConfig(allow_download=allow_download), device)
+    logging.getLogger(__name__).info("%s", detector.describe())
+    return [
+        PersonRegion(d.body_box.as_tuple(), d.head_box.as_tuple() if d.head_box else None)
+        for d in detector.detect(image)
+        if d.head_box is not None  # like the original: persons without a face are dropped
+    ]
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    from cocoer_core.checkpoint import find_clip_weights, load_clip_rn50, load_cocoer_weights
+    from cocoer_core.config import CocoERConfig
+    from cocoer_core.model import CocoER
+    from cocoer_core.runtime import CocoERModel
+
+    image = cv2.imread(str(args.input), cv2.IMREAD_COLOR)
+    if image is None:
+        raise ValueError(f"{args.input} is not a readable image")
+    model = CocoER(CocoERConfig(inside_lr=args.inside_lr))
+    load_cocoer_weights(model, args.ckpt)
+    clip_path = args.clip or find_clip_weights(args.ckpt.parent, allow_download=not args.offline)
+    runtime = CocoERModel(model, load_clip_rn50(clip_path).visual, args.device)
+    persons = _detect(image, args.device, allow_download=not args.offline)
+    if not persons:
+        raise ValueError(f"no person with a face found in {args.input}")
+    results = [r for r in runtime.predict(image, persons) if r is not None]
+    outputs = {str(i): official_dict(r) for i, r in enumerate(results)}
+    args.out.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(args.out / args.input.name), draw_official(image.copy(), persons, results))
+    return outputs
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m streamer.tools.infer", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--input", type=Path, required=True, help="image file")
+    parser.add_argument(
+        "--ckpt", type=Path, default=Path("checkpoints/GWT.pth"), help="CocoER checkpoint (default checkpoints/GWT.pth)"
+    )
+    parser.add_argument(
+        "--clip", type=Path, default=None, help="OpenAI CLIP RN50.pt (default: next to the checkpoint, or clip's cache)"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=Path("outputs"), help="folder for the annotated image (default outputs/)"
+    )
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--inside-lr", type=float, default=1.0, help="coordination step size (the original script: 1.0)"
+    )
+    parser.add_argument("--offline", action="store_true", help="never try to download detector or CLIP weights")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    if not args.input.is_file():
+        print(f"error: no such image: {args.input}", file=sys.stderr)
+        return 2
+    try:
+        outputs = run(args)
+    except (CheckpointError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for key, value in outputs.items():
+        for item, labels in value.items():
+            logging.getLogger(__name__).info("person %s %s: %s", key, item, labels)
+    print(json.dumps(outputs, indent=1))  # stdout stays machine-readable
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
