@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -204,6 +205,10 @@ def main(argv: list[str] | None = None) -> int:
     shutdown.install()
     secrets = tuple(url_password(spec) for spec in args.source or ())
     code = _run_reporting_errors(args, console, shutdown, secrets)
+    # Everything is finalized: from here a late Ctrl+C must not kill the interpreter's shutdown
+    # (Python resets its own handlers to the default, deadly one while it finalizes; SIG_IGN stays).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     stuck = running_stage_threads()
     if stuck:
         # A thread stuck in native code (a hung decoder, a long model call) would make the

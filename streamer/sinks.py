@@ -100,8 +100,10 @@ class VideoSink(Sink):
         self._good_size = 0
 
     def _open(self, width: int, height: int) -> None:
-        # Each fragment is flushed to disk as soon as the next keyframe starts a new one.
-        options = {"movflags": "frag_keyframe+empty_moov+default_base_moof", "flush_packets": "1"}
+        # Each fragment is flushed to disk as soon as the next keyframe starts a new one. delay_moov
+        # writes the header with the first fragment, once the first timestamp is known: an input
+        # whose video starts after 0 keeps its timestamps (empty_moov would shift them to 0).
+        options = {"movflags": "frag_keyframe+delay_moov+default_base_moof", "flush_packets": "1"}
         self._container = av.open(str(self.path), mode="w", format="mp4", options=options)
         rate = Fraction(self.fps).limit_denominator(1001)
         stream = self._container.add_stream("libx264", rate=rate)
