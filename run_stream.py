@@ -78,6 +78,15 @@ def build_parser() -> argparse.ArgumentParser:
     display = parser.add_argument_group("display")
     display.add_argument("--display", action="store_true", help="show a live window (needs a display)")
     display.add_argument("--no-progress", action="store_true", help="no progress bar")
+    cluster = parser.add_argument_group("backend")
+    cluster.add_argument(
+        "--backend",
+        choices=("local", "ray"),
+        help="local: threads in this process (default); ray: actors on a Ray cluster",
+    )
+    cluster.add_argument(
+        "--address", help="Ray cluster to join ('auto': the one `ray start` runs here); default: start a local one"
+    )
     general = parser.add_argument_group("general")
     general.add_argument(
         "--config",
@@ -109,6 +118,8 @@ def _cli_overrides(args: argparse.Namespace) -> list[str]:
         ("emotion.stride", args.stride),
         ("tracker.max_age", args.max_age),
         ("sink.out_dir", args.out),
+        ("backend", args.backend),
+        ("ray.address", args.address),
         ("sink.segment_s", None if args.segment_minutes is None else args.segment_minutes * 60.0),
     ]
     out = [f"{key}={value}" for key, value in pairs if value is not None]
@@ -170,6 +181,8 @@ def run(args: argparse.Namespace, console: Console, shutdown: GracefulStop, secr
     config: AppConfig = load_config(args.config or DEFAULT_CONFIG, [*args.overrides, *_cli_overrides(args)])
     # Cheap checks first, so a bad input fails in a second, before any model loads.
     out_dir = ensure_writable_dir(Path(config.sink.out_dir).expanduser())
+    if config.backend == "ray":
+        return _run_on_ray(args, config, console, shutdown, secrets)
     opened, failed = open_sources(_entries(args, config))
     if failed and not opened and len(failed) == 1:
         raise failed[0][1]
@@ -183,6 +196,26 @@ def run(args: argparse.Namespace, console: Console, shutdown: GracefulStop, secr
     components = build_components(config)
     shutdown.arm()  # outputs open from here on: a signal now stops between frames
     report = analyze(config, opened, components, console, show_status=not args.no_progress, stop=shutdown.event)
+    return _finish(args, report, failed, secrets)
+
+
+def _run_on_ray(
+    args: argparse.Namespace, config: AppConfig, console: Console, shutdown: GracefulStop, secrets: tuple[str, ...]
+) -> int:
+    from streamer.backends.ray_backend import analyze_on_ray
+
+    entries = _entries(args, config)
+    shutdown.arm()
+    report, failed = analyze_on_ray(config, entries, console, show_status=not args.no_progress, stop=shutdown.event)
+    for _, exc in failed:
+        print(_error_line(exc, secrets), file=sys.stderr)
+    return _finish(args, report, failed, secrets)
+
+
+def _finish(
+    args: argparse.Namespace, report: RunReport, failed: list[tuple[str, UserError]], secrets: tuple[str, ...]
+) -> int:
+    """Log what each source wrote, print one line per failure, and choose the exit code."""
     several = len(report.sources) > 1
     _log_report(report, several)
     if args.debug and (report.error or report.failed):

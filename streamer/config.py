@@ -176,6 +176,24 @@ class SinkConfig:
 
 
 @dataclass
+class RayConfig:
+    """The Ray backend (`--backend ray`): where the cluster is and how the work is placed on it."""
+
+    address: str = ""
+    inference_actors: int = 1
+    gpus_per_actor: float = -1.0
+    source_cpus: float = 1.0
+    max_in_flight: int = 2
+    max_restarts: int = 3
+
+    def __post_init__(self) -> None:
+        _check_min("ray.inference_actors", self.inference_actors, 1)
+        _check_min("ray.max_in_flight", self.max_in_flight, 1)
+        _check_min("ray.source_cpus", self.source_cpus, 0.0)
+        _check_min("ray.max_restarts", self.max_restarts, 0)
+
+
+@dataclass
 class AppConfig:
     """Everything one run needs."""
 
@@ -186,6 +204,8 @@ class AppConfig:
     smoothing: SmoothingConfig = field(default_factory=SmoothingConfig)
     overlay: OverlayConfig = field(default_factory=OverlayConfig)
     sink: SinkConfig = field(default_factory=SinkConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
+    backend: str = "local"
     queue_size: int = 8
     live_queue_size: int = 1
     device: str = "auto"
@@ -194,6 +214,7 @@ class AppConfig:
         if self.queue_size < 1 or self.live_queue_size < 1:
             raise ValueError(f"queue sizes must be >= 1; got {self.queue_size}, {self.live_queue_size}")
         _check_choice("device", self.device, ("auto", "cpu", "cuda"))
+        _check_choice("backend", self.backend, ("local", "ray"))
 
 
 def _load_yaml(path: Path) -> DictConfig:

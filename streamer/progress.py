@@ -49,6 +49,8 @@ class SourceStatus:
     persons: int
     dropped: int
     reconnects: int
+    restarts: int = 0
+    node: str = ""
 
 
 class StatusTable:
@@ -64,13 +66,16 @@ class StatusTable:
     @staticmethod
     def render(rows: Sequence[SourceStatus]) -> Table:
         table = Table(box=None, pad_edge=False, header_style="bold")
-        for column in ("source", "state", "frames", "fps", "persons", "dropped", "reconnects"):
-            table.add_column(column, justify="left" if column in ("source", "state") else "right")
+        placed = any(row.node for row in rows)  # the Ray backend: where each source runs, and its restarts
+        columns = ["source", "state", "frames", "fps", "persons", "dropped", "reconnects"]
+        columns += ["restarts", "node"] if placed else []
+        for column in columns:
+            table.add_column(column, justify="left" if column in ("source", "state", "node") else "right")
         for row in rows:
             frames = f"{row.frames}/{row.total}" if row.total else str(row.frames)
-            table.add_row(
-                row.name, row.state, frames, f"{row.fps:.1f}", str(row.persons), str(row.dropped), str(row.reconnects)
-            )
+            cells = [row.name, row.state, frames, f"{row.fps:.1f}", str(row.persons), str(row.dropped)]
+            cells += [str(row.reconnects)] + ([str(row.restarts), row.node] if placed else [])
+            table.add_row(*cells)
         return table
 
     def update(self, rows: Sequence[SourceStatus]) -> None:

@@ -220,10 +220,7 @@ class SegmentedVideoSink(Sink):
         self._done_frames = 0
 
     def _rotate(self, pts_s: float) -> VideoSink:
-        if self._current is not None:
-            current, self._current = self._current, None
-            self._done_frames += current.frames
-            current.close()
+        self.new_segment()
         path = self.out_dir / f"{self.stem}_{len(self.paths) + 1:03d}.mp4"
         self.paths.append(path)
         self._segment_start = pts_s
@@ -240,11 +237,15 @@ class SegmentedVideoSink(Sink):
     def frames(self) -> int:
         return self._done_frames + (self._current.frames if self._current else 0)
 
-    def close(self) -> None:
+    def new_segment(self) -> None:
+        """Close the open segment; the next frame starts a new file (after a source restarted, say)."""
         current, self._current = self._current, None
         if current is not None:
             self._done_frames += current.frames
             current.close()
+
+    def close(self) -> None:
+        self.new_segment()
 
 
 class JsonlSink(Sink):

@@ -40,3 +40,11 @@ def media_file(shared_media: Path, name: str) -> Path:
 @pytest.fixture(scope="session")
 def root() -> Path:
     return ROOT
+
+
+@pytest.fixture(scope="session")
+def single_source_runs(shared_media: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict]]:
+    """Two shared clips, each alone through the CLI: what a many-source or Ray run must reproduce."""
+    from tests.support.runs import single_source_runs as run
+
+    return run(shared_media, tmp_path_factory.mktemp("single"))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -12,50 +11,14 @@ import av
 import pytest
 
 from tests.conftest import ROOT, media_file
+from tests.support.runs import CLIPS, assert_same_run, jsonl_lines
 from tests.test_cli import ENV, OFFLINE, run_cli
 
 pytestmark = pytest.mark.integration
 
-CLIPS = ("faces_two_people_head_pose.mp4", "face_man_smiling_short.mp4")
 
-
-def _lines(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
-
-
-def _assert_same_run(a: list[dict], b: list[dict]) -> None:
-    """Same frames, ids, boxes and labels; scores equal up to float noise (batches differ)."""
-    assert [x["frame"] for x in a] == [x["frame"] for x in b]
-    for x, y in zip(a, b, strict=True):
-        assert x["pts_s"] == y["pts_s"] and x.get("events") == y.get("events")
-        assert [(p["track_id"], p["body_box"], p["head_box"]) for p in x["persons"]] == [
-            (p["track_id"], p["body_box"], p["head_box"]) for p in y["persons"]
-        ]
-        for p, q in zip(x["persons"], y["persons"], strict=True):
-            for kind in ("raw", "smoothed"):
-                if p[kind] is None or q[kind] is None:
-                    assert p[kind] is q[kind] is None
-                    continue
-                for level, scores in p[kind]["scores"].items():
-                    for label, value in scores.items():
-                        assert abs(value - q[kind]["scores"][level][label]) < 1e-4
-
-
-@pytest.fixture(scope="module")
-def single_runs(shared_media: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict]]:
-    out = tmp_path_factory.mktemp("single")
-    runs = {}
-    for clip in CLIPS:
-        done = run_cli(
-            "--source", str(media_file(shared_media, clip)), "--out", str(out), "--max-frames", "30", *OFFLINE
-        )
-        assert done.returncode == 0, done.stderr
-        runs[clip] = _lines(out / f"{Path(clip).stem}.jsonl")
-    return runs
-
-
-def test_two_files_at_once_equal_their_single_runs_and_a_missing_third_is_reported(
-    shared_media: Path, tmp_path: Path, single_runs: dict[str, list[dict]]
+def test_two_files_at_once_equal_their_single_source_runs_and_a_missing_third_is_reported(
+    shared_media: Path, tmp_path: Path, single_source_runs: dict[str, list[dict]]
 ) -> None:
     sources = [str(media_file(shared_media, clip)) for clip in CLIPS] + [str(tmp_path / "gone.mp4")]
     args = [a for s in sources for a in ("--source", s)]
@@ -66,15 +29,15 @@ def test_two_files_at_once_equal_their_single_runs_and_a_missing_third_is_report
     ]
     for clip in CLIPS:
         stem = Path(clip).stem
-        lines = _lines(tmp_path / "out" / f"{stem}.jsonl")
+        lines = jsonl_lines(tmp_path / "out" / f"{stem}.jsonl")
         assert len(lines) == 30
-        _assert_same_run(lines, single_runs[clip])
+        assert_same_run(lines, single_source_runs[clip])
         with av.open(str(tmp_path / "out" / f"{stem}.mp4")) as container:
             assert sum(1 for _ in container.decode(video=0)) == 30
     assert (
         sum(
             bool(p["raw"])
-            for line in _lines(tmp_path / "out" / "faces_two_people_head_pose.jsonl")
+            for line in jsonl_lines(tmp_path / "out" / "faces_two_people_head_pose.jsonl")
             for p in line["persons"]
         )
         > 30
@@ -116,10 +79,10 @@ def test_a_sources_file_a_live_camera_and_a_file_together(shared_media: Path, rt
     )
     assert done.returncode == 0, done.stderr
     assert "pw9" not in done.stderr + done.stdout
-    file_lines = _lines(tmp_path / "out" / "face_woman_head_pose.jsonl")
+    file_lines = jsonl_lines(tmp_path / "out" / "face_woman_head_pose.jsonl")
     assert [x["frame"] for x in file_lines] == list(range(23)), "the file keeps every frame (no-drop policy)"
     live_jsonl = next((tmp_path / "out").glob("door_*.jsonl"))
-    live = _lines(live_jsonl)
+    live = jsonl_lines(live_jsonl)
     assert 5 <= len(live) <= 40 and all(b["frame"] > a["frame"] for a, b in itertools.pairwise(live))
     segment = next((tmp_path / "out").glob("door_*_001.mp4"))
     with av.open(str(segment)) as container:

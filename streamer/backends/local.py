@@ -124,6 +124,7 @@ class SourceReport:
     dropped: int
     seconds: float
     error: BaseException | None
+    restarts: int = 0
 
 
 @dataclass

@@ -1,0 +1,101 @@
+"""The Ray backend on a local cluster (num_cpus=2): same results as one process, a killed actor restarts."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+import av
+import pytest
+
+from streamer.config import load_config
+from streamer.source_list import entries_from_specs
+from tests.conftest import ROOT, media_file
+from tests.support.runs import CLIPS, FRAMES, assert_same_run, jsonl_lines
+
+ray = pytest.importorskip("ray", reason="ray is in requirements.txt; install it to test the Ray backend")
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        runtime_env={"env_vars": {"PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "OMP_WAIT_POLICY": "PASSIVE"}},
+    )
+    yield
+    ray.shutdown()
+
+
+def _config(out: Path, *extra: str):
+    # Two source actors and the (CPU-free) inference actor fit the two logical CPUs.
+    return load_config(
+        ROOT / "configs" / "default.yaml",
+        [f"sink.out_dir={out}", "detector.allow_download=false", "ray.source_cpus=0.5", *extra],
+    )
+
+
+def test_two_videos_on_ray_equal_their_single_process_runs_and_a_missing_one_is_reported(
+    cluster, shared_media: Path, tmp_path: Path, single_source_runs: dict[str, list[dict]]
+) -> None:
+    from streamer.backends.ray_backend import analyze_on_ray
+
+    config = _config(tmp_path, f"source.max_frames={FRAMES}")
+    specs = [str(media_file(shared_media, clip)) for clip in CLIPS] + [str(tmp_path / "gone.mp4")]
+    report, failed = analyze_on_ray(config, entries_from_specs(specs, config.source), show_status=False)
+    assert [str(error) for _, error in failed] == [f"no such file: {tmp_path / 'gone.mp4'}"]
+    assert [s.error for s in report.sources] == [None, None]
+    for clip in CLIPS:
+        stem = Path(clip).stem
+        assert_same_run(jsonl_lines(tmp_path / f"{stem}.jsonl"), single_source_runs[clip])
+        with av.open(str(tmp_path / f"{stem}.mp4")) as container:
+            assert sum(1 for _ in container.decode(video=0)) == FRAMES
+    assert report.batches > 0 and report.persons_inferred >= FRAMES
+    metrics = (tmp_path / "metrics.json").read_text()
+    assert '"node"' in metrics and '"restarts": 0' in metrics
+
+
+def test_a_killed_source_actor_restarts_and_its_file_continues_while_the_other_finishes(
+    cluster, shared_media: Path, tmp_path: Path
+) -> None:
+    from streamer.backends.ray_backend import RayRun
+
+    config = _config(tmp_path)
+    victim_clip, other_clip = "face_woman_talking_pexels.mp4", "face_woman_head_pose.mp4"  # 472 and 23 frames
+    specs = [str(media_file(shared_media, victim_clip)), str(media_file(shared_media, other_clip))]
+    run = RayRun(config, entries_from_specs(specs, config.source), None, False)
+    run.open()
+    stop = threading.Event()
+    done: dict = {}
+    thread = threading.Thread(target=lambda: done.setdefault("report", run.run(stop)), daemon=True)
+    thread.start()
+    victim = tmp_path / "face_woman_talking_pexels.jsonl"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and (not victim.exists() or len(victim.read_text().splitlines()) < 10):
+        time.sleep(0.2)
+    killed_after = len(victim.read_text().splitlines())
+    ray.kill(run.sources[0].actor, no_restart=False)  # the process dies at once, as with SIGKILL
+    time.sleep(1.0)
+    after_kill = jsonl_lines(victim)
+    while time.monotonic() < deadline and len(jsonl_lines(victim)) < killed_after + 20:
+        time.sleep(0.2)
+    stop.set()
+    thread.join(timeout=120)
+    report = done["report"]
+    victim_report, other_report = report.sources
+    assert victim_report.restarts == 1 and victim_report.error is None
+    lines = jsonl_lines(victim)
+    assert [x["frame"] for x in lines] == list(range(len(lines))), "every frame once, in order, across the restart"
+    assert len(lines) >= killed_after + 20
+    old_ids = {p["track_id"] for x in after_kill for p in x["persons"]}
+    ends = [e for x in lines for e in x.get("events", []) if e["event"] == "track_end"]
+    assert {e["track_id"] for e in ends} >= old_ids, "the dead actor's tracks end"
+    new_ids = {p["track_id"] for x in lines[len(after_kill) + 5 :] for p in x["persons"]}
+    assert new_ids and min(new_ids) > max(old_ids), "ids after the restart never reuse the old ones"
+    other = jsonl_lines(tmp_path / "face_woman_head_pose.jsonl")
+    assert other_report.error is None and [x["frame"] for x in other] == list(range(23)), "the other source finished"
