@@ -1,0 +1,100 @@
+"""The HTML report and per-person CSVs, from a real run's JSONL and video; truncated input; a real browser."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import cv2
+
+import numpy as np
+import pytest
+
+from streamer.report import Decimated, write_report
+from tests.conftest import media_file
+from tests.support.runs import jsonl_lines
+from tests.test_cli import OFFLINE, run_cli
+
+pytestmark = pytest.mark.integration
+CLIP = "faces_two_people_head_pose.mp4"  # two people side by side, 480x270, 56 frames
+
+
+@pytest.fixture(scope="module")
+def run_dir(shared_media: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("report")
+    done = run_cli("--source", str(media_file(shared_media, CLIP)), "--out", str(out), *OFFLINE)
+    assert done.returncode == 0, done.stderr
+    return out
+
+
+def _images(page: str) -> list[np.ndarray | None]:
+    return [
+        cv2.imdecode(np.frombuffer(base64.b64decode(data), np.uint8), cv2.IMREAD_COLOR)
+        for data in re.findall(r'src="data:image/(?:png|jpeg);base64,([^"]+)"', page)
+    ]
+
+
+def test_a_file_run_writes_its_report_with_a_section_per_person(run_dir: Path) -> None:
+    page = (run_dir / "faces_two_people_head_pose.html").read_text()
+    lines = jsonl_lines(run_dir / "faces_two_people_head_pose.jsonl")
+    ids = sorted({p["track_id"] for line in lines for p in line["persons"]})
+    assert len(ids) >= 2
+    assert re.findall(r'<section class="track" id="track-(\d+)">', page) == [str(i) for i in ids]
+    images = _images(page)
+    assert len(images) >= 2 + 3 * len(ids) - 1, "session plots, and per person a face, a timeline and a strip"
+    assert all(image is not None and image.shape[0] > 10 and image.std() > 5 for image in images)
+
+
+def test_the_csv_rows_match_the_jsonl(run_dir: Path) -> None:
+    lines = jsonl_lines(run_dir / "faces_two_people_head_pose.jsonl")
+    folder = run_dir / "faces_two_people_head_pose_persons"
+    for track_id in {p["track_id"] for line in lines for p in line["persons"]}:
+        expected = [(line, p) for line in lines for p in line["persons"] if p["track_id"] == track_id]
+        with (folder / f"track_{track_id}.csv").open() as handle:
+            rows = list(csv.DictReader(handle))
+        assert len(rows) == len(expected)
+        for row, (line, person) in zip(rows, expected, strict=True):
+            assert int(row["frame"]) == line["frame"] and float(row["time_s"]) == pytest.approx(line["pts_s"], abs=1e-6)
+            for label, value in person["smoothed"]["scores"]["final"].items():
+                assert float(row[f"smoothed_{label}"]) == pytest.approx(value)
+            raw = person["raw"]["scores"]["final"] if person["raw"] else {}
+            assert all((row[f"raw_{k}"] == "") if not raw else float(row[f"raw_{k}"]) == pytest.approx(raw[k]) for k in person["smoothed"]["scores"]["final"])
+
+
+def test_a_truncated_jsonl_still_gives_a_report_and_says_what_was_skipped(run_dir: Path, tmp_path: Path) -> None:
+    data = (run_dir / "faces_two_people_head_pose.jsonl").read_bytes()
+    cut = tmp_path / "crashed.jsonl"
+    cut.write_bytes(data[: len(data) // 2] + b"\n{not json}\n" + data[len(data) // 2 : len(data) * 3 // 4])
+    shutil.copy(run_dir / "faces_two_people_head_pose.mp4", tmp_path / "crashed.mp4")
+    done = write_report(cut)
+    page = done.html.read_text()
+    assert done.skipped_lines == 3, "the line cut in two (both halves) and the garbage line"
+    assert "3 line(s) of the JSONL could not be read" in page and '<section class="track"' in page
+
+
+def test_long_timelines_are_bounded() -> None:
+    series = Decimated(limit=100)
+    for i in range(100_000):
+        series.add(i * 0.04, i)
+    assert 50 <= len(series.points) <= 100
+    assert series.points[0][1] == 0 and series.points[-1][1] > 99_000, "it still spans the whole session"
+
+
+def test_the_report_opens_in_a_real_browser(run_dir: Path, tmp_path: Path) -> None:
+    browser = shutil.which("chromium")
+    if browser is None:
+        pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
+    page = run_dir / "faces_two_people_head_pose.html"
+    base = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=3000"]
+    dom = subprocess.run([*base, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
+    assert dom.returncode == 0 and "Person 1" in dom.stdout and "Session" in dom.stdout
+    shot = tmp_path / "report.png"
+    subprocess.run([*base, f"--screenshot={shot}", "--window-size=1000,1400", page.as_uri()], capture_output=True, timeout=120)
+    image = cv2.imread(str(shot))
+    assert image is not None and image.shape[:2] == (1400, 1000)
+    top = image[:700]
+    assert (top < 200).mean() > 0.02, "text and plots are drawn, not a blank page"
