@@ -75,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     output.add_argument("--out", help="output folder (default recordings/)")
     output.add_argument("--no-video", action="store_true", help="don't write the annotated video")
     output.add_argument("--segment-minutes", type=float, help="live recordings: start a new file every N minutes")
+    output.add_argument(
+        "--no-report", action="store_true", help="don't write <name>.html and the per-person CSVs at the end"
+    )
     display = parser.add_argument_group("display")
     display.add_argument("--display", action="store_true", help="show a live window (needs a display)")
     display.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -157,6 +160,23 @@ def _error_line(exc: BaseException, secrets: tuple[str, ...], name: str | None =
     )
 
 
+def _write_reports(report: RunReport) -> None:
+    """The HTML report and CSVs of every source that wrote a JSONL (also a failed one: what is readable)."""
+    from streamer.report import write_report
+
+    for done in report.sources:
+        jsonl = next((p for p in done.paths if p.suffix == ".jsonl" and p.exists()), None)
+        if jsonl is None:
+            continue
+        video = next((p for p in done.paths if p.suffix == ".mp4" and p.exists()), None)
+        try:
+            written = write_report(jsonl, video)
+        except OSError as exc:  # a full disk: the run's own outputs are already safe
+            logger.warning("no report for %s (%s)", jsonl, exc.strerror or exc)
+            continue
+        logger.info("report: %s (+ %d CSV in %s)", written.html, written.tracks, written.csv_folder)
+
+
 def _log_report(report: RunReport, several: bool) -> None:
     for done in report.sources:
         outputs = ", ".join(str(p) for p in done.paths)
@@ -218,6 +238,8 @@ def _finish(
     """Log what each source wrote, print one line per failure, and choose the exit code."""
     several = len(report.sources) > 1
     _log_report(report, several)
+    if not args.no_report:
+        _write_reports(report)
     if args.debug and (report.error or report.failed):
         raise report.error or report.failed[0].error  # type: ignore[misc]
     for done in report.failed:

@@ -15,6 +15,7 @@ import numpy as np
 
 from cocoer_core.api import EmotionResult, Level
 from streamer.config import OverlayConfig
+from streamer.panel_layout import Rect, place
 from streamer.types import Box, FrameResult, Person
 
 BODY_COLOR = (0, 255, 0)
@@ -41,6 +42,24 @@ class OverlayStats:
     fps: float = 0.0
     latency_ms: float | None = None
     dropped: int = 0
+
+
+@dataclass(frozen=True)
+class _Panel:
+    """One person's label panel: what it says and how big it is."""
+
+    lines: list[tuple[str, float, bool]]
+    level_rows: list[tuple[str, Level]]
+    chips: tuple[Level, ...]
+    label_w: int
+    bar_w: int
+    width: int
+    height: int
+
+
+def _rect(box: Box) -> Rect:
+    x1, y1, x2, y2 = box.rounded()
+    return Rect(x1, y1, max(x2 - x1, 1), max(y2 - y1, 1))
 
 
 @dataclass(frozen=True)
@@ -92,6 +111,8 @@ class OverlayRenderer:
         self.config = config
         self.model_description = model_description
         self._gap: tuple[float, float] | None = None  # (pts when it ended, its length)
+        #: Where the last frame's label panels went (track id, rectangle): for tests and the web view.
+        self.last_panels: list[tuple[int, Rect]] = []
 
     def annotate(self, image: np.ndarray, result: FrameResult, stats: OverlayStats | None = None) -> np.ndarray:
         """Draw onto `image` (modified in place and returned)."""
@@ -103,10 +124,49 @@ class OverlayRenderer:
             self._draw_legend(image, result, sc)
         for person in result.persons:
             self._draw_boxes(image, person, sc)
-        for person, shown in zip(result.persons, result.smoothed, strict=True):
-            self._draw_panel(image, person, shown, sc)
+        self._draw_panels(image, result, sc)
         self._draw_gap_banner(image, result, sc)
         return image
+
+    def _draw_panels(self, image: np.ndarray, result: FrameResult, sc: _Scale) -> None:
+        """Lay out every panel first (no overlap with each other or any face), then draw them."""
+        h, w = image.shape[:2]
+        faces = [_rect(p.head_box) for p in result.persons if p.head_box is not None]
+        anchors = [_rect(p.head_box or p.body_box) for p in result.persons]
+        top = sc.line + sc.pad if self.config.show_stats else 0
+        full = [self._panel(shown, sc, compact=False) if shown else None for shown in result.smoothed]
+        spots = place(
+            [(c.width, c.height) if c else None for c in full],
+            anchors,
+            faces,
+            (w, h),
+            top=top,
+            gap=sc.pad,
+            step=max(sc.line // 2, 2),
+        )
+        content: list[_Panel | None] = [c if spot else None for c, spot in zip(full, spots, strict=True)]
+        # The ones that fit nowhere try again smaller: top label only, no level rows or chips.
+        retry = [i for i, (c, spot) in enumerate(zip(full, spots, strict=True)) if c is not None and spot is None]
+        if retry:
+            compact = {i: self._panel(result.smoothed[i], sc, compact=True) for i in retry}  # type: ignore[arg-type]
+            placed = [spot for spot in spots if spot is not None]
+            again = place(
+                [(compact[i].width, compact[i].height) for i in retry],
+                [anchors[i] for i in retry],
+                faces,
+                (w, h),
+                placed,
+                top=top,
+                gap=sc.pad,
+                step=max(sc.line // 2, 2),
+            )
+            for i, spot in zip(retry, again, strict=True):
+                spots[i], content[i] = spot, compact[i] if spot else None
+        self.last_panels = []
+        for person, panel, spot in zip(result.persons, content, spots, strict=True):
+            if panel is not None and spot is not None:
+                self._draw_panel(image, panel, spot, sc)
+                self.last_panels.append((person.track_id, spot))
 
     def _draw_gap_banner(self, image: np.ndarray, result: FrameResult, sc: _Scale) -> None:
         """Marks a reconnect in the recording itself, for a couple of seconds."""
@@ -140,48 +200,45 @@ class OverlayRenderer:
         chosen = set(shown.pred)
         return [(label, p, label in chosen) for label, p in shown.top(self.config.top_k)]
 
-    def _draw_panel(self, image: np.ndarray, person: Person, shown: EmotionResult | None, sc: _Scale) -> None:
-        if shown is None:
-            return
-        h, w = image.shape[:2]
-        lines = self._panel_lines(shown)
+    def _panel(self, shown: EmotionResult, sc: _Scale, compact: bool) -> _Panel:
+        """A panel's content and size; compact: the top label only."""
+        lines = self._panel_lines(shown)[: 1 if compact else None]
         bar_w = round(60 * sc.font / 0.5)
         label_w = max(_text_width(label, sc) for label, _, _ in lines)
-        level_rows = self._level_rows(shown) if self.config.show_levels else []
-        chips = shown.exclusion if self.config.show_exclusion else ()
+        level_rows = self._level_rows(shown) if self.config.show_levels and not compact else []
+        chips = shown.exclusion if self.config.show_exclusion and not compact else ()
         width = max(
             label_w + bar_w + _text_width("100%", sc) + 4 * sc.pad,
             max((_text_width(row, sc) + 2 * sc.pad for row, _ in level_rows), default=0),
             self._chips_width(chips, sc),
         )
         height = sc.line * (len(lines) + len(level_rows) + (1 if chips else 0)) + 2 * sc.pad
-        anchor: Box = person.head_box or person.body_box
-        x = round(anchor.x2) + sc.pad
-        if x + width > w:  # no room on the right: put it on the left of the box
-            x = max(round(person.body_box.x1 if person.head_box is None else anchor.x1) - width - sc.pad, 0)
-        y = int(np.clip(round(anchor.y1), 0, max(h - height, 0)))
-        _shade(image, x, y, x + width, y + height)
+        return _Panel(lines, level_rows, chips, label_w, bar_w, width, height)
+
+    def _draw_panel(self, image: np.ndarray, panel: _Panel, spot: Rect, sc: _Scale) -> None:
+        x, y = spot.x, spot.y
+        _shade(image, x, y, x + spot.w, y + spot.h)
         baseline = y + sc.pad + sc.line - round(0.3 * sc.line)
-        for label, p, chosen in lines:
+        for label, p, chosen in panel.lines:
             color = TEXT_COLOR if chosen else DIM_COLOR
             _text(image, label, x + sc.pad, baseline, sc, color, bold=chosen)
-            bx = x + 2 * sc.pad + label_w
+            bx = x + 2 * sc.pad + panel.label_w
             bar_top = baseline - round(0.55 * sc.line)
-            cv2.rectangle(image, (bx, bar_top), (bx + bar_w, baseline), (90, 90, 90), cv2.FILLED)
+            cv2.rectangle(image, (bx, bar_top), (bx + panel.bar_w, baseline), (90, 90, 90), cv2.FILLED)
             cv2.rectangle(
                 image,
                 (bx, bar_top),
-                (bx + round(bar_w * float(np.clip(p, 0, 1))), baseline),
+                (bx + round(panel.bar_w * float(np.clip(p, 0, 1))), baseline),
                 (0, 200, 255) if chosen else (140, 140, 140),
                 cv2.FILLED,
             )
-            _text(image, f"{100 * p:.0f}%", bx + bar_w + sc.pad, baseline, sc, color)
+            _text(image, f"{100 * p:.0f}%", bx + panel.bar_w + sc.pad, baseline, sc, color)
             baseline += sc.line
-        for row, level in level_rows:
+        for row, level in panel.level_rows:
             _text(image, row, x + sc.pad, baseline, sc, LEVEL_COLORS[level])
             baseline += sc.line
-        if chips:
-            self._draw_chips(image, chips, x + sc.pad, baseline, sc)
+        if panel.chips:
+            self._draw_chips(image, panel.chips, x + sc.pad, baseline, sc)
 
     def _level_rows(self, shown: EmotionResult) -> list[tuple[str, Level]]:
         rows: list[tuple[str, Level]] = []

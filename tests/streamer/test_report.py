@@ -62,18 +62,26 @@ def test_the_csv_rows_match_the_jsonl(run_dir: Path) -> None:
             for label, value in person["smoothed"]["scores"]["final"].items():
                 assert float(row[f"smoothed_{label}"]) == pytest.approx(value)
             raw = person["raw"]["scores"]["final"] if person["raw"] else {}
-            assert all((row[f"raw_{k}"] == "") if not raw else float(row[f"raw_{k}"]) == pytest.approx(raw[k]) for k in person["smoothed"]["scores"]["final"])
+            assert all(
+                (row[f"raw_{k}"] == "") if not raw else float(row[f"raw_{k}"]) == pytest.approx(raw[k])
+                for k in person["smoothed"]["scores"]["final"]
+            )
 
 
 def test_a_truncated_jsonl_still_gives_a_report_and_says_what_was_skipped(run_dir: Path, tmp_path: Path) -> None:
-    data = (run_dir / "faces_two_people_head_pose.jsonl").read_bytes()
+    lines = (run_dir / "faces_two_people_head_pose.jsonl").read_bytes().splitlines(keepends=True)
     cut = tmp_path / "crashed.jsonl"
-    cut.write_bytes(data[: len(data) // 2] + b"\n{not json}\n" + data[len(data) // 2 : len(data) * 3 // 4])
+    # Lines 0-9, line 10 split by a garbage line, lines 11-20, then half of line 21: a crash mid-write.
+    half, tail = len(lines[10]) // 2, len(lines[21]) // 2
+    cut.write_bytes(
+        b"".join([*lines[:10], lines[10][:half], b"\n{not json}\n", lines[10][half:], *lines[11:21], lines[21][:tail]])
+    )
     shutil.copy(run_dir / "faces_two_people_head_pose.mp4", tmp_path / "crashed.mp4")
     done = write_report(cut)
     page = done.html.read_text()
-    assert done.skipped_lines == 3, "the line cut in two (both halves) and the garbage line"
-    assert "3 line(s) of the JSONL could not be read" in page and '<section class="track"' in page
+    assert done.skipped_lines == 4, "both halves of the split line, the garbage line and the cut last line"
+    assert "model fer2013-mini-xception · 20 frames" in page
+    assert "4 line(s) of the JSONL could not be read" in page and '<section class="track"' in page
 
 
 def test_long_timelines_are_bounded() -> None:
@@ -93,7 +101,9 @@ def test_the_report_opens_in_a_real_browser(run_dir: Path, tmp_path: Path) -> No
     dom = subprocess.run([*base, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
     assert dom.returncode == 0 and "Person 1" in dom.stdout and "Session" in dom.stdout
     shot = tmp_path / "report.png"
-    subprocess.run([*base, f"--screenshot={shot}", "--window-size=1000,1400", page.as_uri()], capture_output=True, timeout=120)
+    subprocess.run(
+        [*base, f"--screenshot={shot}", "--window-size=1000,1400", page.as_uri()], capture_output=True, timeout=120
+    )
     image = cv2.imread(str(shot))
     assert image is not None and image.shape[:2] == (1400, 1000)
     top = image[:700]
