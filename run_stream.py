@@ -80,7 +80,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     display = parser.add_argument_group("display")
     display.add_argument("--display", action="store_true", help="show a live window (needs a display)")
-    display.add_argument("--no-progress", action="store_true", help="no progress bar")
+    display.add_argument("--no-progress", action="store_true", help="no status table")
+    display.add_argument(
+        "--serve",
+        metavar="[HOST:]PORT",
+        help="serve a live web view (default host 127.0.0.1; another address needs a token)",
+    )
+    display.add_argument(
+        "--serve-token", help="token the web view asks for (default: $COCOER_SERVE_TOKEN); needed off loopback"
+    )
     cluster = parser.add_argument_group("backend")
     cluster.add_argument(
         "--backend",
@@ -197,11 +205,17 @@ def run(args: argparse.Namespace, console: Console, shutdown: GracefulStop, secr
     from streamer.app import analyze, build_components, open_sources
     from streamer.claim import refuse_if_busy
     from streamer.sinks import ensure_writable_dir
+    from streamer.web.board import LiveBoard
+    from streamer.web.server import WebServer, parse_bind
 
     config: AppConfig = load_config(args.config or DEFAULT_CONFIG, [*args.overrides, *_cli_overrides(args)])
     # Cheap checks first, so a bad input fails in a second, before any model loads.
     out_dir = ensure_writable_dir(Path(config.sink.out_dir).expanduser())
+    token = args.serve_token or os.environ.get("COCOER_SERVE_TOKEN") or None
+    bind = parse_bind(args.serve, token) if args.serve else None
     if config.backend == "ray":
+        if bind is not None:
+            raise UserError("--serve is not available with --backend ray yet (run it with the local backend)")
         return _run_on_ray(args, config, console, shutdown, secrets)
     opened, failed = open_sources(_entries(args, config))
     if failed and not opened and len(failed) == 1:
@@ -214,8 +228,18 @@ def run(args: argparse.Namespace, console: Console, shutdown: GracefulStop, secr
         if not source.source.info.is_live:
             refuse_if_busy(out_dir, source.name)
     components = build_components(config)
+    board = LiveBoard([source.name for source in opened]) if bind else None
+    server = WebServer(board, *bind, token=token).start() if board is not None and bind else None
+    if server is not None:
+        logger.info("live view: %s%s", server.url, " (add ?token=YOUR_TOKEN)" if token else "")
     shutdown.arm()  # outputs open from here on: a signal now stops between frames
-    report = analyze(config, opened, components, console, show_status=not args.no_progress, stop=shutdown.event)
+    try:
+        report = analyze(
+            config, opened, components, console, show_status=not args.no_progress, stop=shutdown.event, board=board
+        )
+    finally:
+        if server is not None:
+            server.stop()
     return _finish(args, report, failed, secrets)
 
 

@@ -35,6 +35,7 @@ from streamer.source_list import SourceEntry, unique_names
 from streamer.sources import Source, open_source
 from streamer.stages import DetectTrackStage, EmotionStage
 from streamer.types import FrameResult
+from streamer.web.board import LiveBoard
 from trackers import Tracker, TrackerConfig, build_tracker
 
 logger = logging.getLogger(__name__)
@@ -125,7 +126,7 @@ def prepare_run(
     outputs = open_outputs(config.sink, info, opened.name, components.model_name, out_dir)
     overlay = config.overlay if info.kind != "image" else OverlayConfig(**{**vars(config.overlay), "show_stats": False})
     renderer = OverlayRenderer(overlay, components.model_description)
-    return SourceRun(opened.name, source, pipeline, lane, outputs, renderer)
+    return SourceRun(opened.name, source, pipeline, lane, outputs, renderer, model_name=components.model_name)
 
 
 def analyze(
@@ -137,6 +138,7 @@ def analyze(
     stop: threading.Event | None = None,
     on_frame: OnFrame | None = None,
     trackers: Sequence[Tracker | None] | None = None,
+    board: LiveBoard | None = None,
 ) -> RunReport:
     """Analyze every source in this process with one shared inference worker; write each one's outputs.
 
@@ -171,7 +173,7 @@ def analyze(
             window = GridWindow(f"CocoER - {runs[0].source.info.display_name}" if len(runs) == 1 else "CocoER")
         else:
             logger.warning("no display available: running headless (--display ignored)")
-    return run_local(runs, worker, stop, console, show_status, window, on_frame)
+    return run_local(runs, worker, stop, console, show_status, window, on_frame, board)
 
 
 def run_video(

@@ -28,8 +28,10 @@ from streamer.outputs import JsonlOutput, Outputs, VideoOutput
 from streamer.overlay import OverlayRenderer, OverlayStats
 from streamer.pipeline import END, Pipeline, PipelineStats, PipelineThread
 from streamer.progress import RateMeter, SourceStatus, StatusTable
+from streamer.results import frame_to_json
 from streamer.sources import Source
 from streamer.types import FrameResult
+from streamer.web.board import LiveBoard
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +58,7 @@ class SourceRun:
     meter: RateMeter = field(default_factory=RateMeter)
     latest: np.ndarray | None = None
     finished: bool = False
+    model_name: str = ""
 
     def status(self) -> SourceStatus:
         state = "failed" if self.error else "done" if self.finished else "running"
@@ -76,11 +79,14 @@ class SourceRun:
 class OutputThread(PipelineThread):
     """Per source: draw the overlay and write every output, frame by frame, in order."""
 
-    def __init__(self, run: SourceRun, stop: threading.Event, on_frame: OnFrame | None) -> None:
+    def __init__(
+        self, run: SourceRun, stop: threading.Event, on_frame: OnFrame | None, board: LiveBoard | None = None
+    ) -> None:
         super().__init__(name=f"output:{run.name}", daemon=True)
         self.run_ = run
         self.stop_event = stop
         self.on_frame = on_frame
+        self.board = board
 
     def run(self) -> None:
         run = self.run_
@@ -108,6 +114,9 @@ class OutputThread(PipelineThread):
         run.frames += 1
         run.persons = len(result.persons)
         run.latest = annotated
+        if self.board is not None:  # the live web view: a reference swap, never a wait
+            status = {k: v for k, v in vars(run.status()).items() if k != "name"}
+            self.board.publish(run.name, annotated, frame_to_json(result, run.model_name), status)
         if self.on_frame is not None:
             self.on_frame(run.name, result, run.pipeline.stats)
 
@@ -125,6 +134,30 @@ class SourceReport:
     seconds: float
     error: BaseException | None
     restarts: int = 0
+
+    @classmethod
+    def of(
+        cls,
+        name: str,
+        frames: int,
+        outputs: Outputs,
+        dropped: int,
+        started: float,
+        error: BaseException | None,
+        restarts: int = 0,
+    ) -> SourceReport:
+        """The report of a source that wrote `outputs`, started at `started` (monotonic)."""
+        return cls(
+            name,
+            frames,
+            outputs.paths,
+            outputs.count(VideoOutput),
+            outputs.count(JsonlOutput),
+            dropped,
+            time.monotonic() - started,
+            error,
+            restarts,
+        )
 
 
 @dataclass
@@ -151,10 +184,11 @@ def run_local(
     show_status: bool = True,
     window: GridWindow | None = None,
     on_frame: OnFrame | None = None,
+    board: LiveBoard | None = None,
 ) -> RunReport:
     """Run every source to its end (or until `stop`); finalize everything; report per source."""
     started = time.monotonic()
-    writers = [OutputThread(run, stop, on_frame) for run in runs]
+    writers = [OutputThread(run, stop, on_frame, board) for run in runs]
     for run in runs:
         run.pipeline.start()
     worker.start()
@@ -213,13 +247,5 @@ def _finalize(
 
 
 def _report(run: SourceRun) -> SourceReport:
-    return SourceReport(
-        name=run.name,
-        frames=run.frames,
-        paths=run.outputs.paths,
-        video_frames=run.outputs.count(VideoOutput),
-        jsonl_lines=run.outputs.count(JsonlOutput),
-        dropped=run.pipeline.stats.dropped + run.lane.outbox.dropped,
-        seconds=time.monotonic() - run.started,
-        error=run.error,
-    )
+    dropped = run.pipeline.stats.dropped + run.lane.outbox.dropped
+    return SourceReport.of(run.name, run.frames, run.outputs, dropped, run.started, run.error)

@@ -47,7 +47,7 @@ from cocoer_core.postprocess import LabelRule
 from streamer.backends.local import RunReport, SourceReport
 from streamer.config import AppConfig, OverlayConfig, SourceConfig
 from streamer.errors import SourceError, UserError
-from streamer.outputs import JsonlOutput, Outputs, VideoOutput, open_outputs
+from streamer.outputs import Outputs, VideoOutput, open_outputs
 from streamer.overlay import OverlayRenderer, OverlayStats
 from streamer.progress import RateMeter, SourceStatus, StatusTable
 from streamer.sinks import SegmentedVideoSink, ensure_writable_dir
@@ -524,17 +524,7 @@ class RayRun:
                 ray.kill(actor, no_restart=True)
 
     def _report(self, s: RemoteSource) -> SourceReport:
-        return SourceReport(
-            name=s.name,
-            frames=s.frames,
-            paths=s.outputs.paths,
-            video_frames=s.outputs.count(VideoOutput),
-            jsonl_lines=s.outputs.count(JsonlOutput),
-            dropped=s.dropped,
-            seconds=time.monotonic() - s.started,
-            error=s.error,
-            restarts=s.restarts,
-        )
+        return SourceReport.of(s.name, s.frames, s.outputs, s.dropped, s.started, s.error, s.restarts)
 
 
 def start_cluster(address: str, sources: int, config: AppConfig) -> bool:
