@@ -214,9 +214,7 @@ def run(args: argparse.Namespace, console: Console, shutdown: GracefulStop, secr
     token = args.serve_token or os.environ.get("COCOER_SERVE_TOKEN") or None
     bind = parse_bind(args.serve, token) if args.serve else None
     if config.backend == "ray":
-        if bind is not None:
-            raise UserError("--serve is not available with --backend ray yet (run it with the local backend)")
-        return _run_on_ray(args, config, console, shutdown, secrets)
+        return _run_on_ray(args, config, console, shutdown, secrets, bind, token)
     opened, failed = open_sources(_entries(args, config))
     if failed and not opened and len(failed) == 1:
         raise failed[0][1]
@@ -244,13 +242,37 @@ def run(args: argparse.Namespace, console: Console, shutdown: GracefulStop, secr
 
 
 def _run_on_ray(
-    args: argparse.Namespace, config: AppConfig, console: Console, shutdown: GracefulStop, secrets: tuple[str, ...]
+    args: argparse.Namespace,
+    config: AppConfig,
+    console: Console,
+    shutdown: GracefulStop,
+    secrets: tuple[str, ...],
+    bind: tuple[str, int] | None,
+    token: str | None,
 ) -> int:
     from streamer.backends.ray_backend import analyze_on_ray
+    from streamer.web.board import LiveBoard
+    from streamer.web.server import WebServer
+
+    servers: list[WebServer] = []
+
+    def board_for(names: list[str]) -> LiveBoard | None:
+        if bind is None:
+            return None
+        board = LiveBoard(names)
+        servers.append(WebServer(board, *bind, token=token).start())
+        logger.info("live view: %s%s", servers[0].url, " (add ?token=YOUR_TOKEN)" if token else "")
+        return board
 
     entries = _entries(args, config)
     shutdown.arm()
-    report, failed = analyze_on_ray(config, entries, console, show_status=not args.no_progress, stop=shutdown.event)
+    try:
+        report, failed = analyze_on_ray(
+            config, entries, console, show_status=not args.no_progress, stop=shutdown.event, board_factory=board_for
+        )
+    finally:
+        for server in servers:
+            server.stop()
     for _, exc in failed:
         print(_error_line(exc, secrets), file=sys.stderr)
     return _finish(args, report, failed, secrets)

@@ -42,3 +42,17 @@ def test_the_checker_sees_lazy_imports() -> None:
     """streamer imports trackers lazily in places: the checker must see those too (or the test above proves little)."""
     assert any("trackers" in names for names in _imported_packages("streamer").values())
     assert "cocoer_core" in _imported_packages("streamer")["streamer/emotion.py"]
+
+
+def test_the_default_path_never_imports_ray() -> None:
+    """Ray is only for --backend ray: the CLI, the app and the local backend load without it."""
+    import subprocess
+    import sys
+
+    code = (
+        f"import sys; sys.path.insert(0, {str(ROOT)!r}); import run_stream, streamer.app, streamer.backends.local, streamer.report; "
+        "print('ray' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"

@@ -47,7 +47,17 @@ def test_two_videos_on_ray_equal_their_single_process_runs_and_a_missing_one_is_
 
     config = _config(tmp_path, f"source.max_frames={FRAMES}")
     specs = [str(media_file(shared_media, clip)) for clip in CLIPS] + [str(tmp_path / "gone.mp4")]
-    report, failed = analyze_on_ray(config, entries_from_specs(specs, config.source), show_status=False)
+    from streamer.web.board import LiveBoard
+
+    boards: list[LiveBoard] = []
+    report, failed = analyze_on_ray(
+        config,
+        entries_from_specs(specs, config.source),
+        show_status=False,
+        board_factory=lambda names: boards.append(LiveBoard(names)) or boards[-1],
+    )
+    published = {s["name"]: s["frames_published"] for s in boards[0].snapshot()["sources"]}
+    assert published == {Path(clip).stem: FRAMES for clip in CLIPS}, "the live view sees every frame the driver writes"
     assert [str(error) for _, error in failed] == [f"no such file: {tmp_path / 'gone.mp4'}"]
     assert [s.error for s in report.sources] == [None, None]
     for clip in CLIPS:
@@ -82,6 +92,7 @@ def test_a_killed_source_actor_restarts_and_its_file_continues_while_the_other_f
     ray.kill(run.sources[0].actor, no_restart=False)  # the process dies at once, as with SIGKILL
     time.sleep(1.0)
     after_kill = jsonl_lines(victim)
+    ray.kill(run.inference[0], no_restart=True)  # and the model's actor too: it is replaced
     while time.monotonic() < deadline and len(jsonl_lines(victim)) < killed_after + 20:
         time.sleep(0.2)
     stop.set()
@@ -89,6 +100,7 @@ def test_a_killed_source_actor_restarts_and_its_file_continues_while_the_other_f
     report = done["report"]
     victim_report, other_report = report.sources
     assert victim_report.restarts == 1 and victim_report.error is None
+    assert run.restarted_inference >= 1, "a new inference actor took over the dead one's batches"
     lines = jsonl_lines(victim)
     assert [x["frame"] for x in lines] == list(range(len(lines))), "every frame once, in order, across the restart"
     assert len(lines) >= killed_after + 20

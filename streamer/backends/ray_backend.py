@@ -32,14 +32,14 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import ray
-from ray.exceptions import RayActorError, RayTaskError
+from ray.exceptions import ActorUnavailableError, RayActorError, RayTaskError
 from rich.console import Console
 
 from cocoer_core.api import EmotionResult, FramePersons, Level
@@ -50,12 +50,14 @@ from streamer.errors import SourceError, UserError
 from streamer.outputs import Outputs, VideoOutput, open_outputs
 from streamer.overlay import OverlayRenderer, OverlayStats
 from streamer.progress import RateMeter, SourceStatus, StatusTable
+from streamer.results import frame_to_json
 from streamer.sinks import SegmentedVideoSink, ensure_writable_dir
 from streamer.smoothing import SmoothingBank
 from streamer.source_list import SourceEntry, unique_names
 from streamer.sources import SourceInfo
 from streamer.stages import EmotionStage
 from streamer.types import TrackedFrame
+from streamer.web.board import LiveBoard
 
 logger = logging.getLogger(__name__)
 
@@ -248,8 +250,17 @@ def _cause(exc: BaseException) -> BaseException:
 class RayRun:
     """The driver of one run on a Ray cluster."""
 
-    def __init__(self, config: AppConfig, entries: Sequence[SourceEntry], console: Console | None, show_status: bool):
+    def __init__(
+        self,
+        config: AppConfig,
+        entries: Sequence[SourceEntry],
+        console: Console | None,
+        show_status: bool,
+        board_factory: Callable[[list[str]], LiveBoard | None] | None = None,
+    ):
         self.config = config
+        self.board_factory = board_factory
+        self.board: LiveBoard | None = None
         self.entries = list(entries)
         self.console = console or Console(stderr=True)
         self.show_status = show_status
@@ -302,6 +313,8 @@ class RayRun:
         names = unique_names([entry.name or info.stem for entry, _, info, _ in usable])
         for name, (entry, actor, info, node) in zip(names, usable, strict=True):
             self.sources.append(self._remote_source(name, entry, actor, info, node))
+        if self.board_factory is not None:
+            self.board = self.board_factory([s.name for s in self.sources])
         for source in self.sources:
             ray.get(source.actor.start.remote(0))
 
@@ -404,10 +417,19 @@ class RayRun:
                 if isinstance(sink, VideoOutput) and isinstance(sink.sink, SegmentedVideoSink):
                     sink.sink.new_segment()
         skip = 0 if s.info.is_live else s.next_index
-        try:
-            ray.get(s.actor.start.remote(skip))
-        except RayActorError as exc:
-            s.error = SourceError(f"{s.name}: its actor cannot be restarted ({exc})")
+        deadline = time.monotonic() + PLACE_TIMEOUT_S
+        while True:
+            try:
+                ray.get(s.actor.start.remote(skip))
+                return
+            except ActorUnavailableError:  # Ray is still bringing it back: ask again shortly
+                if time.monotonic() > deadline:
+                    s.error = SourceError(f"{s.name}: its actor did not come back in {PLACE_TIMEOUT_S:.0f} s")
+                    return
+                time.sleep(0.5)
+            except RayActorError as exc:
+                s.error = SourceError(f"{s.name}: its actor cannot be restarted ({exc})")
+                return
 
     def _finish(self, s: RemoteSource, tracked: TrackedFrame, due: Sequence[int], inferred: Sequence[Any]) -> None:
         if s.pending_end:
@@ -424,6 +446,9 @@ class RayRun:
             return
         s.frames += 1
         s.persons = len(result.persons)
+        if self.board is not None and self.card is not None:  # the live web view, as on the local backend
+            status = {k: v for k, v in vars(s.status()).items() if k != "name"}
+            self.board.publish(s.name, annotated, frame_to_json(result, self.card.name), status)
 
     def _finish_frames_without_work(self) -> None:
         """Frames with nobody to infer are finished at once (in order: only when none is at the model)."""
@@ -557,12 +582,16 @@ def analyze_on_ray(
     console: Console | None = None,
     show_status: bool = True,
     stop: threading.Event | None = None,
+    board_factory: Callable[[list[str]], LiveBoard | None] | None = None,
 ) -> tuple[RunReport, list[tuple[str, UserError]]]:
-    """Run every entry on the cluster; the report, and the sources that could not open."""
+    """Run every entry on the cluster; the report, and the sources that could not open.
+
+    `board_factory` gets the sources' names once they are open and returns the live view's board.
+    """
     stop = stop or threading.Event()
     started_here = start_cluster(config.ray.address, len(entries), config)
     try:
-        run = RayRun(config, entries, console, show_status)
+        run = RayRun(config, entries, console, show_status, board_factory)
         run.open()
         report = run.run(stop)
         return report, run.failed

@@ -64,6 +64,11 @@ class LiveBoard:
         t = float(record.get("pts_s", 0.0))
         with self._lock:
             view = self.sources[name]
+            dropped = int(status.get("dropped", 0)) - int(view.status.get("dropped", 0))
+            if dropped > 0:  # a live source fell behind: stale frames were skipped
+                self.events.append(
+                    {"source": name, "frame": record["frame"], "t": t, "event": "dropped", "count": dropped}
+                )
             view.image, view.seq, view.status, view.persons, view.updated = (
                 image,
                 view.seq + 1,
