@@ -82,14 +82,15 @@ def main() -> int:
     fills: list[float] = []
     persons: list[int] = []
 
-    def observe(result, stats) -> None:  # type: ignore[no-untyped-def]
+    def observe(name, result, stats) -> None:  # type: ignore[no-untyped-def]
         fills.append(max(stats.fills().values(), default=0.0))
         persons.append(len(result.persons))
 
     with tempfile.TemporaryDirectory() as out, PeakRss() as memory:
         config.sink.out_dir = out
         source = open_source(config.source.spec, config.source)
-        summary = run_video(config, source, components, show_progress=False, on_frame=observe)
+        report = run_video(config, source, components, show_progress=False, on_frame=observe)
+    summary = report.sources[0]
     pipeline_fps = summary.frames / summary.seconds
 
     print(f"{'stage':<28}{'fps':>8}")
@@ -99,7 +100,7 @@ def main() -> int:
     print(
         f"pipeline / decode+detect = {pipeline_fps / detect_fps:.2f}x   pipeline / decode = {pipeline_fps / decode_fps:.2f}x"
     )
-    print("busy time per frame: " + ", ".join(f"{name} {ms:.1f} ms" for name, ms in summary.stage_ms.items()))
+    print("busy time per frame: " + ", ".join(f"{name} {ms:.1f} ms" for name, ms in report.stage_ms.items()))
     print(
         f"queue fill (fullest queue): mean {100 * sum(fills) / max(len(fills), 1):.0f}%, max {100 * max(fills, default=0):.0f}%"
     )

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+import threading
 import time
 
 from common import MEDIA, ROOT, device_name, percentile
@@ -50,15 +51,18 @@ def main() -> int:
         latencies: list[float] = []
         deadline = time.monotonic() + args.seconds
 
-        def observe(result, stats) -> None:  # type: ignore[no-untyped-def]
+        stop = threading.Event()
+
+        def observe(name, result, stats) -> None:  # type: ignore[no-untyped-def]
             latencies.append(time.monotonic() - result.frame.captured_at)
             if time.monotonic() > deadline:
-                raise KeyboardInterrupt  # stop like Ctrl+C: sinks are finalized
+                stop.set()  # stop like Ctrl+C: sinks are finalized
 
         with tempfile.TemporaryDirectory() as out:
             config.sink.out_dir = out
             source = open_source(config.source.spec, config.source)
-            summary = run_video(config, source, components, show_progress=False, on_frame=observe)
+            report = run_video(config, source, components, show_progress=False, on_frame=observe, stop=stop)
+            summary = report.sources[0]
         captured = summary.frames + summary.dropped
         print(
             f"stream={args.video} over RTSP/TCP, policy={args.policy}, model={components.model_description}, device={device_name(components.device)}"
@@ -69,7 +73,7 @@ def main() -> int:
         print(
             f"capture -> overlay latency: p50 {1000 * percentile(latencies, 50):.0f} ms, p95 {1000 * percentile(latencies, 95):.0f} ms, max {1000 * max(latencies):.0f} ms"
         )
-        print("busy time per frame: " + ", ".join(f"{name} {ms:.1f} ms" for name, ms in summary.stage_ms.items()))
+        print("busy time per frame: " + ", ".join(f"{name} {ms:.1f} ms" for name, ms in report.stage_ms.items()))
     finally:
         server.stop()
     return 0

@@ -170,6 +170,7 @@ class RunReport:
     seconds: float = 0.0
     batches: int = 0
     persons_inferred: int = 0
+    stage_ms: dict[str, float] = field(default_factory=dict)
 
     @property
     def failed(self) -> list[SourceReport]:
@@ -215,6 +216,7 @@ def run_local(
         seconds=time.monotonic() - started,
         batches=worker.batches,
         persons_inferred=worker.persons_inferred,
+        stage_ms=_stage_ms(runs, worker),
     )
     return report
 
@@ -244,6 +246,14 @@ def _finalize(
             run.source.close()
     if window is not None:
         window.close()
+
+
+def _stage_ms(runs: Sequence[SourceRun], worker: InferenceWorker) -> dict[str, float]:
+    """Mean busy time per frame of each stage (detect+track averaged over sources), for the benchmarks."""
+    timings = [t for run in runs for name, t in run.pipeline.stats.stages.items() if name == "detect+track"]
+    items = sum(t.items for t in timings)
+    detect = 1000.0 * sum(t.busy_s for t in timings) / items if items else 0.0
+    return {"detect+track": detect, "emotion": worker.timing.mean_ms}
 
 
 def _report(run: SourceRun) -> SourceReport:
