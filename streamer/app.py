@@ -32,7 +32,7 @@ from streamer.pipeline import EdgeQueue, ErrorRelay, Pipeline
 from streamer.sinks import ensure_writable_dir
 from streamer.smoothing import SmoothingBank
 from streamer.source_list import SourceEntry, unique_names
-from streamer.sources import Source, open_source
+from streamer.sources import Source, SourceInfo, open_source
 from streamer.stages import DetectTrackStage, EmotionStage
 from streamer.types import FrameResult
 from streamer.web.board import LiveBoard
@@ -100,6 +100,23 @@ def _policy(source: Source, config: SourceConfig) -> str:
     return config.policy if config.policy != "auto" else ("latest" if source.info.is_live else "block")
 
 
+def emotion_stage_for(config: AppConfig, model: EmotionModel | None, rule: LabelRule) -> EmotionStage:
+    """A source's side of the inference worker: its own smoothing, the run's stride and batch settings."""
+    return EmotionStage(
+        model,
+        SmoothingBank(config.smoothing, rule),
+        config.emotion.stride,
+        config.emotion.min_face_px,
+        config.emotion.batch_size,
+    )
+
+
+def renderer_for(config: AppConfig, info: SourceInfo, model_description: str) -> OverlayRenderer:
+    """The overlay of one source; a still image's has no fps or latency line."""
+    overlay = config.overlay if info.kind != "image" else OverlayConfig(**{**vars(config.overlay), "show_stats": False})
+    return OverlayRenderer(overlay, model_description)
+
+
 def prepare_run(
     config: AppConfig, opened: OpenedSource, components: Components, tracker: Tracker | None = None
 ) -> SourceRun:
@@ -112,20 +129,13 @@ def prepare_run(
     tracker = tracker or build_tracker(tracker_config, components.device)
     detect = DetectTrackStage(components.detector, tracker, opened.config.keep_tracks_s)
     pipeline = Pipeline(source.frames, [("detect+track", detect.process)], size, policy)
-    emotion = EmotionStage(
-        components.model,
-        SmoothingBank(config.smoothing, components.label_rule),
-        config.emotion.stride,
-        config.emotion.min_face_px,
-        config.emotion.batch_size,
-    )
+    emotion = emotion_stage_for(config, components.model, components.label_rule)
     lane = Lane(
         opened.name, pipeline.outbox, EdgeQueue[FrameResult](f"emotion->output:{opened.name}", size, policy), emotion
     )
     out_dir = ensure_writable_dir(Path(config.sink.out_dir).expanduser())
     outputs = open_outputs(config.sink, info, opened.name, components.model_name, out_dir)
-    overlay = config.overlay if info.kind != "image" else OverlayConfig(**{**vars(config.overlay), "show_stats": False})
-    renderer = OverlayRenderer(overlay, components.model_description)
+    renderer = renderer_for(config, info, components.model_description)
     return SourceRun(opened.name, source, pipeline, lane, outputs, renderer, model_name=components.model_name)
 
 

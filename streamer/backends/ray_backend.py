@@ -44,15 +44,15 @@ from rich.console import Console
 
 from cocoer_core.api import EmotionResult, FramePersons, Level
 from cocoer_core.postprocess import LabelRule
+from streamer.app import emotion_stage_for, renderer_for
 from streamer.backends.local import RunReport, SourceReport
-from streamer.config import AppConfig, OverlayConfig, SourceConfig
+from streamer.config import AppConfig, SourceConfig
 from streamer.errors import SourceError, UserError
 from streamer.outputs import Outputs, VideoOutput, open_outputs
 from streamer.overlay import OverlayRenderer, OverlayStats
 from streamer.progress import RateMeter, SourceStatus, StatusTable
 from streamer.results import frame_to_json
 from streamer.sinks import SegmentedVideoSink, ensure_writable_dir
-from streamer.smoothing import SmoothingBank
 from streamer.source_list import SourceEntry, unique_names
 from streamer.sources import SourceInfo
 from streamer.stages import EmotionStage
@@ -323,20 +323,11 @@ class RayRun:
         if card is None:
             raise RuntimeError("open() describes the model before the sources")
         model = card if card.name != "none" else None
-        stage = EmotionStage(
-            model,  # type: ignore[arg-type] - only its presence and label rule are used here; the actors run it
-            SmoothingBank(self.config.smoothing, card.label_rule),
-            self.config.emotion.stride,
-            self.config.emotion.min_face_px,
-            self.config.emotion.batch_size,
-        )
+        # Only the model's presence and label rule are used here; the inference actors run it.
+        stage = emotion_stage_for(self.config, model, card.label_rule)  # type: ignore[arg-type]
         outputs = open_outputs(self.config.sink, info, name, card.name, self.out_dir)
-        overlay = (
-            self.config.overlay
-            if info.kind != "image"
-            else OverlayConfig(**{**vars(self.config.overlay), "show_stats": False})
-        )
-        return RemoteSource(name, actor, info, node, stage, outputs, OverlayRenderer(overlay, card.description))
+        renderer = renderer_for(self.config, info, card.description)
+        return RemoteSource(name, actor, info, node, stage, outputs, renderer)
 
     # -- the loop -----------------------------------------------------------------------------
 
