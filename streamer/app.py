@@ -117,6 +117,22 @@ def renderer_for(config: AppConfig, info: SourceInfo, model_description: str) ->
     return OverlayRenderer(overlay, model_description)
 
 
+def detect_track_stage_for(
+    config: AppConfig,
+    detector: FacePersonDetector,
+    kind: str,
+    keep_tracks_s: float,
+    device: str,
+    tracker: Tracker | None = None,
+) -> DetectTrackStage:
+    """A source's detect+track stage (both backends build it here)."""
+    # A still image needs no identities over time (nor a detection interval).
+    image = kind == "image"
+    interval = 1 if image else config.detector.interval
+    tracker = tracker or build_tracker(TrackerConfig(kind="none") if image else config.tracker, device, interval)
+    return DetectTrackStage(detector, tracker, keep_tracks_s, interval)
+
+
 def prepare_run(
     config: AppConfig, opened: OpenedSource, components: Components, tracker: Tracker | None = None
 ) -> SourceRun:
@@ -124,10 +140,9 @@ def prepare_run(
     source, info = opened.source, opened.source.info
     policy = _policy(source, opened.config)
     size = config.live_queue_size if policy == "latest" else config.queue_size
-    # A still image needs no identities over time; its overlay has no fps or latency.
-    tracker_config = TrackerConfig(kind="none") if info.kind == "image" else config.tracker
-    tracker = tracker or build_tracker(tracker_config, components.device)
-    detect = DetectTrackStage(components.detector, tracker, opened.config.keep_tracks_s)
+    detect = detect_track_stage_for(
+        config, components.detector, info.kind, opened.config.keep_tracks_s, components.device, tracker
+    )
     pipeline = Pipeline(source.frames, [("detect+track", detect.process)], size, policy)
     emotion = emotion_stage_for(config, components.model, components.label_rule)
     lane = Lane(

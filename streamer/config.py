@@ -85,15 +85,21 @@ class DetectorConfig:
     person: str = "auto"
     face_min_score: float = 0.9
     person_min_score: float = 0.5
+    centernet_min_score: float = 0.4
+    centernet_input: int = 640
     min_face_px: int = 20
     max_side: int = 1280
     bodies_from_faces: bool = True
+    interval: int = 1
     insightface_root: str = "~/.insightface"
+    models_dir: str = "~/.cache/cocoer/models"
     allow_download: bool = True
 
     def __post_init__(self) -> None:
         _check_choice("detector.face", self.face, ("auto", "insightface", "mtcnn", "haar", "none"))
-        _check_choice("detector.person", self.person, ("auto", "insightface", "hog", "none"))
+        _check_choice("detector.person", self.person, ("auto", "insightface", "centernet", "hog", "none"))
+        _check_min("detector.interval", self.interval, 1)
+        _check_min("detector.centernet_input", self.centernet_input, 32)
 
 
 @dataclass

@@ -73,6 +73,8 @@ def frame_to_json(result: FrameResult, model_name: str) -> dict[str, Any]:
     }
     if result.events:
         line["events"] = [event_to_json(e) for e in result.events]
+    if not result.detected:
+        line["detected"] = False  # boxes predicted by the tracker (detector.interval)
     if frame.gap_before:
         line["gap_before"] = True
         line["gap_s"] = round(frame.gap_s, 3)

@@ -47,11 +47,16 @@ class TrackEvent:
 
 @dataclass(frozen=True, eq=False)
 class TrackedFrame:
-    """Detect+track stage output: a frame and its confirmed persons."""
+    """Detect+track stage output: a frame and its confirmed persons.
+
+    `detected` is False on frames the detector skipped (`detector.interval`),
+    whose boxes are the tracker's predictions.
+    """
 
     frame: Frame
     persons: tuple[Person, ...]
     ended: tuple[int, ...] = ()
+    detected: bool = True
 
 
 @dataclass(frozen=True, eq=False)
@@ -61,6 +66,8 @@ class FrameResult:
     `raw[i]` is the model output for `persons[i]` computed on this frame (None
     when the model did not run on it this frame, e.g. no face or stride skip);
     `smoothed[i]` is the per-track temporally smoothed view shown on screen.
+    `detected` is False when the boxes are the tracker's predictions (a frame
+    `detector.interval` skipped).
     """
 
     frame: Frame
@@ -68,6 +75,7 @@ class FrameResult:
     raw: tuple[EmotionResult | None, ...]
     smoothed: tuple[EmotionResult | None, ...]
     events: tuple[TrackEvent, ...] = ()
+    detected: bool = True
 
     def __post_init__(self) -> None:
         if not (len(self.persons) == len(self.raw) == len(self.smoothed)):

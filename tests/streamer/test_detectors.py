@@ -78,9 +78,12 @@ def test_combined_detector_pairs_faces_with_bodies(shared_media: Path) -> None:
 
 
 def test_auto_falls_back_offline_and_says_why() -> None:
-    detector = build_detector(DetectorConfig(insightface_root="/nonexistent/insightface", allow_download=False))
+    detector = build_detector(
+        DetectorConfig(insightface_root="/nonexistent/insightface", models_dir="/nonexistent", allow_download=False)
+    )
     text = detector.describe()
     assert "faces=mtcnn" in text and "people=hog" in text and "insightface" in text
+    assert "fetch_models" in text, "says how to get the default person detector"
 
 
 def _sb(x1: float, y1: float, x2: float, y2: float, score: float = 0.9) -> ScoredBox:

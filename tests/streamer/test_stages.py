@@ -128,7 +128,7 @@ def test_one_person_one_track_through_a_detection_gap(shared_media: Path) -> Non
             self.calls = getattr(self, "calls", 0) + 1
             return [] if 10 <= self.calls - 1 < 45 else detector.detect(image)
 
-    detect = DetectTrackStage(Blinking(), DeepSortTracker(TrackerConfig(max_age=40)))
+    detect = DetectTrackStage(Blinking(), DeepSortTracker(TrackerConfig(kind="deepsort", n_init=1, max_age=40)))
     emotion = EmotionStage(None, SmoothingBank(SmoothingConfig(), LabelRule(None, None)))
     source = open_source(
         str(media_file(shared_media, "face_man_smiling_short.mp4")), SourceConfig()

