@@ -156,7 +156,9 @@ def main() -> int:
             fps[interval], jsonl = pipeline_run(len(frames), interval, Path(tmp))
             s = score(gt, read_jsonl_tracks(jsonl), range(len(frames)))
             print(f"  interval {interval}: {fps[interval]:5.1f} fps   {s.line()}")
-        print(f"  interval 2 / interval 1: {fps[2] / fps[1]:.2f}x fps, interval 3 / interval 1: {fps[3] / fps[1]:.2f}x fps")
+        print(
+            f"  interval 2 / interval 1: {fps[2] / fps[1]:.2f}x fps, interval 3 / interval 1: {fps[3] / fps[1]:.2f}x fps"
+        )
     return 0
 
 

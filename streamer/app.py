@@ -22,6 +22,8 @@ from cocoer_core.postprocess import LabelRule
 from streamer.backends.local import OnFrame, RunReport, SourceRun, run_local
 from streamer.config import AppConfig, OverlayConfig, SourceConfig
 from streamer.detectors import FacePersonDetector, build_detector
+from streamer.detectors.base import PersonDetector
+from streamer.detectors.shared import SharedDetector
 from streamer.display import GridWindow
 from streamer.emotion import build_emotion_model, resolve_device
 from streamer.errors import UserError
@@ -119,7 +121,7 @@ def renderer_for(config: AppConfig, info: SourceInfo, model_description: str) ->
 
 def detect_track_stage_for(
     config: AppConfig,
-    detector: FacePersonDetector,
+    detector: PersonDetector,
     kind: str,
     keep_tracks_s: float,
     device: str,
@@ -134,14 +136,18 @@ def detect_track_stage_for(
 
 
 def prepare_run(
-    config: AppConfig, opened: OpenedSource, components: Components, tracker: Tracker | None = None
+    config: AppConfig,
+    opened: OpenedSource,
+    components: Components,
+    tracker: Tracker | None = None,
+    detector: PersonDetector | None = None,
 ) -> SourceRun:
     """One source's stages, queues and outputs (its files are claimed here)."""
     source, info = opened.source, opened.source.info
     policy = _policy(source, opened.config)
     size = config.live_queue_size if policy == "latest" else config.queue_size
     detect = detect_track_stage_for(
-        config, components.detector, info.kind, opened.config.keep_tracks_s, components.device, tracker
+        config, detector or components.detector, info.kind, opened.config.keep_tracks_s, components.device, tracker
     )
     pipeline = Pipeline(source.frames, [("detect+track", detect.process)], size, policy)
     emotion = emotion_stage_for(config, components.model, components.label_rule)
@@ -174,14 +180,18 @@ def analyze(
     """
     stop = stop or threading.Event()
     runs: list[SourceRun] = []
+    shared = _shared_detector(config, components, len(sources))
     try:
         for k, opened in enumerate(sources):
-            runs.append(prepare_run(config, opened, components, trackers[k] if trackers else None))
+            lane = shared.lane() if shared else None
+            runs.append(prepare_run(config, opened, components, trackers[k] if trackers else None, lane))
     except BaseException:
         for run in runs:
             run.outputs.close()
         for opened in sources:
             opened.source.close()
+        if shared:
+            shared.close()
         raise
     worker_stop = threading.Event()
     worker = InferenceWorker(
@@ -198,7 +208,19 @@ def analyze(
             window = GridWindow(f"CocoER - {runs[0].source.info.display_name}" if len(runs) == 1 else "CocoER")
         else:
             logger.warning("no display available: running headless (--display ignored)")
-    return run_local(runs, worker, stop, console, show_status, window, on_frame, board)
+    try:
+        return run_local(runs, worker, stop, console, show_status, window, on_frame, board)
+    finally:
+        if shared:
+            shared.close()
+
+
+def _shared_detector(config: AppConfig, components: Components, sources: int) -> SharedDetector | None:
+    """One batched detector for all sources: CUDA and several sources (or `detector.batch_sources: yes`)."""
+    choice = config.detector.batch_sources
+    if choice == "no" or sources < 2 or (choice == "auto" and not components.device.startswith("cuda")):
+        return None
+    return SharedDetector(components.detector, config.detector.batch_wait_ms)
 
 
 def run_video(

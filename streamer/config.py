@@ -24,6 +24,12 @@ def _check_choice(name: str, value: str, choices: Sequence[str]) -> None:
         raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
 
 
+def _tristate(value: object) -> str:
+    """auto | yes | no, also when YAML (or --set) read yes/no as a boolean."""
+    text = str(value).lower()
+    return {"true": "yes", "on": "yes", "false": "no", "off": "no"}.get(text, text)
+
+
 def _check_min(name: str, value: float, low: float, inclusive: bool = True) -> None:
     if value < low or (not inclusive and value == low):
         raise ValueError(f"{name} must be {'>=' if inclusive else '>'} {low}; got {value}")
@@ -64,6 +70,7 @@ class SourceConfig:
     demo_fps: int = 25
 
     def __post_init__(self) -> None:
+        self.live = _tristate(self.live)
         _check_choice("source.live", self.live, ("auto", "yes", "no"))
         _check_choice("source.policy", self.policy, ("auto", "block", "latest"))
         _check_choice("source.rtsp_transport", self.rtsp_transport, ("tcp", "udp"))
@@ -91,6 +98,8 @@ class DetectorConfig:
     max_side: int = 1280
     bodies_from_faces: bool = True
     interval: int = 1
+    batch_sources: str = "auto"
+    batch_wait_ms: float = 5.0
     insightface_root: str = "~/.insightface"
     models_dir: str = "~/.cache/cocoer/models"
     allow_download: bool = True
@@ -99,6 +108,9 @@ class DetectorConfig:
         _check_choice("detector.face", self.face, ("auto", "insightface", "mtcnn", "haar", "none"))
         _check_choice("detector.person", self.person, ("auto", "insightface", "centernet", "hog", "none"))
         _check_min("detector.interval", self.interval, 1)
+        self.batch_sources = _tristate(self.batch_sources)
+        _check_choice("detector.batch_sources", self.batch_sources, ("auto", "yes", "no"))
+        _check_min("detector.batch_wait_ms", self.batch_wait_ms, 0.0)
         _check_min("detector.centernet_input", self.centernet_input, 32)
 
 

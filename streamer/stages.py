@@ -50,10 +50,14 @@ class DetectTrackStage:
         if self._since_detect is not None and not frame.gap_before and self._since_detect + 1 < self.interval:
             self._since_detect += 1
             update = self.tracker.predict(frame)
-            return TrackedFrame(frame, update.persons, update.ended, detected=False)
-        self._since_detect = 0
-        update = self.tracker.update(frame, self.detector.detect(frame.image))
-        return TrackedFrame(frame, update.persons, update.ended)
+            tracked = TrackedFrame(frame, update.persons, update.ended, detected=False)
+        else:
+            self._since_detect = 0
+            update = self.tracker.update(frame, self.detector.detect(frame.image))
+            tracked = TrackedFrame(frame, update.persons, update.ended)
+        if frame.is_last and hasattr(self.detector, "close"):
+            self.detector.close()  # a shared detector's lane: stop waiting for this source's frames
+        return tracked
 
 
 def region_of(person: Person) -> PersonRegion:

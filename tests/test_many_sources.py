@@ -44,6 +44,24 @@ def test_two_files_at_once_equal_their_single_source_runs_and_a_missing_third_is
     )
 
 
+def test_detection_batched_across_sources_gives_the_single_source_results(
+    shared_media: Path, tmp_path: Path, single_source_runs: dict[str, list[dict]]
+) -> None:
+    """`detector.batch_sources=yes` (what CUDA gets by default): one detector call per round of frames."""
+    args = [a for clip in CLIPS for a in ("--source", str(media_file(shared_media, clip)))]
+    done = run_cli(
+        *args, "--out", str(tmp_path), "--max-frames", "30", "--set", "detector.batch_sources=yes",
+        "--set", "sink.video=false", *OFFLINE,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    calls = [line for line in done.stderr.splitlines() if "detection batched across sources" in line]
+    assert calls, done.stderr
+    frames, batches = (int(w) for w in calls[0].split(":")[-1].split() if w.isdigit())
+    assert frames == 60 and batches < 45, calls[0]
+    for clip in CLIPS:
+        assert_same_run(jsonl_lines(tmp_path / f"{Path(clip).stem}.jsonl"), single_source_runs[clip], box_tol=0.05)
+
+
 def test_a_sources_file_a_live_camera_and_a_file_together(shared_media: Path, rtsp_server, tmp_path: Path) -> None:
     server = rtsp_server(
         "--file",

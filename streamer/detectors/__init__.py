@@ -49,6 +49,15 @@ class FacePersonDetector:
         bodies: list[ScoredBox] = self.bodies.detect(image_bgr) if self.bodies else []
         return associate(bodies, faces, w, h, self.bodies_from_faces)
 
+    def detect_many(self, images_bgr: list[np.ndarray]) -> list[list[PersonDetection]]:
+        """Several frames at once: each detector that can batches them (see detectors/shared.py)."""
+        faces = _many(self.faces, images_bgr)
+        bodies = _many(self.bodies, images_bgr)
+        return [
+            associate(b, f, image.shape[1], image.shape[0], self.bodies_from_faces)
+            for image, f, b in zip(images_bgr, faces, bodies, strict=True)
+        ]
+
     def describe(self) -> str:
         parts = [
             f"faces={self.faces.name if self.faces else 'none'}",
@@ -60,6 +69,13 @@ class FacePersonDetector:
         if self.notes:
             text += f" ({'; '.join(self.notes)})"
         return text
+
+
+def _many(detector: FaceDetector | BodyDetector | None, images: list[np.ndarray]) -> list[list[ScoredBox]]:
+    if detector is None:
+        return [[] for _ in images]
+    batched = getattr(detector, "detect_many", None)
+    return batched(images) if batched else [detector.detect(image) for image in images]
 
 
 def _insightface(what: str, choice: str, build: Callable[[], ScrfdDetector], notes: list[str]) -> ScrfdDetector | None:

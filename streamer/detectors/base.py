@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -71,3 +72,15 @@ def scale_box(box: Box, factor: float) -> Box:
     if factor == 1.0:
         return box
     return Box(box.x1 / factor, box.y1 / factor, box.x2 / factor, box.y2 / factor)
+
+
+def detect_many_by_size(detect_batch: Callable[[list[np.ndarray]], list], images: Sequence[np.ndarray]) -> list:
+    """Run `detect_batch` on groups of same-sized images; answers in input order."""
+    out: list = [None] * len(images)
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, image in enumerate(images):
+        groups.setdefault(image.shape, []).append(i)
+    for indices in groups.values():
+        for i, found in zip(indices, detect_batch([images[i] for i in indices]), strict=True):
+            out[i] = found
+    return out

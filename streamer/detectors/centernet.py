@@ -11,6 +11,7 @@ the graph declares (bench/mot.py).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
@@ -19,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from streamer.detectors.base import ScoredBox
+from streamer.detectors.base import ScoredBox, detect_many_by_size
 from streamer.detectors.tfjs_graph import GraphModel
 from streamer.types import Box
 
@@ -49,20 +50,32 @@ class CenterNetPeopleDetector:
         return max(32, round(width * factor / 32) * 32), max(32, round(height * factor / 32) * 32)
 
     def detect(self, image_bgr: np.ndarray) -> list[ScoredBox]:
-        h, w = image_bgr.shape[:2]
+        return self.detect_many([image_bgr])[0]
+
+    def detect_many(self, images_bgr: Sequence[np.ndarray]) -> list[list[ScoredBox]]:
+        """One graph run per group of same-sized frames (several sources' frames on a GPU)."""
+        return detect_many_by_size(self._detect_batch, images_bgr)
+
+    def _detect_batch(self, images_bgr: Sequence[np.ndarray]) -> list[list[ScoredBox]]:
+        h, w = images_bgr[0].shape[:2]
         if h < 2 or w < 2:
-            return []
+            return [[] for _ in images_bgr]
         in_w, in_h = self.input_size(w, h)
-        rgb = cv2.cvtColor(cv2.resize(image_bgr, (in_w, in_h), interpolation=cv2.INTER_LINEAR), cv2.COLOR_BGR2RGB)
-        x = torch.from_numpy(rgb).to(self.device, torch.float32)[None]  # the graph takes 0..255 RGB, NHWC
+        rgb = [
+            cv2.cvtColor(cv2.resize(image, (in_w, in_h), interpolation=cv2.INTER_LINEAR), cv2.COLOR_BGR2RGB)
+            for image in images_bgr
+        ]
+        x = torch.from_numpy(np.stack(rgb)).to(self.device, torch.float32)  # 0..255 RGB, NHWC, as the graph takes
         heat, sides = self.graph.run({INPUT: x}, [HEATMAP, SIDES])
-        person = heat[0, :, :, PERSON]
+        return [self._decode(heat[k, :, :, PERSON], sides[k], w / in_w, h / in_h, w, h) for k in range(len(rgb))]
+
+    def _decode(self, person: torch.Tensor, sides: torch.Tensor, sx: float, sy: float, w: int, h: int):
+        """Boxes at the local maxima of the person heatmap (CenterNet's NMS-free decoding)."""
         peaks = F.max_pool2d(person[None, None], 3, 1, 1)[0, 0]
         ys, xs = torch.nonzero((person == peaks) & (person >= self.min_score), as_tuple=True)
         scores = person[ys, xs].cpu().numpy()
-        d = sides[0, ys, xs].cpu().numpy()
+        d = sides[ys, xs].cpu().numpy()
         cx, cy = xs.cpu().numpy() * STRIDE, ys.cpu().numpy() * STRIDE
-        sx, sy = w / in_w, h / in_h
         found = []
         for i in np.argsort(-scores):
             left, top = cx[i] - d[i, 0], cy[i] - d[i, 1]

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 import cv2
 
 import numpy as np
 
-from streamer.detectors.base import ScoredBox, downscale_for_detection, scale_box
+from streamer.detectors.base import ScoredBox, detect_many_by_size, downscale_for_detection, scale_box
 from streamer.types import Box
 
 logger = logging.getLogger(__name__)
@@ -36,14 +37,25 @@ class MtcnnFaceDetector:
         self._mtcnn = MTCNN(keep_all=True, device=device, min_face_size=min_face_px, post_process=False)
 
     def detect(self, image_bgr: np.ndarray) -> list[ScoredBox]:
-        small, factor = downscale_for_detection(image_bgr, self.max_side)
-        if min(small.shape[:2]) < MTCNN_MIN_SIDE:
-            return []  # its image pyramid is empty below this, and torch.cat fails on it
-        rgb = np.ascontiguousarray(small[:, :, ::-1])
+        return self.detect_many([image_bgr])[0]
+
+    def detect_many(self, images_bgr: Sequence[np.ndarray]) -> list[list[ScoredBox]]:
+        """MTCNN on a stack of same-sized frames at once (several sources' frames on a GPU)."""
+        return detect_many_by_size(self._detect_batch, images_bgr)
+
+    def _detect_batch(self, images_bgr: Sequence[np.ndarray]) -> list[list[ScoredBox]]:
+        h, w = images_bgr[0].shape[:2]
+        smalls = [downscale_for_detection(image, self.max_side) for image in images_bgr]
+        factor = smalls[0][1]
+        if min(smalls[0][0].shape[:2]) < MTCNN_MIN_SIDE:
+            return [[] for _ in images_bgr]  # its image pyramid is empty below this, and torch.cat fails on it
+        rgb = np.stack([np.ascontiguousarray(small[:, :, ::-1]) for small, _ in smalls])
         boxes, probs = self._mtcnn.detect(rgb)
+        return [self._scored(b, p, factor, w, h) for b, p in zip(boxes, probs, strict=True)]
+
+    def _scored(self, boxes, probs, factor: float, w: int, h: int) -> list[ScoredBox]:  # type: ignore[no-untyped-def]
         if boxes is None:
             return []
-        h, w = image_bgr.shape[:2]
         found = []
         for (x1, y1, x2, y2), prob in zip(boxes, probs, strict=True):
             if prob is None or prob < self.min_score:
