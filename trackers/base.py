@@ -63,6 +63,74 @@ class Tracker(Protocol):
         ...
 
 
+class TrackBook:
+    """A library's track ids mapped to ours, and what each update showed.
+
+    Ours count 1, 2, ... per instance (IdCounter); `shown` is the persons of
+    the last update by the library's id, which `predicted` moves to a
+    predicted box on frames the detector skipped; `ended` reports the ids
+    whose library track is gone (once each).
+    """
+
+    def __init__(self) -> None:
+        self._ids = IdCounter()
+        self._ours: dict[object, int] = {}
+        self._first_seen: dict[int, int] = {}
+        self._ended_by_reset: list[int] = []
+        self.shown: dict[object, Person] = {}
+
+    def start_update(self) -> None:
+        self.shown = {}
+
+    def show(self, theirs: object, detection: PersonDetection, frame: Frame) -> Person:
+        """The person a confirmed track matched to `detection` is in this frame."""
+        track_id = self._ours.get(theirs)
+        if track_id is None:
+            track_id = self._ours[theirs] = self._ids.next()
+            self._first_seen[track_id] = frame.index
+        person = Person(
+            track_id,
+            detection.body_box,
+            detection.head_box,
+            detection.score,
+            frame.index - self._first_seen[track_id],
+            detection.body_source,
+        )
+        self.shown[theirs] = person
+        return person
+
+    def predicted(self, theirs: object, x1: float, y1: float, x2: float, y2: float, frame: Frame) -> Person | None:
+        """The last shown person of that track at a predicted body box (its head carried along)."""
+        shown = self.shown.get(theirs)
+        if shown is None:
+            return None
+        body = Box(min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2)).clip(frame.width, frame.height)
+        head = follow_head(shown.head_box, shown.body_box, body, frame.width, frame.height)
+        age = frame.index - self._first_seen[shown.track_id]
+        return Person(shown.track_id, body, head, shown.score, age, shown.body_source)
+
+    def ended(self, alive: set[object]) -> tuple[int, ...]:
+        """Our ids whose library track is not in `alive` any more (plus those a reset ended)."""
+        ended = self._ended_by_reset
+        self._ended_by_reset = []
+        for dead in [k for k in self._ours if k not in alive]:
+            track_id = self._ours.pop(dead)
+            self._first_seen.pop(track_id, None)
+            self.shown.pop(dead, None)
+            ended.append(track_id)
+        return tuple(sorted(ended))
+
+    def reset(self) -> None:
+        self._ended_by_reset.extend(self._ours.values())
+        self._ours.clear()
+        self._first_seen.clear()
+        self.shown = {}
+
+
+def sorted_update(persons: list[Person], ended: tuple[int, ...]) -> TrackUpdate:
+    return TrackUpdate(tuple(sorted(persons, key=lambda p: p.track_id)), ended)
+
+
 def follow_head(head: Box | None, old_body: Box, new_body: Box, width: int, height: int) -> Box | None:
     """The head box carried along when its body box moves and resizes (predicted frames)."""
     if head is None or old_body.width <= 0 or old_body.height <= 0:

@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 
 import trackers as _ours
-from trackers.base import IdCounter, TrackerConfig, follow_head
-from trackers.types import Box, Frame, Person, PersonDetection, TrackUpdate
+from trackers.base import TrackBook, TrackerConfig, sorted_update
+from trackers.types import Frame, Person, PersonDetection, TrackUpdate
 
 #: ByteTrack counts its lost-track buffer in 30-fps frames; our clock runs at 1 "fps" (one tick per frame).
 _BUFFER_FPS = 30.0
@@ -78,73 +78,41 @@ class ByteTrackAdapter:
             high_conf_det_threshold=config.high_score,
         )
         self._tracker = self._make()
-        self._ids = IdCounter()
-        self._our_id: dict[int, int] = {}
-        self._first_seen: dict[int, int] = {}
-        self._shown: dict[int, Person] = {}  # their id -> what the last update emitted
+        self._book = TrackBook()
         self._last_index: int | None = None
-        self._ended_by_reset: list[int] = []
 
     def update(self, frame: Frame, detections: Sequence[PersonDetection]) -> TrackUpdate:
         index = self._clock(frame)
         result = self._tracker.update(_detections(detections), timestamp=float(index))
         self._last_index = index
+        self._book.start_update()
         persons: list[Person] = []
-        self._shown = {}
         indices = result.data.get("index", np.empty(0, dtype=int)) if len(result) else []
         for their_id, k in zip(result.tracker_id, indices, strict=True):
-            if their_id < 0:
-                continue  # not (yet) a confirmed track
-            detection = detections[int(k)]
-            track_id = self._our_id.get(int(their_id))
-            if track_id is None:
-                track_id = self._our_id[int(their_id)] = self._ids.next()
-                self._first_seen[track_id] = frame.index
-            person = Person(
-                track_id,
-                detection.body_box,
-                detection.head_box,
-                detection.score,
-                frame.index - self._first_seen[track_id],
-                detection.body_source,
-            )
-            self._shown[int(their_id)] = person
-            persons.append(person)
-        return TrackUpdate(tuple(sorted(persons, key=lambda p: p.track_id)), self._collect_ended())
+            if their_id >= 0:  # -1: not (yet) a confirmed track
+                persons.append(self._book.show(int(their_id), detections[int(k)], frame))
+        return sorted_update(persons, self._ended())
 
     def predict(self, frame: Frame) -> TrackUpdate:
         """The persons of the last update, moved to where the Kalman filter expects them now."""
         if self._last_index is None:
-            return TrackUpdate((), self._collect_ended())
+            return sorted_update([], self._ended())
         steps = float(self._clock(frame) - self._last_index)
         persons = []
         for track in self._tracker.tracks:
-            shown = self._shown.get(int(track.tracker_id))
-            if shown is None:
+            if int(track.tracker_id) not in self._book.shown:
                 continue
             estimator = copy.deepcopy(track.state_estimator)  # look ahead without moving the real track
             if steps > 0:
                 estimator.predict(steps, 1.0)
-            x1, y1, x2, y2 = (float(v) for v in estimator.state_to_bbox())
-            body = Box(min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2)).clip(frame.width, frame.height)
-            persons.append(
-                Person(
-                    shown.track_id,
-                    body,
-                    follow_head(shown.head_box, shown.body_box, body, frame.width, frame.height),
-                    shown.score,
-                    frame.index - self._first_seen[shown.track_id],
-                    shown.body_source,
-                )
-            )
-        return TrackUpdate(tuple(sorted(persons, key=lambda p: p.track_id)), self._collect_ended())
+            person = self._book.predicted(int(track.tracker_id), *(float(v) for v in estimator.state_to_bbox()), frame)
+            if person is not None:
+                persons.append(person)
+        return sorted_update(persons, self._ended())
 
     def reset(self) -> None:
         self._tracker = self._make()
-        self._ended_by_reset.extend(self._our_id.values())
-        self._our_id.clear()
-        self._first_seen.clear()
-        self._shown.clear()
+        self._book.reset()
         self._last_index = None
 
     def _clock(self, frame: Frame) -> int:
@@ -153,13 +121,5 @@ class ByteTrackAdapter:
             self.reset()
         return frame.index
 
-    def _collect_ended(self) -> tuple[int, ...]:
-        alive = {int(t.tracker_id) for t in self._tracker.tracks if t.tracker_id >= 0}
-        ended = self._ended_by_reset
-        self._ended_by_reset = []
-        for dead in [k for k in self._our_id if k not in alive]:
-            track_id = self._our_id.pop(dead)
-            self._first_seen.pop(track_id, None)
-            self._shown.pop(dead, None)
-            ended.append(track_id)
-        return tuple(sorted(ended))
+    def _ended(self) -> tuple[int, ...]:
+        return self._book.ended({int(t.tracker_id) for t in self._tracker.tracks if t.tracker_id >= 0})

@@ -84,3 +84,17 @@ def detect_many_by_size(detect_batch: Callable[[list[np.ndarray]], list], images
         for i, found in zip(indices, detect_batch([images[i] for i in indices]), strict=True):
             out[i] = found
     return out
+
+
+class SizeBatched:
+    """`detect` and `detect_many` for a detector that runs a stack of same-sized frames at once."""
+
+    def _detect_batch(self, images_bgr: Sequence[np.ndarray]) -> list[list[ScoredBox]]:
+        raise NotImplementedError
+
+    def detect(self, image_bgr: np.ndarray) -> list[ScoredBox]:
+        return self.detect_many([image_bgr])[0]
+
+    def detect_many(self, images_bgr: Sequence[np.ndarray]) -> list[list[ScoredBox]]:
+        """One batched run per group of same-sized frames (several sources' frames, on a GPU)."""
+        return detect_many_by_size(self._detect_batch, images_bgr)

