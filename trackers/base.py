@@ -66,10 +66,10 @@ class Tracker(Protocol):
 class TrackBook:
     """A library's track ids mapped to ours, and what each update showed.
 
-    Ours count 1, 2, ... per instance (IdCounter); `shown` is the persons of
-    the last update by the library's id, which `predicted` moves to a
-    predicted box on frames the detector skipped; `ended` reports the ids
-    whose library track is gone (once each).
+    Ours count 1, 2, ... per instance (IdCounter); `shown` is each track's
+    person as last shown (by the library's id, kept until the track ends),
+    which `predicted` moves to a predicted box on frames the detector
+    skipped; `ended` reports the ids whose library track is gone (once each).
     """
 
     def __init__(self) -> None:
@@ -78,9 +78,6 @@ class TrackBook:
         self._first_seen: dict[int, int] = {}
         self._ended_by_reset: list[int] = []
         self.shown: dict[object, Person] = {}
-
-    def start_update(self) -> None:
-        self.shown = {}
 
     def show(self, theirs: object, detection: PersonDetection, frame: Frame) -> Person:
         """The person a confirmed track matched to `detection` is in this frame."""

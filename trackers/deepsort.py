@@ -52,7 +52,6 @@ class DeepSortTracker:
         embeds = self._embedder.embed(frame.image, [d.body_box for d in detections])
         tracks = self._tracker.update_tracks(raw, embeds=embeds, others=list(detections))
 
-        self._book.start_update()
         persons = []
         for track in tracks:
             if track.time_since_update > 0:
@@ -69,7 +68,7 @@ class DeepSortTracker:
         return self._book.ended({t.track_id for t in self._tracker.tracker.tracks})
 
     def predict(self, frame: Frame) -> TrackUpdate:
-        """Step its Kalman states one frame, and show the persons of the last update there.
+        """Step its Kalman states one frame; show there the confirmed tracks detected in one of the last two updates.
 
         The states are stepped directly, not through `Track.predict`: deep-sort
         IoU-matches only tracks one update old and deletes unconfirmed tracks
@@ -80,7 +79,7 @@ class DeepSortTracker:
             track.mean, track.covariance = self._tracker.tracker.kf.predict(track.mean, track.covariance)
         persons = []
         for track in self._tracker.tracker.tracks:
-            if track.is_deleted():
+            if not track.is_confirmed() or track.time_since_update > 1:
                 continue
             person = self._book.predicted(track.track_id, *(float(v) for v in track.to_ltrb(orig=False)), frame)
             if person is not None:
