@@ -44,10 +44,7 @@ class FacePersonDetector:
         self.notes = notes
 
     def detect(self, image_bgr: np.ndarray) -> list[PersonDetection]:
-        h, w = image_bgr.shape[:2]
-        faces: list[ScoredBox] = self.faces.detect(image_bgr) if self.faces else []
-        bodies: list[ScoredBox] = self.bodies.detect(image_bgr) if self.bodies else []
-        return associate(bodies, faces, w, h, self.bodies_from_faces)
+        return self.detect_many([image_bgr])[0]
 
     def detect_many(self, images_bgr: list[np.ndarray]) -> list[list[PersonDetection]]:
         """Several frames at once: each detector that can batches them (see detectors/shared.py)."""
