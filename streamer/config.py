@@ -203,8 +203,10 @@ class RayConfig:
     source_cpus: float = 1.0
     max_in_flight: int = 2
     max_restarts: int = 3
+    connect_timeout_s: float = 30.0
 
     def __post_init__(self) -> None:
+        _check_min("ray.connect_timeout_s", self.connect_timeout_s, 0.0, inclusive=False)
         _check_min("ray.inference_actors", self.inference_actors, 1)
         _check_min("ray.max_in_flight", self.max_in_flight, 1)
         _check_min("ray.source_cpus", self.source_cpus, 0.0)
@@ -235,10 +237,23 @@ class AppConfig:
         _check_choice("backend", self.backend, ("local", "ray"))
 
 
+def read_problem(exc: BaseException) -> str:
+    """Why a text file could not be read, in a few words (never the bytes that broke it)."""
+    if isinstance(exc, UnicodeDecodeError):
+        return "not UTF-8 text"
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    if isinstance(exc, OSError):
+        return str(exc.strerror or exc)
+    return type(exc).__name__
+
+
 def _load_yaml(path: Path) -> DictConfig:
     """A YAML config file as a mapping, or one line naming the file and what is wrong."""
-    if not path.is_file():
+    if not path.exists():
         raise UserError(f"config file {path} not found")
+    if not path.is_file():
+        raise UserError(f"config file {path} is not a file")
     try:
         loaded = OmegaConf.load(path)
     except yaml.YAMLError as exc:
@@ -246,8 +261,8 @@ def _load_yaml(path: Path) -> DictConfig:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise UserError(f"config file {path} is not valid YAML{where}: {problem}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"cannot read config file {path} ({exc})") from None
+    except (OSError, UnicodeDecodeError, RecursionError) as exc:
+        raise UserError(f"cannot read config file {path} ({read_problem(exc)})") from None
     if not isinstance(loaded, DictConfig):
         raise UserError(f"config file {path} must be a mapping of sections (source:, detector:, ...), not a list")
     return loaded

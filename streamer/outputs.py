@@ -26,6 +26,7 @@ from streamer.claim import OutputClaim, claim_outputs
 from streamer.config import SinkConfig
 from streamer.errors import OutputError, UserError
 from streamer.results import frame_to_json, person_to_json
+from streamer.safe_names import is_safe_name
 from streamer.sinks import JsonlSink, SegmentedVideoSink, VideoSink, write_image, write_json
 from streamer.sources import SourceInfo
 from streamer.types import FrameResult
@@ -189,6 +190,8 @@ def _patterns(info: SourceInfo, sink: SinkConfig) -> list[str]:
 
 def open_outputs(sink: SinkConfig, info: SourceInfo, stem: str, model_name: str, out_dir: Path) -> Outputs:
     """Claim `<out>/<stem>.*` and build this source's sinks (they open lazily on the first frame)."""
+    if not is_safe_name(stem):  # names from outside go through source_list.unique_names first
+        raise ValueError(f"output name {stem!r} is not a safe file name")
     if info.is_live:
         stem = f"{stem}_{time.strftime('%Y%m%d-%H%M%S')}"
     source_path = Path(info.display_name) if info.kind in ("file", "image") else None

