@@ -29,12 +29,12 @@ import av  # noqa: F401
 from rich.console import Console
 from rich.logging import RichHandler
 
-from streamer.backends.local import RunReport
+from streamer.backends.base import RunReport
 from streamer.config import AppConfig, load_config
 from streamer.errors import UserError
-from streamer.pipeline import running_stage_threads
 from streamer.redact import RedactingFilter, mask_url, printable, redact_text, url_secrets
 from streamer.shutdown import GracefulStop
+from streamer.stages.pipeline import running_stage_threads
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "default.yaml"
 logger = logging.getLogger("run_stream")
@@ -157,7 +157,7 @@ def _setup_logging(console: Console, debug: bool, secrets: tuple[str, ...] = ())
 
 
 def _entries(args: argparse.Namespace, config: AppConfig) -> list:
-    from streamer.source_list import entries_from_file, entries_from_specs
+    from streamer.sources.entries import entries_from_file, entries_from_specs
 
     entries = entries_from_file(Path(args.sources), config.source) if args.sources else []
     if args.source or not entries:
@@ -212,102 +212,60 @@ def _log_report(report: RunReport, several: bool) -> None:
 
 
 def run(args: argparse.Namespace, console: Console, shutdown: GracefulStop, secrets: tuple[str, ...]) -> int:
-    from streamer.app import analyze, build_components, open_sources
-    from streamer.claim import refuse_if_busy
-    from streamer.sinks import ensure_writable_dir
-    from streamer.web.board import LiveBoard
-    from streamer.web.server import WebServer, parse_bind
+    from streamer.api import Analyzer
+    from streamer.outputs import ensure_writable_dir
+    from streamer.view.web.board import LiveBoard
+    from streamer.view.web.server import WebServer, parse_bind
 
     config: AppConfig = load_config(args.config or DEFAULT_CONFIG, [*args.overrides, *_cli_overrides(args)])
     # Cheap checks first, so a bad input fails in a second, before any model loads.
-    out_dir = ensure_writable_dir(Path(config.sink.out_dir).expanduser())
+    ensure_writable_dir(Path(config.sink.out_dir).expanduser())
     token = args.serve_token or os.environ.get("COCOER_SERVE_TOKEN") or None
     bind = parse_bind(args.serve, token) if args.serve else None
-    if config.backend == "ray":
-        return _run_on_ray(args, config, console, shutdown, secrets, bind, token)
-    opened, failed = open_sources(_entries(args, config))
-    if failed and not opened and len(failed) == 1:
-        raise failed[0][1]
-    for _, exc in failed:  # a source that can't open is reported; the others go on
-        print(_error_line(exc, secrets), file=sys.stderr)
-    if not opened:
-        return 2
-    for source in opened:
-        if not source.source.info.is_live:
-            refuse_if_busy(out_dir, source.name)
-    components = build_components(config)
-    board = LiveBoard([source.name for source in opened]) if bind else None
+    entries = _entries(args, config)
+    analyzer = Analyzer(config)
+    board = LiveBoard() if bind else None
     server = WebServer(board, *bind, token=token).start() if board is not None and bind else None
     if server is not None:
         logger.info("live view: %s%s", server.url, " (add ?token=YOUR_TOKEN)" if token else "")
-    shutdown.arm()  # outputs open from here on: a signal now stops between frames
+
+    def unopened(name: str, error: UserError) -> None:  # said at once; the others go on
+        if len(entries) > 1:
+            print(_error_line(error, secrets), file=sys.stderr)
+
     try:
-        report = analyze(
-            config, opened, components, console, show_status=not args.no_progress, stop=shutdown.event, board=board
+        report = analyzer.run(
+            entries,
+            stop=shutdown.event,
+            on_open=shutdown.arm,  # outputs open from here on: a signal now stops between frames
+            console=console,
+            show_status=not args.no_progress,
+            live_view=board,
+            on_unopened=unopened,
         )
     finally:
         if server is not None:
             server.stop()
-    return _finish(args, report, failed, secrets)
+    if not report.sources and len(entries) == 1 and report.unopened:
+        raise report.unopened[0][1]  # the one source did not open: its error is the run's one line
+    return _finish(args, report, secrets)
 
 
-def _run_on_ray(
-    args: argparse.Namespace,
-    config: AppConfig,
-    console: Console,
-    shutdown: GracefulStop,
-    secrets: tuple[str, ...],
-    bind: tuple[str, int] | None,
-    token: str | None,
-) -> int:
-    from streamer.backends.ray_backend import analyze_on_ray
-    from streamer.web.board import LiveBoard
-    from streamer.web.server import WebServer
-
-    servers: list[WebServer] = []
-
-    def board_for(names: list[str]) -> LiveBoard | None:
-        if bind is None:
-            return None
-        board = LiveBoard(names)
-        servers.append(WebServer(board, *bind, token=token).start())
-        logger.info("live view: %s%s", servers[0].url, " (add ?token=YOUR_TOKEN)" if token else "")
-        return board
-
-    entries = _entries(args, config)
-    try:
-        report, failed = analyze_on_ray(
-            config,
-            entries,
-            console,
-            show_status=not args.no_progress,
-            stop=shutdown.event,
-            board_factory=board_for,
-            on_open=shutdown.arm,
-        )
-    finally:
-        for server in servers:
-            server.stop()
-    for _, exc in failed:
-        print(_error_line(exc, secrets), file=sys.stderr)
-    return _finish(args, report, failed, secrets)
-
-
-def _finish(
-    args: argparse.Namespace, report: RunReport, failed: list[tuple[str, UserError]], secrets: tuple[str, ...]
-) -> int:
+def _finish(args: argparse.Namespace, report: RunReport, secrets: tuple[str, ...]) -> int:
     """Log what each source wrote, print one line per failure, and choose the exit code."""
     several = len(report.sources) > 1
     _log_report(report, several)
     if not args.no_report:
         _write_reports(report)
-    if args.debug and (report.error or report.failed):
-        raise report.error or report.failed[0].error  # type: ignore[misc]
+    first = report.error or next((done.error for done in report.failed if done.error is not None), None)
+    if args.debug and first is not None:
+        raise first
     for done in report.failed:
-        print(_error_line(done.error, secrets, done.name if several else None), file=sys.stderr)  # type: ignore[arg-type]
+        if done.error is not None:
+            print(_error_line(done.error, secrets, done.name if several else None), file=sys.stderr)
     if report.error is not None:
         print(_error_line(report.error, secrets), file=sys.stderr)
-    errors = [e for _, e in failed] + [d.error for d in report.failed] + ([report.error] if report.error else [])
+    errors = report.errors
     if errors:
         return 2 if all(isinstance(e, UserError) for e in errors) else 1
     return 130 if report.interrupted else 0

@@ -23,13 +23,13 @@ from pathlib import Path
 import numpy as np
 from common import MEDIA
 
-from streamer.app import build_components, run_video
+from streamer.backends.assembly import build_components, run_video
 from streamer.config import AppConfig, DetectorConfig, SinkConfig, SourceConfig
 from streamer.detectors import FacePersonDetector, build_detector
 from streamer.detectors.faces import MtcnnFaceDetector
 from streamer.detectors.people import HogPeopleDetector
 from streamer.sources import open_source
-from streamer.stages import DetectTrackStage
+from streamer.stages.detect_track import DetectTrackStage
 from streamer.tools.mot import match_counts, read_jsonl_tracks, read_mot_gt, score
 from streamer.types import Frame, PersonDetection
 from trackers import TrackerConfig, build_tracker

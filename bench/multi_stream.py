@@ -32,9 +32,9 @@ CLIP = "faces_two_people_head_pose.mp4"
 
 
 def _components(model: str, device: str):  # type: ignore[no-untyped-def]
-    from streamer.app import build_components
+    from streamer.backends.assembly import build_components
     from streamer.config import load_config
-    from streamer.emotion import cocoer_weights_present
+    from streamer.stages.models import cocoer_weights_present
 
     overrides = [f"device={device}", "detector.allow_download=false"]
     if model == "cocoer" and not cocoer_weights_present(ROOT / "checkpoints"):
@@ -54,7 +54,7 @@ def _golden_cocoer(device: str):  # type: ignore[no-untyped-def]
 
 def child(args: argparse.Namespace) -> int:
     """One process, `--streams` sources: print frames, analysis seconds, latencies and peak RSS as JSON."""
-    from streamer.app import OpenedSource, analyze
+    from streamer.backends.assembly import OpenedSource, analyze
     from streamer.config import load_config
     from streamer.sources import open_source
 
@@ -133,7 +133,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.child:
         return child(args)
-    from streamer.emotion import resolve_device
+    from streamer.stages.models import resolve_device
 
     print(f"clip {CLIP} (2 persons), {args.frames} frames per stream, on {device_name(resolve_device(args.device))}")
     header = f"{'model':<9}{'streams':>8}  {'mode':<13}{'fps':>7}{'p50 ms':>9}{'p95 ms':>9}{'peak MB':>9}{'calls':>7}{'persons':>8}"

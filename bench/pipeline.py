@@ -22,7 +22,7 @@ import time
 
 from common import MEDIA, PeakRss, device_name
 
-from streamer.app import build_components, run_video
+from streamer.backends.assembly import build_components, run_video
 from streamer.config import AppConfig, load_config
 from streamer.sources import open_source
 from trackers import build_tracker

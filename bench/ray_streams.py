@@ -31,10 +31,10 @@ def main() -> int:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     import ray
 
-    from streamer.app import analyze, build_components, open_sources
+    from streamer.backends.assembly import analyze, build_components, open_sources
     from streamer.backends.ray_backend import analyze_on_ray, start_cluster
     from streamer.config import load_config
-    from streamer.source_list import entries_from_specs
+    from streamer.sources.entries import entries_from_specs
 
     overrides = ["detector.allow_download=false", f"source.max_frames={args.frames}", f"emotion.model={args.model}"]
     config = load_config(ROOT / "configs" / "default.yaml", overrides)

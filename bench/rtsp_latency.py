@@ -20,7 +20,7 @@ import time
 
 from common import MEDIA, ROOT, device_name, percentile
 
-from streamer.app import build_components, run_video
+from streamer.backends.assembly import build_components, run_video
 from streamer.config import load_config
 from streamer.sources import open_source
 

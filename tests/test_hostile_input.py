@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from streamer.report import main as report_main
+from streamer.outputs.records import frame_record
 from streamer.report import write_report
+from streamer.report.__main__ import main as report_main
 from tests.conftest import ROOT, media_file
 from tests.support.browser import dump_dom, elements
 from tests.support.runs import jsonl_lines
@@ -200,7 +201,7 @@ def test_query_string_credentials_reach_no_log_file_name_page_or_api(http_server
         while time.monotonic() < deadline and process.poll() is None:
             try:
                 snapshot = json.loads(_get(f"http://127.0.0.1:{port}/api/sources"))
-                if snapshot["sources"][0].get("frames", 0) >= 5:
+                if snapshot["sources"] and snapshot["sources"][0].get("frames", 0) >= 5:
                     break
             except OSError:
                 pass
@@ -230,8 +231,8 @@ def test_the_live_page_keeps_working_whatever_the_names(shared_media: Path) -> N
     """Hostile source names and labels straight into the board: every card renders, the title stays."""
     import cv2
 
-    from streamer.web.board import LiveBoard
-    from streamer.web.server import WebServer
+    from streamer.view.web.board import LiveBoard
+    from streamer.view.web.server import WebServer
 
     names = [
         "</script><!--<script>alert(1)//",
@@ -246,10 +247,12 @@ def test_the_live_page_keeps_working_whatever_the_names(shared_media: Path) -> N
     for k, name in enumerate(names):
         person = {
             "track_id": k + 1,
+            "body_box": [1, 2, 30, 40],
             "head_box": [1, 2, 3, 4],
             "smoothed": {"scores": {"final": {label: 0.9, "</script>": 0.1}}, "pred": [label], "exclusion": ["<!--"]},
         }
-        board.publish(name, image, {"frame": 0, "pts_s": 0.0, "persons": [person]}, {"state": "running"})
+        board.publish(name, image, frame_record({"frame": 0, "pts_s": 0.0, "persons": [person]}))
+        board.status(name, {"state": "running", "fps": 1.0})
     server = WebServer(board, "127.0.0.1", free_port()).start()
     try:
         with urllib.request.urlopen(server.url, timeout=10) as response:

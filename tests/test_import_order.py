@@ -25,7 +25,15 @@ print(names.index("cv2") < names.index("av"))
 
 
 @pytest.mark.parametrize(
-    "module", ["run_stream", "streamer.app", "streamer.sources", "streamer.sinks", "streamer.tools.infer"]
+    "module",
+    [
+        "run_stream",
+        "streamer.backends.assembly",
+        "streamer.sources",
+        "streamer.outputs",
+        "streamer.report",
+        "streamer.tools.infer",
+    ],
 )
 def test_cv2_is_imported_before_av(module: str) -> None:
     code = PROBE.format(root=str(ROOT), module=module)

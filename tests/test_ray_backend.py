@@ -11,7 +11,7 @@ import av
 import pytest
 
 from streamer.config import load_config
-from streamer.source_list import entries_from_specs
+from streamer.sources.entries import entries_from_specs
 from tests.conftest import ROOT, media_file
 from tests.support.runs import CLIPS, FRAMES, assert_same_run, jsonl_lines
 
@@ -43,22 +43,17 @@ def _config(out: Path, *extra: str):
 def test_two_videos_on_ray_equal_their_single_process_runs_and_a_missing_one_is_reported(
     cluster, shared_media: Path, tmp_path: Path, single_source_runs: dict[str, list[dict]]
 ) -> None:
-    from streamer.backends.ray_backend import analyze_on_ray
+    from streamer.backends.base import RunJob
+    from streamer.backends.ray import RayBackend
+    from streamer.view.web.board import LiveBoard
 
     config = _config(tmp_path, f"source.max_frames={FRAMES}")
     specs = [str(media_file(shared_media, clip)) for clip in CLIPS] + [str(tmp_path / "gone.mp4")]
-    from streamer.web.board import LiveBoard
-
-    boards: list[LiveBoard] = []
-    report, failed = analyze_on_ray(
-        config,
-        entries_from_specs(specs, config.source),
-        show_status=False,
-        board_factory=lambda names: boards.append(LiveBoard(names)) or boards[-1],
-    )
-    published = {s["name"]: s["frames_published"] for s in boards[0].snapshot()["sources"]}
+    board = LiveBoard()
+    report = RayBackend().run(RunJob(config, entries_from_specs(specs, config.source), live_view=board))
+    published = {s["name"]: s["frames_published"] for s in board.snapshot()["sources"]}
     assert published == {Path(clip).stem: FRAMES for clip in CLIPS}, "the live view sees every frame the driver writes"
-    assert [str(error) for _, error in failed] == [f"no such file: {tmp_path / 'gone.mp4'}"]
+    assert [str(error) for _, error in report.unopened] == [f"no such file: {tmp_path / 'gone.mp4'}"]
     assert [s.error for s in report.sources] == [None, None]
     for clip in CLIPS:
         stem = Path(clip).stem
@@ -73,16 +68,17 @@ def test_two_videos_on_ray_equal_their_single_process_runs_and_a_missing_one_is_
 def test_a_killed_source_actor_restarts_and_its_file_continues_while_the_other_finishes(
     cluster, shared_media: Path, tmp_path: Path
 ) -> None:
-    from streamer.backends.ray_backend import RayRun
+    from streamer.backends.base import RunJob
+    from streamer.backends.ray.driver import RayRun
 
     config = _config(tmp_path)
     victim_clip, other_clip = "face_woman_talking_pexels.mp4", "face_woman_head_pose.mp4"  # 472 and 23 frames
     specs = [str(media_file(shared_media, victim_clip)), str(media_file(shared_media, other_clip))]
-    run = RayRun(config, entries_from_specs(specs, config.source), None, False)
-    run.open()
     stop = threading.Event()
+    run = RayRun(RunJob(config, entries_from_specs(specs, config.source), stop=stop))
+    run.open()
     done: dict = {}
-    thread = threading.Thread(target=lambda: done.setdefault("report", run.run(stop)), daemon=True)
+    thread = threading.Thread(target=lambda: done.setdefault("report", run.run()), daemon=True)
     thread.start()
     victim = tmp_path / "face_woman_talking_pexels.jsonl"
     deadline = time.monotonic() + 300
@@ -92,7 +88,8 @@ def test_a_killed_source_actor_restarts_and_its_file_continues_while_the_other_f
     ray.kill(run.sources[0].actor, no_restart=False)  # the process dies at once, as with SIGKILL
     time.sleep(1.0)
     after_kill = jsonl_lines(victim)
-    ray.kill(run.inference[0], no_restart=True)  # and the model's actor too: it is replaced
+    dead_model = run.inference[0]
+    ray.kill(dead_model, no_restart=True)  # and the model's actor too: it is replaced
     while time.monotonic() < deadline and len(jsonl_lines(victim)) < killed_after + 20:
         time.sleep(0.2)
     stop.set()
@@ -100,7 +97,7 @@ def test_a_killed_source_actor_restarts_and_its_file_continues_while_the_other_f
     report = done["report"]
     victim_report, other_report = report.sources
     assert victim_report.restarts == 1 and victim_report.error is None
-    assert run.restarted_inference >= 1, "a new inference actor took over the dead one's batches"
+    assert run.inference[0] is not dead_model, "a new inference actor took over the dead one's batches"
     lines = jsonl_lines(victim)
     assert [x["frame"] for x in lines] == list(range(len(lines))), "every frame once, in order, across the restart"
     assert len(lines) >= killed_after + 20

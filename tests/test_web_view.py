@@ -71,7 +71,8 @@ def live(shared_media: Path, tmp_path_factory: pytest.TempPathFactory):
     while time.monotonic() < deadline and process.poll() is None:
         try:
             status, _, body = run.get("/api/sources", timeout=2)
-            if status == 200 and json.loads(body)["sources"][0]["frames_published"] >= 3:
+            sources = json.loads(body)["sources"] if status == 200 else []  # empty until the models are loaded
+            if sources and sources[0]["frames_published"] >= 3:
                 break
         except OSError:
             pass

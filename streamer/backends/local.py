@@ -1,14 +1,14 @@
-"""The single-process backend: per source capture and detect+track threads, one shared inference
-worker, per source an output thread; the main thread shows status and the window and handles stops.
+"""The single-process backend: per source capture and detect+track threads, one shared inference worker,
+per source an output thread; the main thread shows the status and the window and handles stops.
 
     capture -> [q] -> detect+track -> [q] --\\
-    capture -> [q] -> detect+track -> [q] ----> inference worker -> [q] -> output (render, sinks)  per source
+    capture -> [q] -> detect+track -> [q] ----> inference worker -> [q] -> output (session.write)  per source
     capture -> [q] -> detect+track -> [q] --/
 
-One source or many, a video, a camera or an image: the same path. A
-source's failure (it breaks for good, its disk fills) ends that source
-only; the worker's failure ends the run. Whatever ends a run, every thread
-is stopped and joined and every output finalized before `run_local` returns.
+One source or many, a video, a camera or an image: the same path. The
+models are built once per `LocalBackend` (a Python user running it again
+reuses them). What a source does with its frames is its `SourceSession`'s
+job, as on every backend (see `streamer.backends.base` for what ends what).
 """
 
 from __future__ import annotations
@@ -16,77 +16,64 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
-import numpy as np
-from rich.console import Console
-
-from streamer.display import GridWindow
-from streamer.inference_worker import InferenceWorker, Lane
-from streamer.outputs import JsonlOutput, Outputs, VideoOutput
-from streamer.overlay import OverlayRenderer, OverlayStats
-from streamer.pipeline import END, Pipeline, PipelineStats, PipelineThread
-from streamer.progress import RateMeter, SourceStatus, StatusTable
-from streamer.results import frame_to_json
+from streamer.backends.assembly import (
+    Components,
+    OpenedSource,
+    build_components,
+    detect_track_stage_for,
+    open_sources,
+    queue_policy,
+    session_for,
+)
+from streamer.backends.base import RunJob, RunReport
+from streamer.backends.inference_worker import InferenceWorker, Lane
+from streamer.backends.monitor import RunMonitor
+from streamer.backends.session import SourceSession
+from streamer.config import AppConfig
+from streamer.detectors.base import PersonDetector
+from streamer.detectors.shared import SharedDetector
+from streamer.outputs import ensure_writable_dir
+from streamer.outputs.claim import refuse_if_busy
 from streamer.sources import Source
+from streamer.stages.pipeline import END, EdgeQueue, ErrorRelay, Pipeline, PipelineThread, QueuePolicy
 from streamer.types import FrameResult
-from streamer.web.board import LiveBoard
+from streamer.view.display import GridWindow
 
 logger = logging.getLogger(__name__)
 
-#: How often the main thread refreshes the status table and the window.
+#: How often the main thread refreshes the status and the window.
 TICK_S = 0.05
-
-OnFrame = Callable[[str, FrameResult, PipelineStats], None]
 
 
 @dataclass(eq=False)
 class SourceRun:
-    """One source's threads, queues and outputs for the length of a run."""
+    """One source's threads and queues for the length of a run, around its session."""
 
-    name: str
     source: Source
     pipeline: Pipeline
     lane: Lane
-    outputs: Outputs
-    renderer: OverlayRenderer
-    frames: int = 0
-    persons: int = 0
-    started: float = field(default_factory=time.monotonic)
-    error: BaseException | None = None
-    meter: RateMeter = field(default_factory=RateMeter)
-    latest: np.ndarray | None = None
-    finished: bool = False
-    model_name: str = ""
 
-    def status(self) -> SourceStatus:
-        state = "failed" if self.error else "done" if self.finished else "running"
-        reconnects = getattr(self.source, "reconnects", 0)
-        info = self.source.info
-        return SourceStatus(
-            self.name,
-            state,
-            self.frames,
-            info.frame_count_hint if not info.is_live else None,
-            self.meter.rate(),
-            self.persons,
-            self.pipeline.stats.dropped + self.lane.outbox.dropped,
-            reconnects,
-        )
+    @property
+    def session(self) -> SourceSession:
+        return self.lane.session
+
+    def refresh(self) -> None:
+        """The figures only this backend knows: stale frames dropped on its queues, reconnects."""
+        self.session.dropped = self.pipeline.stats.dropped + self.lane.outbox.dropped
+        self.session.reconnects = self.source.reconnects
 
 
 class OutputThread(PipelineThread):
-    """Per source: draw the overlay and write every output, frame by frame, in order."""
+    """Per source: every smoothed frame through the session's `write`, in order."""
 
-    def __init__(
-        self, run: SourceRun, stop: threading.Event, on_frame: OnFrame | None, board: LiveBoard | None = None
-    ) -> None:
-        super().__init__(name=f"output:{run.name}", daemon=True)
+    def __init__(self, run: SourceRun, stop: threading.Event) -> None:
+        super().__init__(name=f"output:{run.session.name}", daemon=True)
         self.run_ = run
         self.stop_event = stop
-        self.on_frame = on_frame
-        self.board = board
 
     def run(self) -> None:
         run = self.run_
@@ -95,167 +82,188 @@ class OutputThread(PipelineThread):
                 item = run.lane.outbox.get(self.stop_event)
                 if item is None or item is END:
                     return
-                self._write(run, item)
-        except BaseException as exc:  # this source's failure; the others go on
-            run.error = exc
-            run.pipeline.stop.set()
-            run.lane.abandoned.set()
+                result: FrameResult = item
+                run.refresh()
+                if not run.session.write(result):
+                    return  # this source failed: it ends alone
+        except BaseException as exc:  # never expected: write keeps its own errors
+            run.session.fail(exc)
         finally:
-            error = run.outputs.close()
-            run.error = run.error or error
-            run.finished = True
-
-    def _write(self, run: SourceRun, result: FrameResult) -> None:
-        fps = run.meter.tick()
-        latency_ms = 1000.0 * (time.monotonic() - result.frame.captured_at)
-        stats = OverlayStats(fps, latency_ms, run.pipeline.stats.dropped + run.lane.outbox.dropped)
-        annotated = run.renderer.annotate(result.frame.image.copy(), result, stats)
-        run.outputs.write(annotated, result)
-        run.frames += 1
-        run.persons = len(result.persons)
-        run.latest = annotated
-        if self.board is not None:  # the live web view: a reference swap, never a wait
-            status = {k: v for k, v in vars(run.status()).items() if k != "name"}
-            self.board.publish(run.name, annotated, frame_to_json(result, run.model_name), status)
-        if self.on_frame is not None:
-            self.on_frame(run.name, result, run.pipeline.stats)
+            if run.session.failed:
+                run.pipeline.stop.set()
+                run.lane.abandoned.set()
+            run.session.close()
 
 
-@dataclass
-class SourceReport:
-    """What one source produced."""
+class LocalBackend:
+    """Runs jobs in this process (see the module docstring)."""
 
-    name: str
-    frames: int
-    paths: list
-    video_frames: int
-    jsonl_lines: int
-    dropped: int
-    seconds: float
-    error: BaseException | None
-    restarts: int = 0
+    def __init__(self) -> None:
+        self._components: Components | None = None
+        self._built_for: tuple[object, object] = (None, None)
 
-    @classmethod
-    def of(
-        cls,
-        name: str,
-        frames: int,
-        outputs: Outputs,
-        dropped: int,
-        started: float,
-        error: BaseException | None,
-        restarts: int = 0,
-    ) -> SourceReport:
-        """The report of a source that wrote `outputs`, started at `started` (monotonic)."""
-        return cls(
-            name,
-            frames,
-            outputs.paths,
-            outputs.count(VideoOutput),
-            outputs.count(JsonlOutput),
-            dropped,
-            time.monotonic() - started,
-            error,
-            restarts,
+    def components(self, job: RunJob) -> Components:
+        """The models, built on the first run and kept for the next runs with the same settings."""
+        config, factory = self._built_for
+        if self._components is None or config is not job.config or factory is not job.model_factory:
+            self._components = build_components(job.config, job.model_factory)
+            self._built_for = (job.config, job.model_factory)
+        return self._components
+
+    def run(self, job: RunJob) -> RunReport:
+        config = job.config
+        out_dir = ensure_writable_dir(Path(config.sink.out_dir).expanduser())
+        opened, unopened = open_sources(job.entries)
+        job.unopened(unopened)
+        if not opened:
+            return RunReport([], unopened)
+        try:
+            for source in opened:  # fail now, before models load, when another run writes these files
+                if not source.source.info.is_live:
+                    refuse_if_busy(out_dir, source.name)
+            components = self.components(job)
+        except BaseException:
+            for source in opened:
+                source.source.close()
+            raise
+        report = _LocalRun(job, components, opened).run()
+        report.unopened = unopened
+        return report
+
+
+class _LocalRun:
+    """One run's threads, from start to the last output finalized."""
+
+    def __init__(self, job: RunJob, components: Components, opened: Sequence[OpenedSource]) -> None:
+        self.job = job
+        self.components = components
+        self.opened = opened
+        self.runs: list[SourceRun] = []
+        self.shared = _shared_detector(job.config, components, len(opened))
+
+    def _prepare(self) -> None:
+        config, job, components = self.job.config, self.job, self.components
+        for opened in self.opened:
+            info = opened.source.info
+            policy = queue_policy(info, opened.config)
+            size = config.live_queue_size if policy is QueuePolicy.LATEST else config.queue_size
+            detector: PersonDetector = self.shared.lane() if self.shared else components.detector
+            detect = detect_track_stage_for(config, detector, info.kind, opened.config.keep_tracks_s, components.device)
+            pipeline = Pipeline(opened.source.frames, [("detect+track", detect.process)], size, policy)
+            session = session_for(config, opened.name, info, components.card, job.live_view, job.on_frame)
+            outbox = EdgeQueue[FrameResult](f"emotion->output:{opened.name}", size, policy)
+            self.runs.append(SourceRun(opened.source, pipeline, Lane(session, pipeline.outbox, outbox)))
+
+    def run(self) -> RunReport:
+        job, config = self.job, self.job.config
+        try:
+            self._prepare()
+        except BaseException:
+            for run in self.runs:
+                run.session.close()
+            for opened in self.opened:
+                opened.source.close()
+            if self.shared:
+                self.shared.close()
+            raise
+        stop = job.stop
+        worker_stop = threading.Event()
+        worker = InferenceWorker(
+            self.components.model,
+            [run.lane for run in self.runs],
+            config.emotion.batch_size,
+            config.emotion.batch_wait_ms / 1000.0,
+            worker_stop,
+            ErrorRelay(worker_stop),
+        )
+        if job.on_open is not None:
+            job.on_open()
+        started = time.monotonic()
+        writers = [OutputThread(run, stop) for run in self.runs]
+        window = _window(config, self.runs)
+        for run in self.runs:
+            run.pipeline.start()
+        worker.start()
+        for writer in writers:
+            writer.start()
+        sessions = [run.session for run in self.runs]
+        with RunMonitor(job.console, job.show_status, job.live_view) as monitor:
+            try:
+                self._watch(writers, worker, window, monitor)
+            except KeyboardInterrupt:  # library use without the CLI's graceful handler
+                stop.set()
+            finally:
+                self._finalize(writers, worker, window)
+            monitor.update(sessions)
+        return RunReport(
+            [session.report() for session in sessions],
+            interrupted=stop.is_set() and worker.errors.error is None,
+            error=worker.errors.error,
+            seconds=time.monotonic() - started,
+            batches=worker.batches,
+            persons_inferred=worker.persons_inferred,
+            stage_ms=self._stage_ms(worker),
         )
 
+    def _watch(
+        self, writers: Sequence[OutputThread], worker: InferenceWorker, window: GridWindow | None, monitor: RunMonitor
+    ) -> None:
+        """The main thread while the run goes on: figures, the window, and the reasons to stop."""
+        stop = self.job.stop
+        sessions = [run.session for run in self.runs]
+        while any(w.is_alive() for w in writers) and not stop.is_set():
+            for run in self.runs:
+                run.refresh()
+            monitor.update(sessions)
+            if window is not None and not window.show([s.latest for s in sessions]):
+                stop.set()  # the user closed the window
+            if worker.errors.error is not None:
+                stop.set()  # the model failed: the run ends, every output is finalized
+            time.sleep(TICK_S)
 
-@dataclass
-class RunReport:
-    """What a run produced, per source; `error` is a failure of the whole run (the inference worker)."""
-
-    sources: list[SourceReport]
-    interrupted: bool = False
-    error: BaseException | None = None
-    seconds: float = 0.0
-    batches: int = 0
-    persons_inferred: int = 0
-    stage_ms: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def failed(self) -> list[SourceReport]:
-        return [s for s in self.sources if s.error is not None]
-
-
-def run_local(
-    runs: Sequence[SourceRun],
-    worker: InferenceWorker,
-    stop: threading.Event,
-    console: Console | None = None,
-    show_status: bool = True,
-    window: GridWindow | None = None,
-    on_frame: OnFrame | None = None,
-    board: LiveBoard | None = None,
-) -> RunReport:
-    """Run every source to its end (or until `stop`); finalize everything; report per source."""
-    started = time.monotonic()
-    writers = [OutputThread(run, stop, on_frame, board) for run in runs]
-    for run in runs:
-        run.pipeline.start()
-    worker.start()
-    for writer in writers:
-        writer.start()
-    try:
-        with StatusTable(console or Console(stderr=True), show_status) as table:
-            while any(w.is_alive() for w in writers) and not stop.is_set():
-                table.update([run.status() for run in runs])
-                if window is not None and not window.show([run.latest for run in runs]):
-                    stop.set()  # the user closed the window
-                if worker.errors.error is not None:
-                    stop.set()
-                time.sleep(TICK_S)
-            table.update([run.status() for run in runs])
-    except KeyboardInterrupt:  # library use without the CLI's graceful handler
-        stop.set()
-    finally:
-        _finalize(runs, writers, worker, stop, window)
-    report = RunReport(
-        [_report(run) for run in runs],
-        interrupted=stop.is_set() and worker.errors.error is None,
-        error=worker.errors.error,
-        seconds=time.monotonic() - started,
-        batches=worker.batches,
-        persons_inferred=worker.persons_inferred,
-        stage_ms=_stage_ms(runs, worker),
-    )
-    return report
-
-
-def _finalize(
-    runs: Sequence[SourceRun],
-    writers: Sequence[OutputThread],
-    worker: InferenceWorker,
-    stop: threading.Event,
-    window: GridWindow | None,
-) -> None:
-    """Stop producing, let every writer finish its frame and close its outputs, then join the rest."""
-    for run in runs:
-        run.pipeline.stop.set()
-    if stop.is_set():  # a stop request: the worker stops now; at a normal end it has already drained
+    def _finalize(self, writers: Sequence[OutputThread], worker: InferenceWorker, window: GridWindow | None) -> None:
+        """Stop producing, let every writer finish its frame and close its outputs, then join the rest."""
+        for run in self.runs:
+            run.pipeline.stop.set()
+        if self.job.stop.is_set():  # a stop request: the worker stops now; at a normal end it has already drained
+            worker.stop_event.set()
+        for writer in writers:
+            writer.join(timeout=30.0)
         worker.stop_event.set()
-    for writer in writers:
-        writer.join(timeout=30.0)
-    worker.stop_event.set()
-    worker.join(timeout=10.0)
-    for run in runs:
-        try:
-            run.pipeline.close()
-        except Exception as exc:
-            run.error = run.error or exc
-        finally:
-            run.source.close()
-    if window is not None:
-        window.close()
+        worker.join(timeout=10.0)
+        for run in self.runs:
+            try:
+                run.pipeline.close()  # re-raises the source's own error (a file broken for good)
+            except Exception as exc:
+                run.session.fail(exc)
+            finally:
+                run.session.close()
+                run.source.close()
+        if self.shared:
+            self.shared.close()
+        if window is not None:
+            window.close()
+
+    def _stage_ms(self, worker: InferenceWorker) -> dict[str, float]:
+        """Mean busy time per frame of each stage (detect+track averaged over sources), for the benchmarks."""
+        timings = [t for run in self.runs for name, t in run.pipeline.stats.stages.items() if name == "detect+track"]
+        items = sum(t.items for t in timings)
+        detect = 1000.0 * sum(t.busy_s for t in timings) / items if items else 0.0
+        return {"detect+track": detect, "emotion": worker.timing.mean_ms}
 
 
-def _stage_ms(runs: Sequence[SourceRun], worker: InferenceWorker) -> dict[str, float]:
-    """Mean busy time per frame of each stage (detect+track averaged over sources), for the benchmarks."""
-    timings = [t for run in runs for name, t in run.pipeline.stats.stages.items() if name == "detect+track"]
-    items = sum(t.items for t in timings)
-    detect = 1000.0 * sum(t.busy_s for t in timings) / items if items else 0.0
-    return {"detect+track": detect, "emotion": worker.timing.mean_ms}
+def _window(config: AppConfig, runs: Sequence[SourceRun]) -> GridWindow | None:
+    if not config.sink.display:
+        return None
+    if not GridWindow.available():
+        logger.warning("no display available: running headless (--display ignored)")
+        return None
+    return GridWindow(f"CocoER - {runs[0].source.info.display_name}" if len(runs) == 1 else "CocoER")
 
 
-def _report(run: SourceRun) -> SourceReport:
-    dropped = run.pipeline.stats.dropped + run.lane.outbox.dropped
-    return SourceReport.of(run.name, run.frames, run.outputs, dropped, run.started, run.error)
+def _shared_detector(config: AppConfig, components: Components, sources: int) -> SharedDetector | None:
+    """One batched detector for all sources: CUDA and several sources (or `detector.batch_sources: yes`)."""
+    choice = config.detector.batch_sources
+    if choice == "no" or sources < 2 or (choice == "auto" and not components.device.startswith("cuda")):
+        return None
+    return SharedDetector(components.detector, config.detector.batch_wait_ms)

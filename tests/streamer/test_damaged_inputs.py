@@ -15,7 +15,8 @@ import pytest
 
 from streamer.config import DetectorConfig, SourceConfig
 from streamer.detectors import build_detector
-from streamer.sources import open_source, reorder_timestamps
+from streamer.sources import open_source
+from streamer.sources.container import reorder_timestamps
 from tests.conftest import media_file
 from tests.support.damaged import corrupt_middle, cut_short, encode, phone_portrait, remux
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from fractions import Fraction
 from pathlib import Path
 
 import cv2
@@ -13,13 +14,17 @@ import pytest
 
 from cocoer_core.api import EmotionResult, FramePersons, Level
 from cocoer_core.baseline import FaceExpressionBaseline
-from streamer.config import SmoothingConfig
+from streamer.backends.inference_worker import InferenceWorker, Lane
+from streamer.backends.session import SourceSession
+from streamer.config import OverlayConfig, SmoothingConfig
 from streamer.detectors.faces import MtcnnFaceDetector
-from streamer.inference_worker import InferenceWorker, Lane
-from streamer.pipeline import END, EdgeQueue, ErrorRelay
-from streamer.smoothing import SmoothingBank
-from streamer.stages import EmotionStage, region_of
+from streamer.outputs import Outputs
+from streamer.sources import SourceInfo, SourceKind
+from streamer.stages.emotion import EmotionStage, ModelCard, region_of
+from streamer.stages.pipeline import END, EdgeQueue, ErrorRelay, QueuePolicy
+from streamer.stages.smoothing import SmoothingBank
 from streamer.types import Box, Frame, Person, TrackedFrame
+from streamer.view.overlay import OverlayRenderer
 from tests.conftest import media_file
 
 
@@ -54,6 +59,18 @@ def photos(shared_media: Path) -> list[tuple[np.ndarray, tuple[Person, ...]]]:
     return out
 
 
+def _session(name: str, model: CountingModel) -> SourceSession:
+    """A source's session with no outputs: the worker only plans and smooths."""
+    info = SourceInfo(name, name, SourceKind.FILE, False, 640, 480, 10.0, None, Fraction(1, 10))
+    stage = EmotionStage(ModelCard.of(model), SmoothingBank(SmoothingConfig(), model.label_rule))
+    return SourceSession(name, info, stage, OverlayRenderer(OverlayConfig()), Outputs())
+
+
+def _lane(name: str, model: CountingModel, inbox: int = 8, outbox: int = 8) -> Lane:
+    block = QueuePolicy.BLOCK
+    return Lane(_session(name, model), EdgeQueue(f"in-{name}", inbox, block), EdgeQueue(f"out-{name}", outbox, block))
+
+
 def _tracked(image: np.ndarray, persons: tuple[Person, ...], index: int, last: bool = False) -> TrackedFrame:
     return TrackedFrame(Frame("x", index, index / 10.0, 0.0, image, is_last=last), persons)
 
@@ -61,15 +78,7 @@ def _tracked(image: np.ndarray, persons: tuple[Person, ...], index: int, last: b
 def test_frames_of_three_sources_share_one_call_and_equal_per_frame_results(photos) -> None:
     model = CountingModel()
     stop = threading.Event()
-    lanes = [
-        Lane(
-            f"s{k}",
-            EdgeQueue(f"in{k}", 8, "block"),
-            EdgeQueue(f"out{k}", 8, "block"),
-            EmotionStage(model, SmoothingBank(SmoothingConfig(), model.label_rule), batch_size=64),
-        )
-        for k in range(3)
-    ]
+    lanes = [_lane(f"s{k}", model) for k in range(3)]
     for k, lane in enumerate(lanes):  # every frame is queued before the worker starts: one batch each round
         image, persons = photos[k]
         for index in range(2):
@@ -95,18 +104,8 @@ def test_frames_of_three_sources_share_one_call_and_equal_per_frame_results(phot
 def test_a_lane_whose_output_is_full_does_not_hold_the_others_back(photos) -> None:
     model = CountingModel()
     stop = threading.Event()
-    stuck = Lane(
-        "stuck",
-        EdgeQueue("in-a", 4, "block"),
-        EdgeQueue("out-a", 1, "block"),
-        EmotionStage(model, SmoothingBank(SmoothingConfig(), model.label_rule)),
-    )
-    free = Lane(
-        "free",
-        EdgeQueue("in-b", 8, "block"),
-        EdgeQueue("out-b", 8, "block"),
-        EmotionStage(model, SmoothingBank(SmoothingConfig(), model.label_rule)),
-    )
+    stuck = _lane("stuck", model, inbox=4, outbox=1)
+    free = _lane("free", model)
     image, persons = photos[2]
     for index in range(3):
         stuck.inbox.put(_tracked(image, persons, index), stop)

@@ -18,10 +18,13 @@ import pytest
 
 from streamer.config import SourceConfig
 from streamer.errors import SourceError
-from streamer.pipeline import Pipeline
-from streamer.sinks import SegmentedVideoSink, VideoSink
-from streamer.sources import ContainerSource, StreamSource, open_source
+from streamer.outputs.video import Mp4Writer, VideoOutput
+from streamer.sources import SourceKind, open_source
+from streamer.sources.container import ContainerSource
+from streamer.sources.live import StreamSource
+from streamer.stages.pipeline import Pipeline, QueuePolicy
 from tests.conftest import ROOT, media_file
+from tests.support.pipelines import drain
 from tests.support.servers import free_port
 
 pytestmark = pytest.mark.rtsp
@@ -73,11 +76,11 @@ def test_latest_policy_drops_stale_frames_behind_a_slow_stage(shared_media: Path
         time.sleep(0.2)  # a 5 fps stage behind a 25 fps camera
         return frame
 
-    pipeline = Pipeline(source.frames, [("slow", slow)], queue_size=2, policy="latest")
+    pipeline = Pipeline(source.frames, [("slow", slow)], queue_size=2, policy=QueuePolicy.LATEST)
     pipeline.start()
     latencies, indices = [], []
     started = time.monotonic()
-    for frame in pipeline.results():
+    for frame in drain(pipeline):
         latencies.append(time.monotonic() - frame.captured_at)
         indices.append(frame.index)
         if time.monotonic() - started > 4.0:
@@ -200,9 +203,9 @@ def test_http_link_to_a_video_file_is_a_finite_source(shared_media: Path, http_s
 def test_segments_rotate_and_each_plays_from_zero(tmp_path: Path, shared_media: Path) -> None:
     source = open_source(_clip(shared_media, "face_woman_head_pose.mp4"), SourceConfig())
     frames = list(source.frames(threading.Event()))  # 23 frames at 12.5 fps = 1.84 s
-    sink = SegmentedVideoSink(tmp_path, "cam", 12.5, segment_s=0.7)
+    sink = VideoOutput(tmp_path, "cam", 12.5, segment_s=0.7)
     for frame in frames:
-        sink.write(frame.image, frame.pts_s)
+        sink.write_image(frame.image, frame.pts_s)
     sink.close()
     assert [p.name for p in sink.paths] == ["cam_001.mp4", "cam_002.mp4", "cam_003.mp4"]
     total = 0
@@ -223,10 +226,10 @@ sys.path.insert(0, {str(ROOT)!r})
 import cv2, av
 from fractions import Fraction
 from streamer.config import SourceConfig
-from streamer.sinks import VideoSink
+from streamer.outputs.video import Mp4Writer
 from streamer.sources import open_source
 source = open_source({_clip(shared_media, "face_man_smiling_short.mp4")!r}, SourceConfig())
-sink = VideoSink(__import__('pathlib').Path({str(out)!r}), Fraction(1, 90000), 30.0)
+sink = Mp4Writer(__import__('pathlib').Path({str(out)!r}), Fraction(1, 90000), 30.0)
 for frame in source.frames(threading.Event()):
     sink.write(frame.image, frame.pts_s)
 os._exit(1)  # no close(), no flush: a crash
@@ -318,7 +321,7 @@ def test_cli_dead_rtsp_url_is_one_line_exit_2(tmp_path: Path) -> None:
 
 def test_fragmented_video_sink_is_a_playable_mp4(tmp_path: Path) -> None:
     out = tmp_path / "x.mp4"
-    with VideoSink(out, Fraction(1, 90000), 25.0) as sink:
+    with Mp4Writer(out, Fraction(1, 90000), 25.0) as sink:
         for i in range(3):
             sink.write(np.zeros((32, 32, 3), np.uint8), i / 25)
     with av.open(str(out)) as container:
@@ -327,11 +330,11 @@ def test_fragmented_video_sink_is_a_playable_mp4(tmp_path: Path) -> None:
 
 def test_camera_source_reads_through_opencv_and_reopens_at_the_end(shared_media: Path) -> None:
     """No camera here: OpenCV's VideoCapture on a real clip stands in for one (it ends like an unplugged camera)."""
-    from streamer.sources import CameraSource
+    from streamer.sources.live import CameraSource
 
     clip = _clip(shared_media, "face_woman_head_pose.mp4")  # 23 frames
     source = CameraSource(clip, SourceConfig(backoff_initial_s=0.1))
-    assert source.info.is_live and source.info.kind == "camera"
+    assert source.info.is_live and source.info.kind is SourceKind.CAMERA
     frames = _frames(source, 30)
     source.close()
     assert frames[23].gap_before and not any(f.gap_before for f in frames[:23])

@@ -16,12 +16,13 @@ import av
 import numpy as np
 import pytest
 
-from streamer.claim import claim_outputs
 from streamer.config import SourceConfig
 from streamer.errors import OutputError
-from streamer.pipeline import Pipeline
-from streamer.sinks import JsonlSink, VideoSink
+from streamer.outputs.claim import claim_outputs
+from streamer.outputs.records import JsonlOutput
+from streamer.outputs.video import Mp4Writer
 from streamer.sources import open_source
+from streamer.stages.pipeline import Pipeline, QueuePolicy
 from tests.conftest import ROOT, media_file
 
 
@@ -31,11 +32,11 @@ def _decoded(path: Path) -> int:
 
 
 def test_a_full_disk_is_an_output_error_naming_the_file() -> None:
-    jsonl = JsonlSink(Path("/dev/full"))
+    jsonl = JsonlOutput(Path("/dev/full"))
     with pytest.raises(OutputError, match=r"cannot write /dev/full \(No space left on device\)"):
-        jsonl.write({"frame": 0})
+        jsonl.write_line({"frame": 0})
     jsonl.close()  # and closing afterwards is fine
-    video = VideoSink(Path("/dev/full"), Fraction(1, 25), 25.0)
+    video = Mp4Writer(Path("/dev/full"), Fraction(1, 25), 25.0)
     with pytest.raises(OutputError, match="/dev/full"):
         for i in range(200):  # the encoder and muxer buffer a little before the first write reaches the disk
             video.write(np.zeros((64, 64, 3), np.uint8), i / 25)
@@ -52,13 +53,13 @@ import resource, signal, sys
 sys.path.insert(0, {str(ROOT)!r})
 from pathlib import Path
 from streamer.errors import OutputError
-from streamer.sinks import JsonlSink
+from streamer.outputs.records import JsonlOutput
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 resource.setrlimit(resource.RLIMIT_FSIZE, (1000, 1000))
-sink = JsonlSink(Path({str(out)!r}))
+sink = JsonlOutput(Path({str(out)!r}))
 try:
     for i in range(100):
-        sink.write({{"frame": i, "pad": "x" * 40}})
+        sink.write_line({{"frame": i, "pad": "x" * 40}})
 except OutputError as exc:
     print("lines", sink.lines, exc)
 """
@@ -80,10 +81,10 @@ import cv2, av
 from fractions import Fraction
 from pathlib import Path
 from streamer.config import SourceConfig
-from streamer.sinks import VideoSink
+from streamer.outputs.video import Mp4Writer
 from streamer.sources import open_source
 source = open_source({str(media_file(shared_media, "face_man_smiling_short.mp4"))!r}, SourceConfig())
-sink = VideoSink(Path({str(out)!r}), Fraction(1, 90000), 25.0, fragment_s=2.0)
+sink = Mp4Writer(Path({str(out)!r}), Fraction(1, 90000), 25.0, fragment_s=2.0)
 started = time.monotonic()
 for count, frame in enumerate(source.frames(threading.Event()), start=1):
     sink.write(frame.image, time.monotonic() - started)
@@ -108,10 +109,10 @@ sys.path.insert(0, {str(ROOT)!r})
 import cv2, av
 from pathlib import Path
 from streamer.config import SourceConfig
-from streamer.sinks import VideoSink
+from streamer.outputs.video import Mp4Writer
 from streamer.sources import open_source
 source = open_source({str(source_path)!r}, SourceConfig())
-sink = VideoSink(Path({str(out)!r}), source.info.time_base, source.info.fps)
+sink = Mp4Writer(Path({str(out)!r}), source.info.time_base, source.info.fps)
 for count, frame in enumerate(source.frames(threading.Event()), start=1):
     sink.write(frame.image, frame.pts_s)
     print(count, flush=True)
@@ -154,7 +155,7 @@ def test_a_killed_run_leaves_no_stale_claim(tmp_path: Path) -> None:
 import sys, time
 sys.path.insert(0, {str(ROOT)!r})
 from pathlib import Path
-from streamer.claim import claim_outputs
+from streamer.outputs.claim import claim_outputs
 claim_outputs(Path({str(tmp_path)!r}), "clip", unique=False, existing=[])
 print("held", flush=True)
 time.sleep(60)
@@ -166,18 +167,3 @@ time.sleep(60)
     os.kill(process.pid, signal.SIGKILL)
     process.wait(timeout=30)
     claim_outputs(tmp_path, "clip", unique=False, existing=[]).release()
-
-
-def test_results_end_when_the_caller_asks_for_a_stop(shared_media: Path) -> None:
-    source = open_source(str(media_file(shared_media, "face_woman_head_pose.mp4")), SourceConfig())
-    pipeline = Pipeline(source.frames, [("slow", lambda f: time.sleep(0.05) or f)], queue_size=2, policy="block")
-    stop = threading.Event()
-    pipeline.start()
-    got = []
-    for frame in pipeline.results(until=stop):
-        got.append(frame.index)
-        if len(got) == 5:
-            stop.set()
-    pipeline.close()
-    source.close()
-    assert got == [0, 1, 2, 3, 4]

@@ -12,8 +12,8 @@ import pytest
 from cocoer_core.api import EmotionResult, Level
 from cocoer_core.labels import EMOTIC_LABELS
 from streamer.config import OverlayConfig
-from streamer.overlay import BODY_COLOR, HEAD_COLOR, LEVEL_COLORS, OverlayRenderer, OverlayStats
 from streamer.types import Box, Frame, FrameResult, Person
+from streamer.view.overlay import BODY_COLOR, HEAD_COLOR, LEVEL_COLORS, OverlayRenderer, OverlayStats
 from tests.conftest import media_file
 
 

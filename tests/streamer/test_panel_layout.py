@@ -13,10 +13,10 @@ from cocoer_core.api import COMPETING_LEVELS, EmotionResult, Level
 from cocoer_core.labels import EMOTIC_LABELS
 from streamer.config import DetectorConfig, OverlayConfig, SourceConfig
 from streamer.detectors import build_detector
-from streamer.overlay import OverlayRenderer
-from streamer.panel_layout import Rect, place
 from streamer.sources import open_source
 from streamer.types import FrameResult
+from streamer.view.overlay import OverlayRenderer
+from streamer.view.panel_layout import Rect, place
 from tests.conftest import media_file
 from trackers import TrackerConfig, build_tracker
 

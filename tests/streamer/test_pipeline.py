@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 
 from streamer.config import SourceConfig
-from streamer.pipeline import END, EdgeQueue, Pipeline
 from streamer.sources import open_source
+from streamer.stages.pipeline import END, EdgeQueue, Pipeline, QueuePolicy
 from streamer.types import Frame
 from tests.conftest import media_file
+from tests.support.pipelines import drain
 
 
 def _slow(delay: float):
@@ -27,9 +28,11 @@ def _slow(delay: float):
 
 def test_block_policy_keeps_every_real_frame_in_order(shared_media: Path) -> None:
     source = open_source(str(media_file(shared_media, "face_woman_head_pose.mp4")), SourceConfig())
-    pipeline = Pipeline(source.frames, [("a", _slow(0.01)), ("b", _slow(0.005))], queue_size=2, policy="block")
+    pipeline = Pipeline(
+        source.frames, [("a", _slow(0.01)), ("b", _slow(0.005))], queue_size=2, policy=QueuePolicy.BLOCK
+    )
     pipeline.start()
-    got = [frame.index for frame in pipeline.results()]
+    got = [frame.index for frame in drain(pipeline)]
     pipeline.close()
     assert got == list(range(23))
     assert pipeline.stats.dropped == 0
@@ -48,9 +51,9 @@ def _live_frames(count: int, interval: float):
 
 
 def test_latest_policy_drops_stale_frames_and_counts_them() -> None:
-    pipeline = Pipeline(_live_frames(60, 0.002), [("slow", _slow(0.03))], queue_size=2, policy="latest")
+    pipeline = Pipeline(_live_frames(60, 0.002), [("slow", _slow(0.03))], queue_size=2, policy=QueuePolicy.LATEST)
     pipeline.start()
-    got = [frame.index for frame in pipeline.results()]
+    got = [frame.index for frame in drain(pipeline)]
     pipeline.close()
     assert got == sorted(got), "order is kept even when dropping"
     assert len(got) < 60 and got[-1] == 59, "the newest frame always gets through"
@@ -58,7 +61,7 @@ def test_latest_policy_drops_stale_frames_and_counts_them() -> None:
 
 
 def test_latest_queue_drops_the_oldest() -> None:
-    q: EdgeQueue[int] = EdgeQueue("q", 2, "latest")
+    q: EdgeQueue[int] = EdgeQueue("q", 2, QueuePolicy.LATEST)
     stop = threading.Event()
     for i in range(5):
         assert q.put(i, stop)
@@ -67,7 +70,7 @@ def test_latest_queue_drops_the_oldest() -> None:
 
 
 def test_end_marker_waits_behind_queued_items() -> None:
-    q: EdgeQueue[int] = EdgeQueue("q", 2, "block")
+    q: EdgeQueue[int] = EdgeQueue("q", 2, QueuePolicy.BLOCK)
     stop = threading.Event()
     q.put(1, stop)
     q.put(2, stop)
@@ -88,9 +91,9 @@ def test_a_failing_stage_stops_everything_and_is_reraised(shared_media: Path) ->
 
     source = open_source(str(media_file(shared_media, "face_selfie_expressions.mp4")), SourceConfig())
     # A slow downstream stage keeps the queues full while the middle one dies.
-    pipeline = Pipeline(source.frames, [("boom", boom), ("slow", _slow(0.05))], queue_size=2, policy="block")
+    pipeline = Pipeline(source.frames, [("boom", boom), ("slow", _slow(0.05))], queue_size=2, policy=QueuePolicy.BLOCK)
     pipeline.start()
-    got = list(pipeline.results())
+    got = list(drain(pipeline))
     with pytest.raises(RuntimeError, match="stage exploded"):
         pipeline.close()
     assert len(got) <= 5
@@ -103,18 +106,18 @@ def test_a_failing_source_is_reraised() -> None:
         yield Frame("x", 0, 0.0, 0.0, np.zeros((4, 4, 3), np.uint8))
         raise OSError("disk gone")
 
-    pipeline = Pipeline(frames, [("id", lambda f: f)], queue_size=4, policy="block")
+    pipeline = Pipeline(frames, [("id", lambda f: f)], queue_size=4, policy=QueuePolicy.BLOCK)
     pipeline.start()
-    assert len(list(pipeline.results())) == 1
+    assert len(list(drain(pipeline))) == 1
     with pytest.raises(OSError, match="disk gone"):
         pipeline.close()
 
 
 @pytest.mark.timeout(20)
 def test_stopping_midway_from_the_consumer_does_not_hang() -> None:
-    pipeline = Pipeline(_live_frames(10_000, 0.0), [("a", _slow(0.001))], queue_size=2, policy="block")
+    pipeline = Pipeline(_live_frames(10_000, 0.0), [("a", _slow(0.001))], queue_size=2, policy=QueuePolicy.BLOCK)
     pipeline.start()
-    for frame in pipeline.results():
+    for frame in drain(pipeline):
         if frame.index == 10:
             break
     pipeline.close(timeout_s=5)

@@ -14,7 +14,8 @@ import cv2
 import numpy as np
 import pytest
 
-from streamer.report import Decimated, write_report
+from streamer.report import write_report
+from streamer.report.summary import Decimated
 from tests.conftest import media_file
 from tests.support.runs import jsonl_lines
 from tests.test_cli import OFFLINE, run_cli

@@ -13,7 +13,9 @@ import pytest
 
 from streamer.config import SourceConfig
 from streamer.errors import UserError
-from streamer.sinks import JsonlSink, VideoSink, ensure_writable_dir
+from streamer.outputs.base import ensure_writable_dir
+from streamer.outputs.records import JsonlOutput
+from streamer.outputs.video import Mp4Writer
 from streamer.sources import open_source
 from tests.conftest import media_file
 
@@ -33,7 +35,7 @@ def test_video_sink_keeps_every_frame_and_timestamp(shared_media: Path, tmp_path
     source = open_source(str(media_file(shared_media, "face_woman_head_pose.mp4")), SourceConfig())
     out = tmp_path / "copy.mp4"
     written = []
-    with VideoSink(out, source.info.time_base, source.info.fps) as sink:
+    with Mp4Writer(out, source.info.time_base, source.info.fps) as sink:
         for frame in source.frames(threading.Event()):
             sink.write(frame.image, frame.pts_s)
             written.append(frame)
@@ -49,7 +51,7 @@ def test_odd_frame_sizes_are_padded_not_rejected(tmp_path: Path, shared_media: P
 
     image = cv2.imread(str(media_file(shared_media, "face_single_portrait.jpg")))[:301, :451]
     out = tmp_path / "odd.mp4"
-    with VideoSink(out, Fraction(1, 25), 25.0) as sink:
+    with Mp4Writer(out, Fraction(1, 25), 25.0) as sink:
         for i in range(5):
             sink.write(image, i / 25)
     times, images, _ = _decode(out)
@@ -61,7 +63,7 @@ def test_odd_frame_sizes_are_padded_not_rejected(tmp_path: Path, shared_media: P
 def test_a_sink_closed_early_leaves_a_playable_file(tmp_path: Path, shared_media: Path) -> None:
     source = open_source(str(media_file(shared_media, "face_man_smiling_short.mp4")), SourceConfig())
     out = tmp_path / "partial.mp4"
-    sink = VideoSink(out, source.info.time_base, source.info.fps)
+    sink = Mp4Writer(out, source.info.time_base, source.info.fps)
     for frame in source.frames(threading.Event()):
         sink.write(frame.image, frame.pts_s)
         if frame.index == 29:
@@ -74,7 +76,7 @@ def test_a_sink_closed_early_leaves_a_playable_file(tmp_path: Path, shared_media
 def test_non_increasing_timestamps_are_nudged_forward(tmp_path: Path) -> None:
     out = tmp_path / "dup.mp4"
     image = np.zeros((64, 64, 3), np.uint8)
-    with VideoSink(out, Fraction(1, 100), 25.0) as sink:
+    with Mp4Writer(out, Fraction(1, 100), 25.0) as sink:
         for t in (0.0, 0.04, 0.04, 0.08):
             sink.write(image, t)
     times, _, _ = _decode(out)
@@ -83,9 +85,9 @@ def test_non_increasing_timestamps_are_nudged_forward(tmp_path: Path) -> None:
 
 def test_jsonl_lines_are_readable_before_close(tmp_path: Path) -> None:
     path = tmp_path / "x.jsonl"
-    sink = JsonlSink(path)
-    sink.write({"frame": 0, "persons": []})
-    sink.write({"frame": 1, "persons": [{"track_id": 1}]})
+    sink = JsonlOutput(path)
+    sink.write_line({"frame": 0, "persons": []})
+    sink.write_line({"frame": 1, "persons": [{"track_id": 1}]})
     lines = path.read_text().splitlines()  # still open
     assert [json.loads(line)["frame"] for line in lines] == [0, 1]
     sink.close()

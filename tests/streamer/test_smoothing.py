@@ -8,7 +8,7 @@ import pytest
 from cocoer_core.api import EmotionResult, Level
 from cocoer_core.postprocess import LabelRule, labels_with_hysteresis
 from streamer.config import SmoothingConfig
-from streamer.smoothing import SmoothingBank, TrackSmoother, ema_weight
+from streamer.stages.smoothing import SmoothingBank, TrackSmoother, ema_weight
 from streamer.types import Box, Person, TrackEventKind
 
 LABELS = ("a", "b", "c")

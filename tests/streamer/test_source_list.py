@@ -9,7 +9,7 @@ import pytest
 
 from streamer.config import SourceConfig
 from streamer.errors import UserError
-from streamer.source_list import entries_from_file, entries_from_specs, unique_names
+from streamer.sources.entries import entries_from_file, entries_from_specs, unique_names
 from tests.conftest import media_file
 
 

@@ -12,7 +12,9 @@ import pytest
 
 from streamer.config import SourceConfig
 from streamer.errors import SourceError
-from streamer.sources import DemoSource, file_source, open_source, reorder_timestamps
+from streamer.sources import open_source
+from streamer.sources.container import file_source, reorder_timestamps
+from streamer.sources.demo import DemoSource
 from tests.conftest import media_file
 
 

@@ -16,9 +16,9 @@ from cocoer_core.baseline import FaceExpressionBaseline
 from cocoer_core.postprocess import LabelRule
 from streamer.config import SmoothingConfig
 from streamer.detectors.faces import MtcnnFaceDetector
-from streamer.smoothing import SmoothingBank
-from streamer.stages import EmotionStage
-from streamer.types import Box, Frame, Person, TrackedFrame, TrackEventKind
+from streamer.stages.emotion import NO_MODEL, EmotionStage, ModelCard, infer_batched
+from streamer.stages.smoothing import SmoothingBank
+from streamer.types import Box, Frame, FrameResult, Person, TrackedFrame, TrackEventKind
 from tests.conftest import media_file
 
 
@@ -54,11 +54,20 @@ def _frame(image: np.ndarray, index: int, fps: float = 10.0) -> Frame:
     return Frame("t", index, index / fps, 0.0, image)
 
 
+def emotion_step(
+    stage: EmotionStage, model: CountingBaseline, tracked: TrackedFrame, batch_size: int = 16
+) -> FrameResult:
+    """What the inference worker does with one frame: plan, the batched model calls, smoothing."""
+    due = stage.plan(tracked)
+    inferred = infer_batched(model, [stage.request(tracked, due)], batch_size)[0] if due else []
+    return stage.finish(tracked, due, inferred)
+
+
 def test_one_batched_call_per_frame_for_all_persons(crowd) -> None:
     image, persons = crowd
     model = CountingBaseline()
-    stage = EmotionStage(model, SmoothingBank(SmoothingConfig(), model.label_rule))
-    result = stage.process(TrackedFrame(_frame(image, 0), persons))
+    stage = EmotionStage(ModelCard.of(model), SmoothingBank(SmoothingConfig(), model.label_rule))
+    result = emotion_step(stage, model, TrackedFrame(_frame(image, 0), persons))
     assert model.calls == [5]
     assert all(r is not None for r in result.raw) and all(s is not None for s in result.smoothed)
     assert [e.kind for e in result.events] == [TrackEventKind.START] * 5
@@ -67,11 +76,11 @@ def test_one_batched_call_per_frame_for_all_persons(crowd) -> None:
 def test_stride_infers_every_kth_frame_and_new_tracks_at_once(crowd) -> None:
     image, persons = crowd
     model = CountingBaseline()
-    stage = EmotionStage(model, SmoothingBank(SmoothingConfig(), model.label_rule), stride=3)
+    stage = EmotionStage(ModelCard.of(model), SmoothingBank(SmoothingConfig(), model.label_rule), stride=3)
     raws = []
     for index in range(7):
         present = persons[:3] if index < 4 else persons  # two people appear at frame 4
-        raws.append(stage.process(TrackedFrame(_frame(image, index), present)))
+        raws.append(emotion_step(stage, model, TrackedFrame(_frame(image, index), present)))
     assert model.calls == [3, 3, 2, 3]  # frames 0, 3, 4 (the newcomers), 6
     assert [sum(r is not None for r in frame.raw) for frame in raws] == [3, 0, 0, 3, 2, 0, 3]
     # Between inferences the smoothed result is carried for every person.
@@ -81,8 +90,8 @@ def test_stride_infers_every_kth_frame_and_new_tracks_at_once(crowd) -> None:
 def test_batches_are_split_at_batch_size(crowd) -> None:
     image, persons = crowd
     model = CountingBaseline()
-    stage = EmotionStage(model, SmoothingBank(SmoothingConfig(), model.label_rule), batch_size=2)
-    stage.process(TrackedFrame(_frame(image, 0), persons))
+    stage = EmotionStage(ModelCard.of(model), SmoothingBank(SmoothingConfig(), model.label_rule))
+    emotion_step(stage, model, TrackedFrame(_frame(image, 0), persons), batch_size=2)
     assert model.calls == [2, 2, 1]
 
 
@@ -90,8 +99,10 @@ def test_faces_below_min_size_are_not_inferred(crowd) -> None:
     image, persons = crowd
     model = CountingBaseline()
     heights = sorted(p.head_box.height for p in persons)  # type: ignore[union-attr]
-    stage = EmotionStage(model, SmoothingBank(SmoothingConfig(), model.label_rule), min_face_px=int(heights[2]) + 1)
-    result = stage.process(TrackedFrame(_frame(image, 0), persons))
+    stage = EmotionStage(
+        ModelCard.of(model), SmoothingBank(SmoothingConfig(), model.label_rule), min_face_px=int(heights[2]) + 1
+    )
+    result = emotion_step(stage, model, TrackedFrame(_frame(image, 0), persons))
     assert model.calls == [2]
     assert sum(r is not None for r in result.raw) == 2
     for person, raw in zip(persons, result.raw, strict=True):
@@ -101,10 +112,10 @@ def test_faces_below_min_size_are_not_inferred(crowd) -> None:
 def test_smoothed_scores_lag_the_raw_ones(crowd) -> None:
     image, persons = crowd
     model = CountingBaseline()
-    stage = EmotionStage(model, SmoothingBank(SmoothingConfig(half_life_s=1.0), model.label_rule))
-    first = stage.process(TrackedFrame(_frame(image, 0), persons[:1]))
+    stage = EmotionStage(ModelCard.of(model), SmoothingBank(SmoothingConfig(half_life_s=1.0), model.label_rule))
+    first = emotion_step(stage, model, TrackedFrame(_frame(image, 0), persons[:1]))
     flipped = np.ascontiguousarray(cv2.flip(image, 0))  # an upside-down face: a very different input
-    second = stage.process(TrackedFrame(_frame(flipped, 1), persons[:1]))
+    second = emotion_step(stage, model, TrackedFrame(_frame(flipped, 1), persons[:1]))
     raw0, raw1, smooth1 = first.raw[0], second.raw[0], second.smoothed[0]
     weight = 1 - 0.5 ** (0.1 / 1.0)
     expected = raw0.scores[Level.FINAL] + weight * (raw1.scores[Level.FINAL] - raw0.scores[Level.FINAL])
@@ -117,7 +128,7 @@ def test_one_person_one_track_through_a_detection_gap(shared_media: Path) -> Non
     from streamer.config import DetectorConfig, SourceConfig
     from streamer.detectors import build_detector
     from streamer.sources import open_source
-    from streamer.stages import DetectTrackStage
+    from streamer.stages.detect_track import DetectTrackStage
     from trackers import TrackerConfig
     from trackers.deepsort import DeepSortTracker
 
@@ -129,14 +140,15 @@ def test_one_person_one_track_through_a_detection_gap(shared_media: Path) -> Non
             return [] if 10 <= self.calls - 1 < 45 else detector.detect(image)
 
     detect = DetectTrackStage(Blinking(), DeepSortTracker(TrackerConfig(kind="deepsort", n_init=1, max_age=40)))
-    emotion = EmotionStage(None, SmoothingBank(SmoothingConfig(), LabelRule(None, None)))
+    emotion = EmotionStage(NO_MODEL, SmoothingBank(SmoothingConfig(), LabelRule(None, None)))
     source = open_source(
         str(media_file(shared_media, "face_man_smiling_short.mp4")), SourceConfig()
     )  # 72 frames, 30 fps
     events = []
     ids = set()
     for frame in source.frames(threading.Event()):
-        result = emotion.process(detect.process(frame))
+        tracked = detect.process(frame)
+        result = emotion.finish(tracked, emotion.plan(tracked), [])
         events += [(frame.index, e.kind.value, e.track_id) for e in result.events]
         ids |= {p.track_id for p in result.persons}
     assert ids == {1}
@@ -147,7 +159,7 @@ def test_stride_counts_frames_the_worker_processed_not_source_indices(crowd) -> 
     """A live source drops frames: indices 0, 7, 14, ... still mean one inference per 3 processed frames."""
     image, persons = crowd
     model = CountingBaseline()
-    stage = EmotionStage(model, SmoothingBank(SmoothingConfig(), model.label_rule), stride=3)
+    stage = EmotionStage(ModelCard.of(model), SmoothingBank(SmoothingConfig(), model.label_rule), stride=3)
     for k in range(7):
-        stage.process(TrackedFrame(_frame(image, 7 * k), persons[:2]))
+        emotion_step(stage, model, TrackedFrame(_frame(image, 7 * k), persons[:2]))
     assert model.calls == [2, 2, 2]  # processed frames 0, 3 and 6

@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 from rich.console import Console
 
-from streamer.display import grid
-from streamer.progress import SourceStatus, StatusTable
+from streamer.view.display import grid
+from streamer.view.progress import SourceStatus, StatusTable
 from tests.conftest import media_file
 
 

@@ -11,7 +11,7 @@ import pytest
 from streamer import html_safe
 from streamer.redact import RedactingFilter, mask_url, printable, redact_text, url_name, url_secrets
 from streamer.safe_names import MAX_NAME_BYTES, is_safe_name, safe_name
-from streamer.source_list import unique_names
+from streamer.sources.entries import unique_names
 
 SECRET = "hunter2-Sekr3t"
 CREDENTIAL_PARAMS = [

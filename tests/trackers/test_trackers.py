@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from streamer.detectors.centernet import CenterNetPeopleDetector
-from streamer.stages import DetectTrackStage
+from streamer.stages.detect_track import DetectTrackStage
 from streamer.tools.mot import score
 from streamer.types import Box, Frame, PersonDetection
 from trackers import TrackerConfig, build_tracker

@@ -15,8 +15,8 @@ import numpy as np
 
 from cocoer_core.api import EmotionResult, Level
 from streamer.config import OverlayConfig
-from streamer.panel_layout import Rect, place
 from streamer.types import Box, FrameResult, Person
+from streamer.view.panel_layout import Rect, place
 
 BODY_COLOR = (0, 255, 0)
 HEAD_COLOR = (0, 255, 255)

@@ -30,7 +30,7 @@ from aiohttp import web
 
 from streamer import html_safe
 from streamer.errors import UserError
-from streamer.web.board import LiveBoard
+from streamer.view.web.board import LiveBoard
 
 logger = logging.getLogger(__name__)
 

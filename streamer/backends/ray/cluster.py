@@ -27,7 +27,7 @@ import ray
 
 from streamer.config import AppConfig
 from streamer.errors import UserError
-from streamer.pipeline import PipelineThread
+from streamer.stages.pipeline import PipelineThread
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Stage threads connected by bounded queues, with one stop event.
 
-capture -> [q] -> detect+track -> [q] -> emotion worker -> [q] -> main thread
+capture -> [q] -> detect+track -> [q] -> (the backend: emotion, outputs)
 
 - Each edge has a policy: `block` (files: never drop, keep order) or
   `latest` (live: when full, drop the oldest item and count it, so the
@@ -18,6 +18,7 @@ capture -> [q] -> detect+track -> [q] -> emotion worker -> [q] -> main thread
 from __future__ import annotations
 
 import contextlib
+import enum
 import logging
 import queue
 import threading
@@ -35,6 +36,13 @@ POLL_S = 0.05
 T = TypeVar("T")
 
 
+class QueuePolicy(enum.Enum):
+    """What a full queue does: `block` waits (files: never drop, keep order); `latest` drops the oldest (live)."""
+
+    BLOCK = "block"
+    LATEST = "latest"
+
+
 class _End:
     """The end-of-stream sentinel (one instance, compared by identity)."""
 
@@ -48,9 +56,7 @@ END = _End()
 class EdgeQueue(Generic[T]):
     """A bounded queue between two stages with an explicit overflow policy."""
 
-    def __init__(self, name: str, maxsize: int, policy: str) -> None:
-        if policy not in ("block", "latest"):
-            raise ValueError(f"queue policy must be block or latest, got {policy!r}")
+    def __init__(self, name: str, maxsize: int, policy: QueuePolicy) -> None:
         self.name = name
         self.policy = policy
         self.maxsize = maxsize
@@ -60,7 +66,7 @@ class EdgeQueue(Generic[T]):
 
     def put(self, item: T, stop: threading.Event) -> bool:
         """Enqueue; False if the pipeline stopped before there was room."""
-        if self.policy == "latest":
+        if self.policy is QueuePolicy.LATEST:
             with self._lock:
                 while True:
                     try:
@@ -99,7 +105,7 @@ class EdgeQueue(Generic[T]):
                 with contextlib.suppress(queue.Empty):
                     self._queue.get_nowait()
 
-    def get(self, stop: threading.Event | _EitherEvent) -> T | _End | None:
+    def get(self, stop: threading.Event) -> T | _End | None:
         """The next item, END, or None if the pipeline stopped while waiting."""
         while not stop.is_set():
             try:
@@ -117,21 +123,10 @@ class EdgeQueue(Generic[T]):
 
     def has_room(self) -> bool:
         """Whether a `block` put would go through now (a `latest` put always does)."""
-        return self.policy == "latest" or not self._queue.full()
+        return self.policy is QueuePolicy.LATEST or not self._queue.full()
 
     def fill(self) -> float:
         return self._queue.qsize() / self.maxsize
-
-
-class _EitherEvent:
-    """Set when either of two events is: the pipeline's own stop, or the caller's."""
-
-    def __init__(self, a: threading.Event, b: threading.Event) -> None:
-        self._a = a
-        self._b = b
-
-    def is_set(self) -> bool:
-        return self._a.is_set() or self._b.is_set()
 
 
 class ErrorRelay:
@@ -257,8 +252,7 @@ class PipelineStats:
 class Pipeline:
     """A source and a chain of stages, each in its own thread.
 
-    Use `results()` from the main thread; it yields the last stage's outputs
-    in order until the stream ends or the pipeline stops. Always call
+    The last stage's outputs wait in `outbox` for the backend. Always call
     `close()` (it joins the threads and re-raises a stage's error).
     """
 
@@ -267,7 +261,7 @@ class Pipeline:
         frames: Callable[[threading.Event], Iterator[Frame]],
         stages: list[tuple[str, Callable[[Any], Any]]],
         queue_size: int,
-        policy: str,
+        policy: QueuePolicy,
     ) -> None:
         self.stop = threading.Event()
         self.errors = ErrorRelay(self.stop)
@@ -290,7 +284,7 @@ class Pipeline:
 
     @property
     def outbox(self) -> EdgeQueue[Any]:
-        """The last stage's output queue (read by `results()`, or by the shared inference worker)."""
+        """The last stage's output queue (read by the backend)."""
         return self._queues[-1]
 
     def start(self) -> None:
@@ -298,16 +292,6 @@ class Pipeline:
         for stage in self._stages:
             stage.start()
         self._started = True
-
-    def results(self, until: threading.Event | None = None) -> Iterator[Any]:
-        """The last stage's outputs in order; ends early once `until` is set (a graceful stop)."""
-        outbox = self._queues[-1]
-        stop = self.stop if until is None else _EitherEvent(self.stop, until)
-        while True:
-            item = outbox.get(stop)
-            if item is None or item is END:
-                return
-            yield item
 
     def close(self, timeout_s: float = 10.0) -> None:
         """Stop every thread, wait for them, and re-raise the first stage error."""

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 
 import cv2
 
 import numpy as np
-
-from streamer.sinks import DisplaySink
 
 #: The grid's size on screen; each tile keeps its source's aspect ratio.
 GRID_SIZE = (1280, 720)
@@ -35,23 +34,40 @@ def grid(images: Sequence[np.ndarray | None], size: tuple[int, int] = GRID_SIZE)
 
 
 class GridWindow:
-    """One OpenCV window for all sources, shown from the main thread (cv2.imshow's requirement)."""
+    """One OpenCV window for all sources, shown from the main thread (cv2.imshow's requirement).
+
+    Only created when a display is available; `q` or Esc closes it (the run then stops).
+    """
 
     def __init__(self, title: str) -> None:
-        self._sink = DisplaySink(title)
+        self.title = title
+        self.closed_by_user = False
+        self._opened = False
         self._shown: list[int] = []
 
     @staticmethod
     def available() -> bool:
-        return DisplaySink.available()
+        # cv2.imshow without a display aborts the whole process, uncatchably.
+        return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
     def show(self, latest: Sequence[np.ndarray | None]) -> bool:
         """Show the newest frames (only when one changed); False once the user closed the window."""
         ids = [id(image) for image in latest]
         if ids != self._shown and any(image is not None for image in latest):
             self._shown = ids
-            self._sink.write(latest[0] if len(latest) == 1 and latest[0] is not None else grid(latest))
-        return not self._sink.closed_by_user
+            self._draw(latest[0] if len(latest) == 1 and latest[0] is not None else grid(latest))
+        return not self.closed_by_user
+
+    def _draw(self, image: np.ndarray) -> None:
+        if not self._opened:
+            cv2.namedWindow(self.title, cv2.WINDOW_NORMAL)
+            self._opened = True
+        cv2.imshow(self.title, image)
+        if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
+            self.closed_by_user = True
 
     def close(self) -> None:
-        self._sink.close()
+        if self._opened:
+            cv2.destroyWindow(self.title)
+            cv2.waitKey(1)
+            self._opened = False

@@ -8,10 +8,17 @@ on a fresh machine with no media and no download.
 from __future__ import annotations
 
 import math
+import threading
+import time
+from collections.abc import Iterator
+from fractions import Fraction
 
 import cv2
 
 import numpy as np
+
+from streamer.sources.base import SourceInfo, SourceKind, mark_last
+from streamer.types import Frame
 
 DEMO_SIZE = (640, 480)  # width, height
 
@@ -45,3 +52,41 @@ def demo_frame(photo: np.ndarray, t: float, duration: float, size: tuple[int, in
     scale = out_w / win_w
     matrix = np.array([[scale, 0.0, -x1 * scale], [0.0, scale, -y1 * scale]], dtype=np.float64)
     return cv2.warpAffine(photo, matrix, (out_w, out_h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+
+
+class DemoSource:
+    """The embedded pan-and-zoom clip over scikit-image's astronaut photo."""
+
+    def __init__(self, seconds: float = 6.0, fps: int = 25, max_frames: int = 0) -> None:
+        self.seconds = seconds
+        self.fps = fps
+        self.count = max(round(seconds * fps), 1)
+        if max_frames:
+            self.count = min(self.count, max_frames)
+        self._photo = demo_photo_bgr()
+        self.reconnects = 0
+        self.info = SourceInfo(
+            display_name="demo (scikit-image astronaut, NASA, public domain)",
+            stem="demo",
+            kind=SourceKind.DEMO,
+            is_live=False,
+            width=DEMO_SIZE[0],
+            height=DEMO_SIZE[1],
+            fps=float(fps),
+            frame_count_hint=self.count,
+            time_base=Fraction(1, fps),
+        )
+
+    def frames(self, stop: threading.Event) -> Iterator[Frame]:
+        return mark_last(self._frames(stop))
+
+    def _frames(self, stop: threading.Event) -> Iterator[Frame]:
+        for index in range(self.count):
+            if stop.is_set():
+                return
+            t = index / self.fps
+            image = demo_frame(self._photo, t, self.seconds)
+            yield Frame(self.info.display_name, index, t, time.monotonic(), image)
+
+    def close(self) -> None:
+        pass

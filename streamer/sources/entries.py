@@ -28,7 +28,7 @@ from omegaconf.errors import OmegaConfBaseException
 from streamer.config import SourceConfig, read_problem
 from streamer.errors import UserError
 from streamer.safe_names import MAX_NAME_BYTES, clip_utf8, safe_name
-from streamer.sources import IMAGE_SUFFIXES
+from streamer.sources.base import IMAGE_SUFFIXES
 
 logger = logging.getLogger(__name__)
 

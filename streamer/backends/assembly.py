@@ -1,0 +1,133 @@
+"""Assembly: what a run is built from, apart from running it (both backends build with these).
+
+- `build_components`: the models, loaded once per process.
+- `open_sources`: source entries opened, each under a safe, unique output name
+  (a source that cannot open is reported, not raised).
+- `detect_track_stage_for`: a source's detect+track stage.
+- `session_for`: a source's `SourceSession` (emotion stage, overlay, outputs).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from cocoer_core.api import EmotionModel
+from streamer.backends.base import ModelFactory, OnFrame
+from streamer.backends.session import SourceSession
+from streamer.config import AppConfig, SourceConfig
+from streamer.detectors import FacePersonDetector, build_detector
+from streamer.detectors.base import PersonDetector
+from streamer.errors import UserError
+from streamer.outputs import ensure_writable_dir, open_outputs
+from streamer.sources import Source, SourceInfo, SourceKind, open_source
+from streamer.sources.entries import SourceEntry, unique_names
+from streamer.stages.detect_track import DetectTrackStage
+from streamer.stages.emotion import EmotionStage, ModelCard
+from streamer.stages.models import build_emotion_model, resolve_device
+from streamer.stages.pipeline import QueuePolicy
+from streamer.stages.smoothing import SmoothingBank
+from streamer.view.overlay import OverlayRenderer
+from streamer.view.web.board import LiveBoard, LiveViewOutput
+from trackers import TrackerConfig, build_tracker
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Components:
+    """The models a run needs, built once and shared by every source."""
+
+    device: str
+    model_device: str
+    detector: FacePersonDetector
+    model: EmotionModel | None
+
+    @property
+    def card(self) -> ModelCard:
+        return ModelCard.of(self.model)
+
+
+def model_device(config: AppConfig) -> str:
+    """Where the emotion model runs: `emotion.device`, or (auto) wherever `device` says."""
+    return resolve_device(config.emotion.device if config.emotion.device != "auto" else config.device)
+
+
+def build_model(config: AppConfig, device: str, factory: ModelFactory | None = None) -> EmotionModel | None:
+    """The emotion model: the factory's when one is given, else the one `emotion.model` asks for."""
+    make: ModelFactory = factory or build_emotion_model
+    return make(config.emotion, device)
+
+
+def build_components(config: AppConfig, model_factory: ModelFactory | None = None) -> Components:
+    """Detectors on `device`, the emotion model on `emotion.device` (auto: follows `device`); one log line each."""
+    device = resolve_device(config.device)
+    model_on = model_device(config)
+    detector = build_detector(config.detector, device)
+    model = build_model(config, model_on, model_factory)
+    logger.info("%s", detector.describe())
+    logger.info("emotion model: %s on %s", model.description if model else "none", model_on)
+    return Components(device, model_on, detector, model)
+
+
+@dataclass(frozen=True)
+class OpenedSource:
+    """A source that opened, with its unique output name and its own settings."""
+
+    name: str
+    source: Source
+    config: SourceConfig
+
+
+def open_sources(entries: Sequence[SourceEntry]) -> tuple[list[OpenedSource], list[tuple[str, UserError]]]:
+    """Open every entry; the ones that fail are returned with their one-line error, not raised."""
+    opened: list[tuple[SourceEntry, Source]] = []
+    failed: list[tuple[str, UserError]] = []
+    for entry in entries:
+        try:
+            opened.append((entry, open_source(entry.spec, entry.config)))
+        except UserError as exc:
+            failed.append((entry.name or entry.spec, exc))
+    names = unique_names([entry.name or source.info.stem for entry, source in opened])
+    return [OpenedSource(n, s, e.config) for n, (e, s) in zip(names, opened, strict=True)], failed
+
+
+def queue_policy(info: SourceInfo, config: SourceConfig) -> QueuePolicy:
+    """`source.policy`, where `auto` means newest-frame for live sources and no-drop for the others."""
+    if config.policy == "auto":
+        return QueuePolicy.LATEST if info.is_live else QueuePolicy.BLOCK
+    return QueuePolicy(config.policy)
+
+
+def detect_track_stage_for(
+    config: AppConfig, detector: PersonDetector, kind: SourceKind, keep_tracks_s: float, device: str
+) -> DetectTrackStage:
+    """A source's detect+track stage (both backends build it here)."""
+    # A still image needs no identities over time (nor a detection interval).
+    image = kind is SourceKind.IMAGE
+    interval = 1 if image else config.detector.interval
+    tracker = build_tracker(TrackerConfig(kind="none") if image else config.tracker, device, interval)
+    return DetectTrackStage(detector, tracker, keep_tracks_s, interval)
+
+
+def session_for(
+    config: AppConfig,
+    name: str,
+    info: SourceInfo,
+    card: ModelCard,
+    live_view: LiveBoard | None = None,
+    on_frame: OnFrame | None = None,
+) -> SourceSession:
+    """A source's session: its smoothing, its overlay and its outputs (its files are claimed here)."""
+    bank = SmoothingBank(config.smoothing, card.label_rule)
+    stage = EmotionStage(card, bank, config.emotion.stride, config.emotion.min_face_px)
+    # A still image's overlay has no fps or latency line.
+    overlay = config.overlay if info.kind is not SourceKind.IMAGE else replace(config.overlay, show_stats=False)
+    renderer = OverlayRenderer(overlay, card.description)
+    out_dir = ensure_writable_dir(Path(config.sink.out_dir).expanduser())
+    outputs = open_outputs(config.sink, info, name, out_dir)
+    if live_view is not None:
+        outputs.sinks.append(LiveViewOutput(live_view, name))
+    return SourceSession(name, info, stage, renderer, outputs, on_frame)

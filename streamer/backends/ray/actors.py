@@ -1,0 +1,122 @@
+"""What runs on the cluster's nodes: per source a `SourceActor` (capture + detect+track), and `InferenceActor`s.
+
+Both are plain classes made Ray actors by the driver, built from the same
+stages as the local backend. Their constructors keep errors instead of
+raising them: a constructor that raises would look like a dead actor.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import ray
+
+from cocoer_core.api import EmotionResult, FramePersons
+from streamer.backends.assembly import build_model, detect_track_stage_for, model_device, queue_policy
+from streamer.backends.base import ModelFactory
+from streamer.config import AppConfig, SourceConfig
+from streamer.errors import UserError
+from streamer.sources import Source, SourceInfo, open_source
+from streamer.stages.emotion import ModelCard, infer_batched
+from streamer.stages.models import resolve_device
+from streamer.stages.pipeline import END, Pipeline, QueuePolicy
+from streamer.types import Frame
+
+#: What `SourceActor.next` hands back once the source has ended.
+END_MARK = "END"
+
+
+class SourceActor:
+    """Runs on a cluster node: one source's capture and detect+track."""
+
+    def __init__(self, spec: str, source_config: SourceConfig, config: AppConfig) -> None:
+        self.config = config
+        self.source_config = source_config
+        self.error: str | None = None
+        self.pipeline: Pipeline | None = None
+        self.source: Source | None = None
+        try:
+            self.source = open_source(spec, source_config)
+        except UserError as exc:
+            self.error = str(exc)
+
+    def describe(self) -> tuple[SourceInfo | None, str | None, str]:
+        """The source's info (None when it did not open), why not, and the node it runs on."""
+        return (self.source.info if self.source else None), self.error, ray.util.get_node_ip_address()
+
+    def start(self, skip: int = 0) -> int:
+        """Start capturing; frames before `skip` (already delivered before a restart) are passed over."""
+        from streamer.detectors import build_detector
+
+        source = self.source
+        if source is None:
+            raise UserError(self.error or "the source did not open")
+        device = resolve_device(self.config.device)
+        info = source.info
+        detector = build_detector(self.config.detector, device)
+        detect = detect_track_stage_for(self.config, detector, info.kind, self.source_config.keep_tracks_s, device)
+        policy = queue_policy(info, self.source_config)
+
+        def frames(stop: threading.Event) -> Iterator[Frame]:
+            return (f for f in source.frames(stop) if f.index >= skip)
+
+        size = self.config.live_queue_size if policy is QueuePolicy.LATEST else self.config.queue_size
+        self.pipeline = Pipeline(frames, [("detect+track", detect.process)], size, policy)
+        self.pipeline.start()
+        return os.getpid()
+
+    def next(self, max_items: int = 4, wait_s: float = 0.2) -> list[Any]:
+        """Up to `max_items` tracked frames (waiting at most `wait_s` for the first); END_MARK at the end."""
+        pipeline = self.pipeline
+        if pipeline is None:
+            raise RuntimeError("SourceActor.next before start")
+        out: list[Any] = []
+        deadline = time.monotonic() + wait_s
+        while len(out) < max_items:
+            item = pipeline.outbox.get_nowait()
+            if item is END:
+                pipeline.close()  # re-raises the source's own error (a file broken for good)
+                out.append(END_MARK)
+                return out
+            if item is None:
+                if out or time.monotonic() > deadline:
+                    return out
+                time.sleep(0.005)
+                continue
+            out.append(item)
+        return out
+
+    def stats(self) -> dict[str, int]:
+        """Stale frames dropped on this node's queues, and reconnects."""
+        return {
+            "dropped": self.pipeline.stats.dropped if self.pipeline else 0,
+            "reconnects": self.source.reconnects if self.source else 0,
+        }
+
+    def close(self) -> None:
+        if self.pipeline is not None:
+            with contextlib.suppress(Exception):
+                self.pipeline.close()
+        if self.source is not None:
+            self.source.close()
+
+
+class InferenceActor:
+    """Runs on a cluster node (a GPU one when asked): the emotion model, batching persons of all sources."""
+
+    def __init__(self, config: AppConfig, model_factory: ModelFactory | None = None) -> None:
+        self.model = build_model(config, model_device(config), model_factory)
+        self.batch_size = config.emotion.batch_size
+
+    def card(self) -> ModelCard:
+        return ModelCard.of(self.model)
+
+    def infer(self, requests: list[FramePersons]) -> list[list[EmotionResult | None]]:
+        if self.model is None:
+            return [[] for _ in requests]
+        return infer_batched(self.model, requests, self.batch_size)

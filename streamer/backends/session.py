@@ -1,0 +1,134 @@
+"""One source for the length of a run, the same on every backend.
+
+A `SourceSession` holds everything of a source that is not capture and
+detection: its emotion stage (who is due, smoothing), its overlay, its
+outputs (video, JSONL, image, live web view) and its figures. A backend feeds
+it tracked frames and the model's answers; it does the rest, in two halves
+that may run on two threads:
+
+- `smooth(tracked, due, inferred)`: the model's answers folded into the
+  source's smoothing: the frame's `FrameResult` (the thread that runs the model);
+- `write(result)`: the overlay drawn, the frame's `FrameRecord` built and
+  written to every output, the `on_frame` callback told (the writing thread).
+
+Whatever goes wrong in `write` (a full disk, an overlay that raises, a
+callback that raises) ends this source alone: the session keeps the error,
+stops writing, and `close()` finalizes what was written.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from cocoer_core.api import EmotionResult
+from streamer.backends.base import OnFrame, SourceReport
+from streamer.outputs.base import Outputs
+from streamer.outputs.records import record_of
+from streamer.sources import SourceInfo
+from streamer.stages.emotion import EmotionStage
+from streamer.types import FrameResult, TrackedFrame
+from streamer.view.overlay import OverlayRenderer, OverlayStats
+from streamer.view.progress import RateMeter, SourceStatus
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(eq=False)
+class SourceSession:
+    """One source's emotion stage, overlay, outputs and figures (see the module docstring)."""
+
+    name: str
+    info: SourceInfo
+    stage: EmotionStage
+    renderer: OverlayRenderer
+    outputs: Outputs
+    on_frame: OnFrame | None = None
+    frames: int = 0
+    persons: int = 0
+    dropped: int = 0
+    reconnects: int = 0
+    restarts: int = 0
+    node: str = ""
+    error: BaseException | None = None
+    finished: bool = False
+    latest: np.ndarray | None = None
+    started: float = field(default_factory=time.monotonic)
+    meter: RateMeter = field(default_factory=RateMeter)
+
+    @property
+    def failed(self) -> bool:
+        return self.error is not None
+
+    def plan(self, tracked: TrackedFrame) -> tuple[int, ...]:
+        """The persons of this frame due for the model."""
+        return self.stage.plan(tracked)
+
+    def smooth(self, tracked: TrackedFrame, due: tuple[int, ...], inferred: list[EmotionResult | None]) -> FrameResult:
+        """The model's answers for `due` folded into this source's smoothing."""
+        return self.stage.finish(tracked, due, inferred)
+
+    def write(self, result: FrameResult) -> bool:
+        """Draw and write one frame to every output; False once this source has failed (it then ends alone)."""
+        if self.error is not None:
+            return False
+        try:
+            stats = OverlayStats(
+                self.meter.tick(), 1000.0 * (time.monotonic() - result.frame.captured_at), self.dropped
+            )
+            annotated = self.renderer.annotate(result.frame.image.copy(), result, stats)
+            record = record_of(result, self.stage.model.name, self.name)
+            self.outputs.write(annotated, record)
+            self.frames += 1
+            self.persons = len(result.persons)
+            self.latest = annotated
+            if self.on_frame is not None:
+                self.on_frame(record)
+        except Exception as exc:  # this source's failure (a full disk, an overlay bug): the others go on
+            self.fail(exc)
+            return False
+        return True
+
+    def fail(self, error: BaseException) -> None:
+        """This source ends with `error` (the first one wins)."""
+        if self.error is None:
+            self.error = error
+            logger.debug("%s failed: %r", self.name, error)
+
+    def close(self) -> None:
+        """Finalize every output (also after a failure: what was written stays readable)."""
+        if self.finished:
+            return
+        self.finished = True
+        error = self.outputs.close()
+        if error is not None:
+            self.fail(error)
+
+    def status(self) -> SourceStatus:
+        state = "failed" if self.error else "done" if self.finished else "running"
+        return SourceStatus(
+            self.name,
+            state,
+            self.frames,
+            self.info.frame_count_hint if not self.info.is_live else None,
+            self.meter.rate(),
+            self.persons,
+            self.dropped,
+            self.reconnects,
+            self.restarts,
+            self.node,
+        )
+
+    def report(self) -> SourceReport:
+        return SourceReport(
+            self.name,
+            self.frames,
+            self.outputs.paths,
+            self.dropped,
+            time.monotonic() - self.started,
+            self.error,
+            self.restarts,
+        )

@@ -1,0 +1,259 @@
+"""Live sources: cameras (OpenCV) and network streams (PyAV: RTSP, RTMP, UDP, SRT, HLS) that reconnect.
+
+Frames are stamped with the wall-clock time since the source started, so the
+timeline stays monotonic across reconnects; when the stream ends, stalls or
+errors the source reconnects with exponential backoff (forever by default)
+and marks the first frame after the gap with its length.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from fractions import Fraction
+from pathlib import Path
+
+import cv2
+
+import av
+import numpy as np
+
+from streamer.config import SourceConfig
+from streamer.errors import SourceError
+from streamer.redact import mask_url, redact_text, url_name, url_secrets
+from streamer.sources.base import SourceInfo, SourceKind, ffmpeg_reason
+from streamer.sources.container import bgr
+from streamer.types import Frame
+
+logger = logging.getLogger(__name__)
+
+#: Live sources: frame timestamps in 1/90000 s (the RTP video clock).
+LIVE_TIME_BASE = Fraction(1, 90000)
+
+
+class Backoff:
+    """Exponential backoff between reconnect attempts."""
+
+    def __init__(self, config: SourceConfig) -> None:
+        self.config = config
+        self.attempt = 0
+
+    def exhausted(self) -> bool:
+        limit = self.config.reconnect_attempts
+        return not self.config.reconnect or (limit > 0 and self.attempt >= limit)
+
+    def delay(self) -> float:
+        return min(self.config.backoff_initial_s * (2**self.attempt), self.config.backoff_max_s)
+
+    def wait(self, stop: threading.Event) -> None:
+        delay = self.delay()
+        self.attempt += 1
+        stop.wait(delay)
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+class LiveSource:
+    """Base for real-time sources that reconnect when they break.
+
+    Subclasses provide `_connect_frames()` (an iterator of BGR images, which
+    may raise or just end when the stream breaks), `_disconnect()` and `_probe()`.
+    """
+
+    info: SourceInfo
+
+    def __init__(self, config: SourceConfig) -> None:
+        self.config = config
+        self.reconnects = 0
+        self._secrets: tuple[str, ...] = ()
+
+    def _connect_frames(self) -> Iterator[np.ndarray]:
+        raise NotImplementedError
+
+    def _disconnect(self) -> None:
+        raise NotImplementedError
+
+    def _probe(self) -> tuple[int, int, float | None]:
+        """Open once up front (width, height, fps), so a bad source fails before the pipeline starts."""
+        raise NotImplementedError
+
+    def _live_info(self, display_name: str, name: str, kind: SourceKind) -> SourceInfo:
+        width, height, fps = self._probe()
+        return SourceInfo(
+            display_name=display_name,
+            stem=re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_")[:60] or kind.value,
+            kind=kind,
+            is_live=True,
+            width=width,
+            height=height,
+            fps=fps,
+            frame_count_hint=None,
+            time_base=LIVE_TIME_BASE,
+        )
+
+    def frames(self, stop: threading.Event) -> Iterator[Frame]:
+        backoff = Backoff(self.config)
+        started = time.monotonic()
+        index = 0
+        lost_at: float | None = None
+        while not stop.is_set():
+            try:
+                for image in self._connect_frames():
+                    if stop.is_set():
+                        break
+                    now = time.monotonic()
+                    backoff.reset()
+                    gap = now - lost_at if lost_at is not None else 0.0
+                    lost_at = None
+                    yield Frame(self.info.display_name, index, now - started, now, image, gap_s=gap)
+                    index += 1
+                    if self.config.max_frames and index >= self.config.max_frames:
+                        return
+                reason = "the stream ended"
+            except (av.error.FFmpegError, OSError, TimeoutError, RuntimeError) as exc:
+                reason = redact_text(f"{type(exc).__name__}: {ffmpeg_reason(exc)}", self._secrets)
+            finally:
+                self._disconnect()
+            if stop.is_set():
+                return
+            if lost_at is None:
+                lost_at = time.monotonic()
+            if backoff.exhausted():
+                if not self.config.reconnect:
+                    logger.warning("%s: %s (reconnect is off)", self.info.display_name, reason)
+                    return
+                raise SourceError(
+                    f"{self.info.display_name}: gave up after {backoff.attempt} reconnect attempts ({reason})"
+                )
+            logger.warning(
+                "%s: %s; reconnecting in %.1f s (attempt %d)",
+                self.info.display_name,
+                reason,
+                backoff.delay(),
+                backoff.attempt + 1,
+            )
+            backoff.wait(stop)
+            self.reconnects += 1
+
+    def close(self) -> None:
+        self._disconnect()
+
+
+class StreamSource(LiveSource):
+    """A live network stream (RTSP, RTMP, UDP, SRT, HLS) decoded with PyAV/FFmpeg."""
+
+    def __init__(self, url: str, config: SourceConfig) -> None:
+        super().__init__(config)
+        self.url = url
+        self._secrets = url_secrets(url)
+        self._container: av.container.InputContainer | None = None
+        # Named by host and path only: a query string may hold credentials (?password=...).
+        self.info = self._live_info(mask_url(url), url_name(url), SourceKind.STREAM)
+
+    def _options(self) -> dict[str, str]:
+        if self.url.lower().startswith(("rtsp://", "rtsps://")):
+            return {"rtsp_transport": self.config.rtsp_transport}
+        return {}
+
+    def _connect(self) -> av.container.InputContainer:
+        # The read timeout turns a stalled stream into an exception we reconnect from.
+        return av.open(
+            self.url, options=self._options(), timeout=(self.config.open_timeout_s, self.config.read_timeout_s)
+        )
+
+    def _probe(self) -> tuple[int, int, float | None]:
+        try:
+            container = self._connect()
+        except (av.error.FFmpegError, OSError, TimeoutError) as exc:
+            reason = redact_text(ffmpeg_reason(exc), self._secrets)
+            raise SourceError(f"cannot open {mask_url(self.url)} ({reason})") from None
+        try:
+            if not container.streams.video:
+                raise SourceError(f"{mask_url(self.url)} has no video stream")
+            stream = container.streams.video[0]
+            rate = stream.average_rate or stream.guessed_rate
+            return stream.codec_context.width, stream.codec_context.height, (float(rate) if rate else None)
+        finally:
+            container.close()
+
+    def _connect_frames(self) -> Iterator[np.ndarray]:
+        self._container = self._connect()
+        stream = self._container.streams.video[0]
+        stream.thread_type = "AUTO"
+        for decoded in self._container.decode(stream):
+            yield bgr(decoded)
+
+    def _disconnect(self) -> None:
+        if self._container is not None:
+            try:
+                self._container.close()
+            finally:
+                self._container = None
+
+
+@contextlib.contextmanager
+def _quiet_opencv() -> Iterator[None]:
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    try:
+        yield
+    finally:
+        cv2.utils.logging.setLogLevel(level)
+
+
+class CameraSource(LiveSource):
+    """A local camera through OpenCV (an index or /dev/videoN)."""
+
+    def __init__(self, device: int | str, config: SourceConfig) -> None:
+        super().__init__(config)
+        self.device = device
+        self._capture: cv2.VideoCapture | None = None
+        self.info = self._live_info(f"camera {device}", f"camera_{device}", SourceKind.CAMERA)
+
+    def _connect(self) -> cv2.VideoCapture:
+        with _quiet_opencv():  # a failed open prints a dozen backend warnings; we say it in one line
+            capture = cv2.VideoCapture(self.device)
+        if not capture.isOpened():
+            capture.release()
+            raise OSError(f"camera {self.device} cannot be opened")
+        return capture
+
+    def _probe(self) -> tuple[int, int, float | None]:
+        if isinstance(self.device, str) and not Path(self.device).exists():
+            raise SourceError(f"camera {self.device} does not exist")
+        if (
+            isinstance(self.device, int)
+            and sys.platform.startswith("linux")
+            and not Path(f"/dev/video{self.device}").exists()
+        ):
+            raise SourceError(f"camera {self.device} does not exist (no /dev/video{self.device})")
+        try:
+            capture = self._connect()
+        except OSError as exc:
+            raise SourceError(f"{exc} (is it connected, and not used by another program?)") from None
+        try:
+            ok, image = capture.read()
+            if not ok or image is None:
+                raise SourceError(f"camera {self.device} opened but delivered no frame")
+            return image.shape[1], image.shape[0], capture.get(cv2.CAP_PROP_FPS) or None
+        finally:
+            capture.release()
+
+    def _connect_frames(self) -> Iterator[np.ndarray]:
+        self._capture = self._connect()
+        while True:
+            ok, image = self._capture.read()
+            if not ok or image is None:
+                return
+            yield image
+
+    def _disconnect(self) -> None:
+        if self._capture is not None:
+            self._capture.release()
+            self._capture = None

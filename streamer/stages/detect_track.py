@@ -1,0 +1,49 @@
+"""The detect+track stage: people and faces found in a frame, then kept as the same persons over time."""
+
+from __future__ import annotations
+
+import logging
+
+from streamer.detectors.base import PersonDetector
+from streamer.types import Frame, TrackedFrame
+from trackers.base import Tracker
+
+logger = logging.getLogger(__name__)
+
+
+class DetectTrackStage:
+    """Finds people and faces, then keeps their identities across frames.
+
+    After a live source's reconnect gap longer than `keep_tracks_s`, the
+    tracker starts afresh (people have moved on); shorter gaps keep the ids.
+
+    With `interval` k > 1 the detector runs on every k-th frame this stage
+    gets (counted in frames it processed, so live drops don't shift it) and
+    the tracker predicts the boxes in between, as DeepStream's `interval`;
+    the first frame after a gap is always detected.
+    """
+
+    def __init__(
+        self, detector: PersonDetector, tracker: Tracker, keep_tracks_s: float = 5.0, interval: int = 1
+    ) -> None:
+        self.detector = detector
+        self.tracker = tracker
+        self.keep_tracks_s = keep_tracks_s
+        self.interval = max(1, interval)
+        self._since_detect: int | None = None  # frames since the detector last ran
+
+    def process(self, frame: Frame) -> TrackedFrame:
+        if frame.gap_s > self.keep_tracks_s:
+            logger.info("%.1f s gap: starting new tracks", frame.gap_s)
+            self.tracker.reset()
+        if self._since_detect is not None and not frame.gap_before and self._since_detect + 1 < self.interval:
+            self._since_detect += 1
+            update = self.tracker.predict(frame)
+            tracked = TrackedFrame(frame, update.persons, update.ended, detected=False)
+        else:
+            self._since_detect = 0
+            update = self.tracker.update(frame, self.detector.detect(frame.image))
+            tracked = TrackedFrame(frame, update.persons, update.ended)
+        if frame.is_last and hasattr(self.detector, "close"):
+            self.detector.close()  # a shared detector's lane: stop waiting for this source's frames
+        return tracked
