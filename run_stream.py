@@ -136,6 +136,8 @@ def _cli_overrides(args: argparse.Namespace) -> list[str]:
     out = [f"{key}={value}" for key, value in pairs if value is not None]
     if args.no_video:
         out.append("sink.video=false")
+    if args.no_report:
+        out.append("sink.report=false")
     if args.display:
         out.append("sink.display=true")
     return out
@@ -173,26 +175,6 @@ def _error_line(exc: BaseException, secrets: tuple[str, ...], name: str | None =
     return printable(
         f"error: {prefix}{type(exc).__name__}: {redact_text(str(exc), secrets)} (rerun with --debug for the traceback)"
     )
-
-
-def _write_reports(report: RunReport) -> None:
-    """The HTML report and CSVs of every source that wrote a JSONL (also a failed one: what is readable)."""
-    from streamer.report import write_report
-
-    for done in report.sources:
-        jsonl = next((p for p in done.paths if p.suffix == ".jsonl" and p.exists()), None)
-        if jsonl is None:
-            continue
-        video = next((p for p in done.paths if p.suffix == ".mp4" and p.exists()), None)
-        try:
-            written = write_report(jsonl, video)
-        except OSError as exc:  # a full disk: the run's own outputs are already safe
-            logger.warning("no report for %s (%s)", jsonl, exc.strerror or exc)
-            continue
-        except UserError as exc:  # e.g. a JSONL with no whole line: nothing to report
-            logger.warning("no report for %s (%s)", jsonl, exc)
-            continue
-        logger.info("report: %s", written.describe())
 
 
 def _log_report(report: RunReport, several: bool) -> None:
@@ -255,8 +237,6 @@ def _finish(args: argparse.Namespace, report: RunReport, secrets: tuple[str, ...
     """Log what each source wrote, print one line per failure, and choose the exit code."""
     several = len(report.sources) > 1
     _log_report(report, several)
-    if not args.no_report:
-        _write_reports(report)
     first = report.error or next((done.error for done in report.failed if done.error is not None), None)
     if args.debug and first is not None:
         raise first

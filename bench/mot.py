@@ -23,12 +23,11 @@ from pathlib import Path
 import numpy as np
 from common import MEDIA
 
-from streamer.backends.assembly import build_components, run_video
+from streamer.api import Analyzer
 from streamer.config import AppConfig, DetectorConfig, SinkConfig, SourceConfig
 from streamer.detectors import FacePersonDetector, build_detector
 from streamer.detectors.faces import MtcnnFaceDetector
 from streamer.detectors.people import HogPeopleDetector
-from streamer.sources import open_source
 from streamer.stages.detect_track import DetectTrackStage
 from streamer.tools.mot import match_counts, read_jsonl_tracks, read_mot_gt, score
 from streamer.types import Frame, PersonDetection
@@ -75,6 +74,9 @@ def track(kind: str, interval: int, found, seconds, frames: list[Frame]):  # typ
         def describe(self) -> str:
             return "cached"
 
+        def close(self) -> None:
+            pass
+
     stage = DetectTrackStage(Cached(), tracker, interval=interval)  # type: ignore[arg-type]
     tracked, track_s = {}, 0.0
     for frame in frames:
@@ -92,10 +94,9 @@ def pipeline_run(frames: int, interval: int, out_dir: Path) -> tuple[float, Path
         detector=replace(DetectorConfig(), interval=interval, allow_download=False),
         sink=replace(SinkConfig(), out_dir=str(out_dir / f"k{interval}"), video=False, jsonl=True),
     )
-    components = build_components(config)
-    source = open_source(config.source.spec, config.source)
+    analyzer = Analyzer(config)
     start = time.perf_counter()
-    report = run_video(config, source, components, show_progress=False)
+    report = analyzer.run(config.source.spec)
     elapsed = time.perf_counter() - start
     return report.sources[0].frames / elapsed, out_dir / f"k{interval}" / f"{CLIP.stem}.jsonl"
 

@@ -24,24 +24,22 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 
 from common import DESIGN, MEDIA, ROOT, PeakRss, device_name, percentile
 
 CLIP = "faces_two_people_head_pose.mp4"
 
 
-def _components(model: str, device: str):  # type: ignore[no-untyped-def]
-    from streamer.backends.assembly import build_components
-    from streamer.config import load_config
+def _analyzer(model: str, device: str, frames: int, out: str):  # type: ignore[no-untyped-def]
+    from streamer.api import Analyzer
     from streamer.stages.models import cocoer_weights_present
 
-    overrides = [f"device={device}", "detector.allow_download=false"]
+    overrides = [f"device={device}", "detector.allow_download=false", f"source.max_frames={frames}"]
+    overrides += [f"sink.out_dir={out}", "sink.report=false"]
     if model == "cocoer" and not cocoer_weights_present(ROOT / "checkpoints"):
-        components = build_components(load_config(None, [*overrides, "emotion.model=none"]))
-        components.model = _golden_cocoer(components.model_device)
-        return components
-    return build_components(load_config(None, [*overrides, f"emotion.model={model}"]))
+        # No official weights here: CocoER with golden-filled ones, the same computation at the same cost.
+        return Analyzer(overrides=overrides, model_factory=lambda config, on: _golden_cocoer(on))
+    return Analyzer(overrides=[*overrides, f"emotion.model={model}"])
 
 
 def _golden_cocoer(device: str):  # type: ignore[no-untyped-def]
@@ -54,27 +52,19 @@ def _golden_cocoer(device: str):  # type: ignore[no-untyped-def]
 
 def child(args: argparse.Namespace) -> int:
     """One process, `--streams` sources: print frames, analysis seconds, latencies and peak RSS as JSON."""
-    from streamer.backends.assembly import OpenedSource, analyze
-    from streamer.config import load_config
-    from streamer.sources import open_source
+    from streamer.sources.entries import SourceEntry
 
-    with PeakRss() as peak:
-        components = _components(args.model, args.device)
-        config = load_config(None, ["detector.allow_download=false", f"source.max_frames={args.frames}"])
+    with PeakRss() as peak, tempfile.TemporaryDirectory() as out:
+        analyzer = _analyzer(args.model, args.device, args.frames, out)
         latencies: list[float] = []
         lock = threading.Lock()
 
-        def observe(name, result, stats) -> None:  # type: ignore[no-untyped-def]
+        def observe(record) -> None:  # type: ignore[no-untyped-def]
             with lock:
-                latencies.append(time.monotonic() - result.frame.captured_at)
+                latencies.append(record.latency_s)
 
-        with tempfile.TemporaryDirectory() as out:
-            config.sink.out_dir = out
-            sources = [
-                OpenedSource(f"s{k}", open_source(str(MEDIA / CLIP), config.source), config.source)
-                for k in range(args.streams)
-            ]
-            report = analyze(config, sources, components, show_status=False, on_frame=observe)
+        entries = [SourceEntry(str(MEDIA / CLIP), f"s{k}", analyzer.config.source) for k in range(args.streams)]
+        report = analyzer.run(entries, on_frame=observe)
     print(
         json.dumps(
             {

@@ -15,6 +15,7 @@ target for the baseline model is a ratio of at least 0.8 to decode+detect.
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 import tempfile
 import threading
@@ -22,7 +23,8 @@ import time
 
 from common import MEDIA, PeakRss, device_name
 
-from streamer.backends.assembly import build_components, run_video
+from streamer.api import Analyzer
+from streamer.backends.assembly import build_components
 from streamer.config import AppConfig, load_config
 from streamer.sources import open_source
 from trackers import build_tracker
@@ -71,25 +73,21 @@ def main() -> int:
         ],
     )
     components = build_components(config)
-    print(
-        f"video={args.video} frames={args.frames} model={components.model_description} device={device_name(components.device)}"
-    )
+    model = components.model.description if components.model else "none"
+    print(f"video={args.video} frames={args.frames} model={model} device={device_name(components.device)}")
     print(components.detector.describe())
 
     decode_fps, count = decode_only(config)
     detect_fps = decode_detect(config, components)
+    del components  # the pipeline builds its own (through the API, as the CLI does)
+    gc.collect()
 
-    fills: list[float] = []
     persons: list[int] = []
-
-    def observe(name, result, stats) -> None:  # type: ignore[no-untyped-def]
-        fills.append(max(stats.fills().values(), default=0.0))
-        persons.append(len(result.persons))
 
     with tempfile.TemporaryDirectory() as out, PeakRss() as memory:
         config.sink.out_dir = out
-        source = open_source(config.source.spec, config.source)
-        report = run_video(config, source, components, show_progress=False, on_frame=observe)
+        config.sink.report = False
+        report = Analyzer(config).run(config.source.spec, on_frame=lambda record: persons.append(len(record.persons)))
     summary = report.sources[0]
     pipeline_fps = summary.frames / summary.seconds
 
@@ -101,9 +99,6 @@ def main() -> int:
         f"pipeline / decode+detect = {pipeline_fps / detect_fps:.2f}x   pipeline / decode = {pipeline_fps / decode_fps:.2f}x"
     )
     print("busy time per frame: " + ", ".join(f"{name} {ms:.1f} ms" for name, ms in report.stage_ms.items()))
-    print(
-        f"queue fill (fullest queue): mean {100 * sum(fills) / max(len(fills), 1):.0f}%, max {100 * max(fills, default=0):.0f}%"
-    )
     print(
         f"persons per frame: mean {sum(persons) / max(len(persons), 1):.1f}, max {max(persons, default=0)}; frames {summary.frames}/{count}"
     )

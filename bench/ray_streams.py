@@ -3,7 +3,7 @@
     python bench/ray_streams.py [--counts 1,2,4] [--frames 20] [--model baseline]
 
 For each stream count N: N copies of a shared two-person clip through
-`analyze` (threads in this process) and through `analyze_on_ray` (a source
+the local backend (threads in this process) and the Ray backend (a source
 actor each, one inference actor; the cluster is started once and shared).
 Prints aggregate fps (frames written / the slowest stream's time, actor
 start-up included for Ray, model loading excluded locally) and the ratio.
@@ -31,29 +31,25 @@ def main() -> int:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     import ray
 
-    from streamer.backends.assembly import analyze, build_components, open_sources
-    from streamer.backends.ray_backend import analyze_on_ray, start_cluster
-    from streamer.config import load_config
-    from streamer.sources.entries import entries_from_specs
+    from streamer.api import Analyzer
+    from streamer.backends.ray.cluster import start_cluster
 
     overrides = ["detector.allow_download=false", f"source.max_frames={args.frames}", f"emotion.model={args.model}"]
-    config = load_config(ROOT / "configs" / "default.yaml", overrides)
-    components = build_components(config)
+    overrides += ["sink.report=false"]
+    local = Analyzer(config_file=ROOT / "configs" / "default.yaml", overrides=overrides)
+    remote = Analyzer(config_file=ROOT / "configs" / "default.yaml", overrides=[*overrides, "backend=ray"])
     started = time.monotonic()
-    start_cluster("", max(int(c) for c in args.counts.split(",")), config)
+    start_cluster("", max(int(c) for c in args.counts.split(",")), remote.config)
     print(f"local Ray cluster up in {time.monotonic() - started:.1f} s; clip {CLIP}, {args.frames} frames per stream")
     print(f"{'streams':>7}  {'local fps':>9}  {'ray fps':>8}  ray/local")
     try:
         for count in (int(c) for c in args.counts.split(",")):
-            entries = entries_from_specs([str(MEDIA / CLIP)] * count, config.source)
-            with tempfile.TemporaryDirectory() as out:
-                config.sink.out_dir = out
-                opened, _ = open_sources(entries)
-                local = analyze(config, opened, components, show_status=False)
-            with tempfile.TemporaryDirectory() as out:
-                config.sink.out_dir = out
-                remote, _ = analyze_on_ray(config, entries, show_status=False)
-            fps = [sum(s.frames for s in r.sources) / max(s.seconds for s in r.sources) for r in (local, remote)]
+            reports = []
+            for analyzer in (local, remote):  # the same sources, first in this process, then on the cluster
+                with tempfile.TemporaryDirectory() as out:
+                    analyzer.config.sink.out_dir = out
+                    reports.append(analyzer.run([str(MEDIA / CLIP)] * count))
+            fps = [sum(s.frames for s in r.sources) / max(s.seconds for s in r.sources) for r in reports]
             print(f"{count:>7}  {fps[0]:>9.1f}  {fps[1]:>8.1f}  {fps[1] / fps[0]:.2f}x", flush=True)
     finally:
         ray.shutdown()

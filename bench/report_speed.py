@@ -28,7 +28,8 @@ def main() -> int:
     parser.add_argument("--hours", type=float, default=2.0)
     parser.add_argument("--tracks", type=int, default=200)
     args = parser.parse_args()
-    from streamer.report import read_lines, write_report
+    from streamer.outputs.records import read_records
+    from streamer.report import write_report
 
     with tempfile.TemporaryDirectory() as out:
         folder = Path(out)
@@ -51,7 +52,7 @@ def main() -> int:
                     handle.write(json.dumps(record, separators=(",", ":")) + "\n")
         size_mb = long.stat().st_size / 1e6
         started = time.perf_counter()
-        count = sum(1 for _ in read_lines(long))
+        count = sum(1 for _ in read_records(long))
         read_s = time.perf_counter() - started
         started = time.perf_counter()
         with PeakRss() as peak:

@@ -20,9 +20,8 @@ import time
 
 from common import MEDIA, ROOT, device_name, percentile
 
-from streamer.backends.assembly import build_components, run_video
+from streamer.api import Analyzer
 from streamer.config import load_config
-from streamer.sources import open_source
 
 sys.path.insert(0, str(ROOT))
 from tests.support.servers import RtspServer, rtsp_server_available
@@ -47,25 +46,29 @@ def main() -> int:
         config = load_config(
             None, [f"source.spec={server.url()}", f"source.policy={args.policy}", "detector.allow_download=false"]
         )
-        components = build_components(config)
         latencies: list[float] = []
-        deadline = time.monotonic() + args.seconds
-
         stop = threading.Event()
+        deadline = 0.0
 
-        def observe(name, result, stats) -> None:  # type: ignore[no-untyped-def]
-            latencies.append(time.monotonic() - result.frame.captured_at)
+        def started() -> None:
+            nonlocal deadline
+            deadline = time.monotonic() + args.seconds
+
+        def observe(record) -> None:  # type: ignore[no-untyped-def]
+            latencies.append(record.latency_s)
             if time.monotonic() > deadline:
                 stop.set()  # stop like Ctrl+C: sinks are finalized
 
         with tempfile.TemporaryDirectory() as out:
             config.sink.out_dir = out
-            source = open_source(config.source.spec, config.source)
-            report = run_video(config, source, components, show_progress=False, on_frame=observe, stop=stop)
+            config.sink.report = False
+            analyzer = Analyzer(config)
+            report = analyzer.run(config.source.spec, on_frame=observe, stop=stop, on_open=started)
             summary = report.sources[0]
         captured = summary.frames + summary.dropped
         print(
-            f"stream={args.video} over RTSP/TCP, policy={args.policy}, model={components.model_description}, device={device_name(components.device)}"
+            f"stream={args.video} over RTSP/TCP, policy={args.policy}, emotion.model={config.emotion.model}, "
+            f"device={device_name(config.device)}"
         )
         print(
             f"frames captured {captured}, rendered {summary.frames}, dropped {summary.dropped} ({100 * summary.dropped / max(captured, 1):.0f}%)"

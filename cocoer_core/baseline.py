@@ -15,6 +15,7 @@ import importlib.util
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import cast
 
 import cv2
 
@@ -137,12 +138,21 @@ def _depthwise_kernel(kernel: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(kernel.transpose(2, 3, 0, 1).copy())
 
 
-def _load_bn(bn: nn.BatchNorm2d, weights: dict[str, np.ndarray], index: int) -> None:
+def _fill(tensor: torch.Tensor | None, values: np.ndarray | torch.Tensor) -> None:
+    """Replace a parameter's or buffer's data (one that the layer is built to have)."""
+    if tensor is None:
+        raise KeyError("a layer without the parameter the file fills")
+    tensor.data = values if isinstance(values, torch.Tensor) else torch.from_numpy(values.copy())
+
+
+def _load_bn(bn: nn.Module, weights: dict[str, np.ndarray], index: int) -> None:
     name = f"batch_normalization_{index}"
-    bn.weight.data = torch.from_numpy(weights[f"{name}/gamma"].copy())
-    bn.bias.data = torch.from_numpy(weights[f"{name}/beta"].copy())
-    bn.running_mean.data = torch.from_numpy(weights[f"{name}/moving_mean"].copy())
-    bn.running_var.data = torch.from_numpy(weights[f"{name}/moving_variance"].copy())
+    if not isinstance(bn, nn.BatchNorm2d):
+        raise KeyError(f"{name} is not a batch norm")
+    _fill(bn.weight, weights[f"{name}/gamma"])
+    _fill(bn.bias, weights[f"{name}/beta"])
+    _fill(bn.running_mean, weights[f"{name}/moving_mean"])
+    _fill(bn.running_var, weights[f"{name}/moving_variance"])
 
 
 def load_mini_xception(path: Path | None = None) -> MiniXception:
@@ -159,7 +169,7 @@ def load_mini_xception(path: Path | None = None) -> MiniXception:
         _load_bn(model.bn1, weights, 1)
         _load_bn(model.bn2, weights, 2)
         # Keras numbered the layers in creation order; module k owns these.
-        for k, block in enumerate(model.blocks):
+        for k, block in enumerate(cast(Sequence[_ResidualModule], model.blocks)):
             for sep, sep_index in ((block.sep1, 2 * k + 1), (block.sep2, 2 * k + 2)):
                 name = f"separable_conv2d_{sep_index}"
                 sep.depthwise.weight.data = _depthwise_kernel(weights[f"{name}/depthwise_kernel"])
@@ -169,7 +179,7 @@ def load_mini_xception(path: Path | None = None) -> MiniXception:
             _load_bn(block.bn1, weights, 3 * k + 4)
             _load_bn(block.bn2, weights, 3 * k + 5)
         model.classifier.weight.data = _conv_kernel(weights["conv2d_7/kernel"])
-        model.classifier.bias.data = torch.from_numpy(weights["conv2d_7/bias"].copy())
+        _fill(model.classifier.bias, weights["conv2d_7/bias"])
     except (KeyError, RuntimeError) as exc:
         raise CheckpointError(f"{path} does not match the mini-Xception layout: {exc}") from exc
     return model.eval()

@@ -20,7 +20,7 @@ import urllib.request
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -31,7 +31,6 @@ from cocoer_core.errors import CheckpointError
 logger = logging.getLogger(__name__)
 
 GWT_FILE = "GWT.pth"
-VI_FILE = Path("VI_weights") / "w.pth"
 CLIP_FILE = "RN50.pt"
 #: OpenAI's published RN50 (the SHA-256 is part of the URL; we verify it).
 CLIP_URL = "https://openaipublic.azureedge.net/clip/models/afeb0e10f9e5a86da6080e35cf09123aca3b358a0c3e3b6c78a7b63bc04b6762/RN50.pt"
@@ -133,7 +132,7 @@ def load_vi_weights(model: nn.Module, path: Path) -> None:
     state = model_state(read_checkpoint(path), path)
     if set(state) != {"W.weight"}:
         raise CheckpointError(f"{path} should hold exactly 'W.weight', found {_preview(sorted(state))}")
-    load_state(model.W, {"weight": state["W.weight"]}, path)
+    load_state(cast(nn.Module, model.W), {"weight": state["W.weight"]}, path)
 
 
 def clip_candidates(weights_dir: Path) -> list[Path]:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import nn
@@ -78,7 +79,7 @@ def classify_and_coordinate(
         inside_lr: eta.
         refine: apply the coordination step.
     """
-    fc1, norm, fc4 = classifier[1], classifier[3], classifier[4]
+    fc1, norm, fc4 = cast(nn.Linear, classifier[1]), cast(nn.LayerNorm, classifier[3]), cast(nn.Linear, classifier[4])
     u = F.gelu(tokens)  # [B, 12544]
     a = fc1(u)  # [B, 256]
     g = F.gelu(a)

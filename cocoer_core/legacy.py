@@ -42,19 +42,3 @@ def unused_encoder(d_model: int, heads: int, d_ff: int) -> nn.ModuleList:
 
 def unused_decoder(d_model: int, heads: int, d_ff: int) -> nn.ModuleList:
     return nn.ModuleList([UnusedDecoderBlock(d_model, heads, d_ff)])
-
-
-#: Checkpoint prefixes of the modules above (and the other unused heads).
-UNUSED_PREFIXES = (
-    "query_embedding.",
-    "query_embedding_gwt.",
-    "en_pos_gwt.",
-    "encoder_head.",
-    "encoder_body.",
-    "encoder_ctx.",
-    "decoder_head.",
-    "decoder_body.",
-    "decoder_ctx.",
-    "shar_after.",
-    "cls_en_all.",
-)

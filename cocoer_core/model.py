@@ -21,6 +21,7 @@ outputs:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import nn
@@ -45,7 +46,6 @@ class CocoEROutput:
     context: torch.Tensor  # [B, C] label_ctx
     level_losses: torch.Tensor  # [B, 3] inner losses (head, body, context)
     exclusion: torch.Tensor  # [B, 3] level indices, first excluded first
-    pseudo_labels: torch.Tensor  # [B, C] VI pseudo labels
     fused: torch.Tensor  # [B, 1024] G_feature = [r_head, r_body, r_ctx, f_VI]
 
 
@@ -110,7 +110,7 @@ class CocoER(nn.Module):
 
     def fold_vi(self) -> None:
         """Precompute the folded VI_ffn.1 (call after loading weights)."""
-        self.vocabulary.fold(self.VI_ffn[1])
+        self.vocabulary.fold(cast(nn.Linear, self.VI_ffn[1]))
 
     def context_tokens(self, images_context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Context tokens before (x_c0, the head/body keys) and after the self-attention blocks."""
@@ -185,6 +185,5 @@ class CocoER(nn.Module):
             context=ctx.logits[index],
             level_losses=losses,
             exclusion=exclusion_order(losses),
-            pseudo_labels=person_pseudo,
             fused=fused,
         )

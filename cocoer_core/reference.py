@@ -12,6 +12,8 @@ not used by the pipeline.
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch.nn import functional as F
 
@@ -27,7 +29,7 @@ def _refine_with_autograd(
     model: CocoER, z: torch.Tensor, classifier: torch.nn.Sequential, pseudo: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """One level of one sample: (feature, logits, loss, refined) via real SGD steps."""
-    fc1 = classifier[1]
+    fc1 = cast(torch.nn.Linear, classifier[1])
     feature = classifier[:4](z)
     logits = classifier[4](feature)
     loss = _inner_loss(logits, pseudo)
@@ -35,10 +37,13 @@ def _refine_with_autograd(
     loss.backward(retain_graph=True)  # the QP's pass (W4 gradients); the solver itself changes nothing
     model.zero_grad(set_to_none=True)
     loss.backward(retain_graph=True)  # the coordination pass
+    weight_grad, bias_grad = fc1.weight.grad, fc1.bias.grad
+    if weight_grad is None or bias_grad is None:  # pragma: no cover - backward() just filled them
+        raise RuntimeError("the coordination pass left no gradient on cls_HFE_*.1")
     with torch.no_grad():
         weight, bias = fc1.weight.detach().clone(), fc1.bias.detach().clone()
-        fc1.weight -= model.config.inside_lr * fc1.weight.grad
-        fc1.bias -= model.config.inside_lr * fc1.bias.grad
+        fc1.weight.sub_(model.config.inside_lr * weight_grad)
+        fc1.bias.sub_(model.config.inside_lr * bias_grad)
         refined = classifier[:4](z.detach())
         fc1.weight.copy_(weight)  # restore: the classifier is unchanged after the call
         fc1.bias.copy_(bias)
@@ -80,7 +85,6 @@ def reference_forward(
         context=stacked["context"],
         level_losses=losses,
         exclusion=exclusion_order(losses),
-        pseudo_labels=stacked["pseudo"],
         fused=stacked["fused"],
     )
 
@@ -112,6 +116,5 @@ def _one_person(model: CocoER, ctx, body, head, cb, ch, clip_features) -> dict[s
         "body": levels["body"][1],
         "context": levels["context"][1],
         "losses": torch.stack([levels[n][2] for n in ("head", "body", "context")])[None],
-        "pseudo": pseudo,
         "fused": fused,
     }

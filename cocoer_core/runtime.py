@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import cv2
 
@@ -209,5 +210,5 @@ def release_unfolded_vi(model: CocoER) -> None:
     """Free the 708 MB unfolded VI_ffn.1 weight once the folded one exists (inference only)."""
     if not model.vocabulary.is_folded:
         raise RuntimeError("fold the VI branch before releasing its unfolded weight")
-    first = model.VI_ffn[1]
+    first = cast(torch.nn.Linear, model.VI_ffn[1])
     first.weight = torch.nn.Parameter(torch.empty(0, dtype=first.weight.dtype), requires_grad=False)

@@ -13,6 +13,8 @@ float summation order.
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -57,7 +59,7 @@ class VocabularyInformed(nn.Module):
         """[B, 1024] CLIP embeddings -> ([B, C] VI logits, [B, 256] VI feature)."""
         f = clip_features / clip_features.norm(dim=-1, keepdim=True)
         m = W(f)  # [B, 1024]
-        first = vi_ffn[1]
+        first = cast(nn.Linear, vi_ffn[1])
         if self.is_folded:
             hidden = F.linear(F.gelu(m), self.folded_weight.to(m.dtype), first.bias)  # [B, C*256]
         else:

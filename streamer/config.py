@@ -182,6 +182,7 @@ class SinkConfig:
     segment_s: float = 600.0
     fragment_s: float = 2.0
     display: bool = False
+    report: bool = True
 
     def __post_init__(self) -> None:
         _check_choice("sink.preset", self.preset, X264_PRESETS)

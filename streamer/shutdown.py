@@ -21,7 +21,6 @@ class GracefulStop:
 
     def __init__(self) -> None:
         self.event = threading.Event()
-        self.signals = 0
         self._armed = False
 
     def install(self) -> None:
@@ -33,7 +32,6 @@ class GracefulStop:
         self._armed = True
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
-        self.signals += 1
         if not self._armed:
             raise KeyboardInterrupt
         if self.event.is_set():

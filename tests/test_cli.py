@@ -238,3 +238,19 @@ def test_interrupting_leaves_a_playable_video(shared_media: Path, tmp_path: Path
     times = _decoded_times(tmp_path / "face_expressive_liveportrait_d6.mp4")
     assert 15 <= len(times) < 1008
     assert abs(len(times) - written) <= 1
+
+
+@pytest.mark.slow
+def test_ray_backend_from_the_cli_writes_what_it_processed(shared_media: Path, tmp_path: Path) -> None:
+    """The whole path a user takes: the CLI starts a local cluster, its workers import this checkout."""
+    pytest.importorskip("ray", reason="ray is in requirements.txt; install it to test the Ray backend")
+    clip = media_file(shared_media, "faces_two_people_head_pose.mp4")
+    done = run_cli(
+        "--backend", "ray", "--source", str(clip), "--max-frames", "4", "--out", str(tmp_path), "--no-report",
+        *OFFLINE, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    records = _jsonl(tmp_path / f"{clip.stem}.jsonl")
+    assert [r["frame"] for r in records] == [0, 1, 2, 3]
+    assert any(r["persons"] for r in records), "the two people are detected"
+    assert len(_decoded_times(tmp_path / f"{clip.stem}.mp4")) == 4

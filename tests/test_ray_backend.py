@@ -21,13 +21,14 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def cluster():
+    """A local cluster started as the CLI starts it (its workers import this checkout through the same path)."""
+    from streamer.backends.ray.cluster import ROOT as SHIPPED_ROOT
+    from streamer.backends.ray.cluster import start_cluster
+
+    assert (SHIPPED_ROOT / "streamer" / "__init__.py").is_file(), "workers must import the checkout, not the package"
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    ray.init(
-        num_cpus=2,
-        include_dashboard=False,
-        log_to_driver=False,
-        runtime_env={"env_vars": {"PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "OMP_WAIT_POLICY": "PASSIVE"}},
-    )
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the workers inherit it
+    assert start_cluster("", 2, _config(ROOT / "outputs"))
     yield
     ray.shutdown()
 

@@ -96,11 +96,12 @@ class TrackBook:
         self.shown[theirs] = person
         return person
 
-    def predicted(self, theirs: object, x1: float, y1: float, x2: float, y2: float, frame: Frame) -> Person | None:
+    def predicted(self, theirs: object, xyxy: Sequence[float], frame: Frame) -> Person | None:
         """The last shown person of that track at a predicted body box (its head carried along)."""
         shown = self.shown.get(theirs)
         if shown is None:
             return None
+        x1, y1, x2, y2 = (float(v) for v in xyxy)
         body = Box(min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2)).clip(frame.width, frame.height)
         head = follow_head(shown.head_box, shown.body_box, body, frame.width, frame.height)
         age = frame.index - self._first_seen[shown.track_id]

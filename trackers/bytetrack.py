@@ -109,7 +109,7 @@ class ByteTrackAdapter:
             estimator = copy.deepcopy(track.state_estimator)  # look ahead without moving the real track
             if steps > 0:
                 estimator.predict(steps, 1.0)
-            person = self._book.predicted(int(track.tracker_id), *(float(v) for v in estimator.state_to_bbox()), frame)
+            person = self._book.predicted(int(track.tracker_id), estimator.state_to_bbox(), frame)
             if person is not None:
                 persons.append(person)
         return sorted_update(persons, self._ended())

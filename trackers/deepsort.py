@@ -81,7 +81,7 @@ class DeepSortTracker:
         for track in self._tracker.tracker.tracks:
             if not track.is_confirmed() or track.time_since_update > 1:
                 continue
-            person = self._book.predicted(track.track_id, *(float(v) for v in track.to_ltrb(orig=False)), frame)
+            person = self._book.predicted(track.track_id, track.to_ltrb(orig=False), frame)
             if person is not None:
                 persons.append(person)
         return sorted_update(persons, self._ended())

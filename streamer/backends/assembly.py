@@ -130,4 +130,4 @@ def session_for(
     outputs = open_outputs(config.sink, info, name, out_dir)
     if live_view is not None:
         outputs.sinks.append(LiveViewOutput(live_view, name))
-    return SourceSession(name, info, stage, renderer, outputs, on_frame)
+    return SourceSession(name, info, stage, renderer, outputs, on_frame, report_at_end=config.sink.report)

@@ -25,7 +25,7 @@ from cocoer_core.api import EmotionModel
 from streamer.backends.session import SourceSession
 from streamer.stages.batching import BatchPlanner, Pending
 from streamer.stages.emotion import EmotionStage, infer_batched
-from streamer.stages.pipeline import END, POLL_S, EdgeQueue, ErrorRelay, PipelineThread, StageTiming
+from streamer.stages.pipeline import END, POLL_S, EdgeQueue, EndOfStream, ErrorRelay, PipelineThread, StageTiming
 from streamer.types import FrameResult, TrackedFrame
 
 logger = logging.getLogger(__name__)
@@ -99,14 +99,13 @@ class InferenceWorker(PipelineThread):
         if not lane.outbox.has_room():
             return None
         item = lane.inbox.get_nowait()
-        if item is END:
+        if isinstance(item, EndOfStream):
             lane.done = True
             lane.outbox.put_end(self.stop_event)
             return None
         if item is None:
             return None
-        tracked: TrackedFrame = item
-        return tracked, lane.session.plan(tracked)
+        return item, lane.session.plan(item)
 
     def _run(self, batch: list[Pending[Lane]]) -> None:
         started = time.perf_counter()

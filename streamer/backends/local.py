@@ -39,7 +39,7 @@ from streamer.detectors.shared import SharedDetector
 from streamer.outputs import ensure_writable_dir
 from streamer.outputs.claim import refuse_if_busy
 from streamer.sources import Source
-from streamer.stages.pipeline import END, EdgeQueue, ErrorRelay, Pipeline, PipelineThread, QueuePolicy
+from streamer.stages.pipeline import EdgeQueue, EndOfStream, ErrorRelay, Pipeline, PipelineThread, QueuePolicy
 from streamer.types import FrameResult
 from streamer.view.display import GridWindow
 
@@ -80,11 +80,10 @@ class OutputThread(PipelineThread):
         try:
             while True:
                 item = run.lane.outbox.get(self.stop_event)
-                if item is None or item is END:
+                if item is None or isinstance(item, EndOfStream):
                     return
-                result: FrameResult = item
                 run.refresh()
-                if not run.session.write(result):
+                if not run.session.write(item):
                     return  # this source failed: it ends alone
         except BaseException as exc:  # never expected: write keeps its own errors
             run.session.fail(exc)

@@ -13,7 +13,8 @@ that may run on two threads:
 
 Whatever goes wrong in `write` (a full disk, an overlay that raises, a
 callback that raises) ends this source alone: the session keeps the error,
-stops writing, and `close()` finalizes what was written.
+stops writing, and `close()` finalizes what was written and (`sink.report`)
+writes the source's HTML report and per-person CSVs from its JSONL.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import numpy as np
 
 from cocoer_core.api import EmotionResult
 from streamer.backends.base import OnFrame, SourceReport
+from streamer.errors import UserError
 from streamer.outputs.base import Outputs
 from streamer.outputs.records import record_of
 from streamer.sources import SourceInfo
@@ -47,6 +49,7 @@ class SourceSession:
     renderer: OverlayRenderer
     outputs: Outputs
     on_frame: OnFrame | None = None
+    report_at_end: bool = False
     frames: int = 0
     persons: int = 0
     dropped: int = 0
@@ -99,13 +102,32 @@ class SourceSession:
             logger.debug("%s failed: %r", self.name, error)
 
     def close(self) -> None:
-        """Finalize every output (also after a failure: what was written stays readable)."""
+        """Finalize every output (also after a failure: what was written stays readable), then the report."""
         if self.finished:
             return
         self.finished = True
         error = self.outputs.close()
         if error is not None:
             self.fail(error)
+        if self.report_at_end:
+            self.write_report()
+
+    def write_report(self) -> None:
+        """The HTML report and per-person CSVs of what this source wrote (also after a failure: what is readable)."""
+        from streamer.report import write_report
+
+        jsonl = next((p for p in self.outputs.paths if p.suffix == ".jsonl" and p.exists()), None)
+        if jsonl is None:
+            return
+        video = next((p for p in self.outputs.paths if p.suffix == ".mp4" and p.exists()), None)
+        try:
+            written = write_report(jsonl, video)
+        except OSError as exc:  # a full disk: the run's own outputs are already safe
+            logger.warning("no report for %s (%s)", jsonl, exc.strerror or exc)
+        except UserError as exc:  # e.g. a JSONL with no whole line: nothing to report
+            logger.warning("no report for %s (%s)", jsonl, exc)
+        else:
+            logger.info("report: %s", written.describe())
 
     def status(self) -> SourceStatus:
         state = "failed" if self.error else "done" if self.finished else "running"

@@ -55,6 +55,9 @@ class FacePersonDetector:
             for image, f, b in zip(images_bgr, faces, bodies, strict=True)
         ]
 
+    def close(self) -> None:
+        """Nothing to release: the models live as long as the run's components."""
+
     def describe(self) -> str:
         parts = [
             f"faces={self.faces.name if self.faces else 'none'}",
@@ -69,10 +72,7 @@ class FacePersonDetector:
 
 
 def _many(detector: FaceDetector | BodyDetector | None, images: list[np.ndarray]) -> list[list[ScoredBox]]:
-    if detector is None:
-        return [[] for _ in images]
-    batched = getattr(detector, "detect_many", None)
-    return batched(images) if batched else [detector.detect(image) for image in images]
+    return detector.detect_many(images) if detector is not None else [[] for _ in images]
 
 
 def _insightface(what: str, choice: str, build: Callable[[], ScrfdDetector], notes: list[str]) -> ScrfdDetector | None:
@@ -144,9 +144,9 @@ def _build_bodies(config: DetectorConfig, device: str, notes: list[str]) -> Body
     if found is not None or config.person == "none":
         return found
     if config.person in ("auto", "centernet"):
-        found = _centernet(config, device, notes)
-        if found is not None:
-            return found
+        centernet = _centernet(config, device, notes)
+        if centernet is not None:
+            return centernet
     return HogPeopleDetector(config.person_min_score, config.max_side)
 
 

@@ -20,19 +20,25 @@ class ScoredBox:
 
 
 class FaceDetector(Protocol):
-    """Finds faces (head boxes) in a BGR frame."""
+    """Finds faces (head boxes) in BGR frames."""
 
     name: str
 
     def detect(self, image_bgr: np.ndarray) -> list[ScoredBox]: ...
+
+    def detect_many(self, images_bgr: Sequence[np.ndarray]) -> list[list[ScoredBox]]:
+        """Several frames at once (batched where the detector can; several sources' frames on a GPU)."""
+        ...
 
 
 class BodyDetector(Protocol):
-    """Finds people (body boxes) in a BGR frame."""
+    """Finds people (body boxes) in BGR frames."""
 
     name: str
 
     def detect(self, image_bgr: np.ndarray) -> list[ScoredBox]: ...
+
+    def detect_many(self, images_bgr: Sequence[np.ndarray]) -> list[list[ScoredBox]]: ...
 
 
 class PersonDetector(Protocol):
@@ -42,6 +48,10 @@ class PersonDetector(Protocol):
 
     def describe(self) -> str:
         """One line naming the detectors in use."""
+        ...
+
+    def close(self) -> None:
+        """This source is done with it (a shared detector stops waiting for its frames)."""
         ...
 
 
@@ -84,6 +94,16 @@ def detect_many_by_size(detect_batch: Callable[[list[np.ndarray]], list], images
         for i, found in zip(indices, detect_batch([images[i] for i in indices]), strict=True):
             out[i] = found
     return out
+
+
+class FrameByFrame:
+    """`detect_many` for a detector that takes one frame at a time."""
+
+    def detect(self, image_bgr: np.ndarray) -> list[ScoredBox]:
+        raise NotImplementedError
+
+    def detect_many(self, images_bgr: Sequence[np.ndarray]) -> list[list[ScoredBox]]:
+        return [self.detect(image) for image in images_bgr]
 
 
 class SizeBatched:

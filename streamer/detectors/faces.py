@@ -9,7 +9,7 @@ import cv2
 
 import numpy as np
 
-from streamer.detectors.base import ScoredBox, SizeBatched, downscale_for_detection, scale_box
+from streamer.detectors.base import FrameByFrame, ScoredBox, SizeBatched, downscale_for_detection, scale_box
 from streamer.types import Box
 
 logger = logging.getLogger(__name__)
@@ -59,13 +59,13 @@ class MtcnnFaceDetector(SizeBatched):
         return found
 
 
-class HaarFaceDetector:
+class HaarFaceDetector(FrameByFrame):
     """OpenCV's frontal-face Haar cascade (Viola-Jones), bundled with opencv-python."""
 
     name = "haar"
 
     def __init__(self, min_face_px: int = 20, min_neighbors: int = 5, max_side: int = 1280) -> None:
-        path = cv2.data.haarcascades + "haarcascade_frontalface_default.xml"
+        path = cv2.data.haarcascades + "haarcascade_frontalface_default.xml"  # type: ignore[attr-defined]
         self._cascade = cv2.CascadeClassifier(path)
         if self._cascade.empty():
             raise RuntimeError(f"could not load the Haar cascade {path}")

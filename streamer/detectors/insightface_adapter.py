@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from streamer.detectors.base import ScoredBox
+from streamer.detectors.base import FrameByFrame, ScoredBox
 from streamer.types import Box
 
 logger = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ def person_model_path(root: Path, allow_download: bool) -> Path:
     )
 
 
-class ScrfdDetector:
+class ScrfdDetector(FrameByFrame):
     """One SCRFD ONNX model (faces or people) through insightface's decoder."""
 
     def __init__(

@@ -6,7 +6,7 @@ import cv2
 
 import numpy as np
 
-from streamer.detectors.base import ScoredBox, downscale_for_detection, nms, scale_box
+from streamer.detectors.base import FrameByFrame, ScoredBox, downscale_for_detection, nms, scale_box
 from streamer.types import Box
 
 #: Margins of the HOG window around the person it was trained on, per side.
@@ -14,7 +14,7 @@ TIGHT_X = 0.2
 TIGHT_Y = 0.1
 
 
-class HogPeopleDetector:
+class HogPeopleDetector(FrameByFrame):
     """OpenCV's HOG + linear SVM pedestrian detector (Dalal & Triggs 2005).
 
     It finds upright, mostly unoccluded people at least ~128 px tall (smaller
@@ -33,7 +33,7 @@ class HogPeopleDetector:
         tighten: bool = True,
     ) -> None:
         self._hog = cv2.HOGDescriptor()
-        self._hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
+        self._hog.setSVMDetector(np.asarray(cv2.HOGDescriptor.getDefaultPeopleDetector(), np.float32))
         self.min_score = min_score
         self.max_side = max_side
         self.nms_iou = nms_iou
@@ -51,9 +51,10 @@ class HogPeopleDetector:
         rects, weights = self._hog.detectMultiScale(small, winStride=(8, 8), padding=(8, 8), scale=1.05)
         h, w = image_bgr.shape[:2]
         found = []
-        for (x, y, bw, bh), weight in zip(rects, np.ravel(weights), strict=True):
+        for rect, weight in zip(rects, np.ravel(weights), strict=True):
             if weight < self.min_score:
                 continue
+            x, y, bw, bh = (float(v) for v in rect)
             if self.tighten:
                 # The 64x128 window holds a ~96 px tall, ~40 px wide person centred in it.
                 x, y, bw, bh = x + TIGHT_X * bw, y + TIGHT_Y * bh, bw * (1 - 2 * TIGHT_X), bh * (1 - 2 * TIGHT_Y)

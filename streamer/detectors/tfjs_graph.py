@@ -188,7 +188,7 @@ def _conv(model: _Run, node: Node, get, depthwise: bool) -> torch.Tensor:
     _, dh, dw, _ = _ints(node.attr, "dilations") or [1, 1, 1, 1]
     padding = _text(node.attr, "padding", "VALID")
     if padding == "SAME":
-        x = _same_pad(x, w.shape[2:], (sh, sw), (dh, dw))
+        x = _same_pad(x, (int(w.shape[2]), int(w.shape[3])), (sh, sw), (dh, dw))
     elif padding == "EXPLICIT":
         p = _ints(node.attr, "explicit_paddings")
         x = F.pad(x, (p[4], p[5], p[2], p[3]))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import logging
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -128,8 +129,9 @@ def thumbnails(video: Path, tracks: list[TrackSummary], size: int = 96) -> dict[
     try:
         with av.open(str(video)) as container:
             stream = container.streams.video[0]
+            time_base = stream.time_base or Fraction(1, 90000)
             for pts_s, track_id, box in wanted:
-                container.seek(int(pts_s / stream.time_base), stream=stream, backward=True)
+                container.seek(int(pts_s / time_base), stream=stream, backward=True)
                 for frame in container.decode(stream):
                     if frame.time is not None and frame.time + 1e-6 >= pts_s:
                         image = frame.to_ndarray(format="bgr24")

@@ -44,6 +44,6 @@ class DetectTrackStage:
             self._since_detect = 0
             update = self.tracker.update(frame, self.detector.detect(frame.image))
             tracked = TrackedFrame(frame, update.persons, update.ended)
-        if frame.is_last and hasattr(self.detector, "close"):
+        if frame.is_last:
             self.detector.close()  # a shared detector's lane: stop waiting for this source's frames
         return tracked

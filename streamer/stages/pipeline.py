@@ -43,14 +43,14 @@ class QueuePolicy(enum.Enum):
     LATEST = "latest"
 
 
-class _End:
+class EndOfStream:
     """The end-of-stream sentinel (one instance, compared by identity)."""
 
     def __repr__(self) -> str:
         return "END"
 
 
-END = _End()
+END = EndOfStream()
 
 
 class EdgeQueue(Generic[T]):
@@ -105,7 +105,7 @@ class EdgeQueue(Generic[T]):
                 with contextlib.suppress(queue.Empty):
                     self._queue.get_nowait()
 
-    def get(self, stop: threading.Event) -> T | _End | None:
+    def get(self, stop: threading.Event) -> T | EndOfStream | None:
         """The next item, END, or None if the pipeline stopped while waiting."""
         while not stop.is_set():
             try:
@@ -114,7 +114,7 @@ class EdgeQueue(Generic[T]):
                 continue
         return None
 
-    def get_nowait(self) -> T | _End | None:
+    def get_nowait(self) -> T | EndOfStream | None:
         """The next item or END if one is waiting, else None (for a consumer that polls many queues)."""
         try:
             return self._queue.get_nowait()
@@ -277,10 +277,6 @@ class Pipeline:
         ]
         self.stats = PipelineStats(self._queues, {s.name: s.timing for s in self._stages})
         self._started = False
-
-    @property
-    def captured(self) -> int:
-        return self._capture.count
 
     @property
     def outbox(self) -> EdgeQueue[Any]:

@@ -11,7 +11,6 @@ ID switches, recall and precision.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from streamer.outputs.records import read_records
 from streamer.types import Box
 
 #: {0-based frame: [(id, box), ...]}
@@ -104,15 +104,11 @@ def match_counts(truth: Sequence[Box], found: Sequence[Box], min_iou: float = 0.
 
 
 def read_jsonl_tracks(path: str | Path) -> dict[int, list[tuple[int, Box]]]:
-    """Body boxes and track ids per frame from a run's JSONL."""
+    """Body boxes and track ids per frame from a run's JSONL (lines that are not records are skipped)."""
     out: dict[int, list[tuple[int, Box]]] = {}
-    with Path(path).open() as f:
-        for line in f:
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue  # a line cut short by a crash
-            out[int(record["frame"])] = [(int(p["track_id"]), Box(*p["body_box"])) for p in record.get("persons", [])]
+    for record in read_records(Path(path)):
+        if record is not None:
+            out[record.frame] = [(p.track_id, Box(*p.body_box)) for p in record.persons]
     return out
 
 

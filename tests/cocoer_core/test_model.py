@@ -134,8 +134,17 @@ def test_refine_off_fuses_the_unrefined_features_and_eta_moves_only_level_featur
             outs[key] = model(
                 inputs["context"], inputs["body"], inputs["head"], inputs["coord_body"], inputs["coord_head"], features
             )
-    # refine=False: G = [f_h, f_b, f_c, f_VI] - compare with the classifier features computed directly.
-    model, _ = fresh_models(golden_state)
+    # refine=False: G = [f_h, f_b, f_c, f_VI] - compare with the classifier features computed directly:
+    # each level's classifier up to its LayerNorm (cls_HFE_*[:4]) on its own normalised, flattened tokens.
+    model, _ = fresh_models(golden_state, CocoERConfig(refine=False))
+    with torch.no_grad():
+        x_c0, x_c = model.context_tokens(inputs["context"])
+        x_h, x_b = model.person_tokens(inputs["head"], inputs["body"], inputs["coord_head"], inputs["coord_body"], x_c0)
+        direct = [
+            classifier[:4](model.ln_after(tokens).flatten(1))
+            for tokens, classifier in ((x_h, model.cls_HFE_head), (x_b, model.cls_HFE_body), (x_c, model.cls_HFE_ctx))
+        ]
+    torch.testing.assert_close(outs["off"].fused[:, :768], torch.cat(direct, dim=1), atol=1e-5, rtol=1e-5)
     assert not torch.allclose(outs["off"].fused[:, :768], outs["eta1"].fused[:, :768])
     torch.testing.assert_close(outs["eta1"].fused[:, 768:], outs["eta01"].fused[:, 768:])
     torch.testing.assert_close(outs["off"].fused[:, 768:], outs["eta1"].fused[:, 768:])

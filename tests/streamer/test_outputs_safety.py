@@ -7,8 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
-import time
 from fractions import Fraction
 from pathlib import Path
 
@@ -16,13 +14,10 @@ import av
 import numpy as np
 import pytest
 
-from streamer.config import SourceConfig
 from streamer.errors import OutputError
 from streamer.outputs.claim import claim_outputs
 from streamer.outputs.records import JsonlOutput
 from streamer.outputs.video import Mp4Writer
-from streamer.sources import open_source
-from streamer.stages.pipeline import Pipeline, QueuePolicy
 from tests.conftest import ROOT, media_file
 
 

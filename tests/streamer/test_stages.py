@@ -135,9 +135,17 @@ def test_one_person_one_track_through_a_detection_gap(shared_media: Path) -> Non
     detector = build_detector(DetectorConfig(face="mtcnn", person="none", allow_download=False))
 
     class Blinking:
+        calls = 0
+
         def detect(self, image):
-            self.calls = getattr(self, "calls", 0) + 1
+            self.calls += 1
             return [] if 10 <= self.calls - 1 < 45 else detector.detect(image)
+
+        def describe(self) -> str:
+            return "blinking mtcnn"
+
+        def close(self) -> None:
+            pass
 
     detect = DetectTrackStage(Blinking(), DeepSortTracker(TrackerConfig(kind="deepsort", n_init=1, max_age=40)))
     emotion = EmotionStage(NO_MODEL, SmoothingBank(SmoothingConfig(), LabelRule(None, None)))

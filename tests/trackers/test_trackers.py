@@ -42,6 +42,9 @@ class Replay:
     def describe(self) -> str:
         return "replay"
 
+    def close(self) -> None:
+        pass
+
 
 def _run(kind: str, frames: list[Frame], found, interval: int = 1, **config):
     replay = Replay(found)

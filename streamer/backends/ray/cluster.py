@@ -31,7 +31,9 @@ from streamer.stages.pipeline import PipelineThread
 
 logger = logging.getLogger(__name__)
 
-ROOT = Path(__file__).resolve().parents[2]
+#: The checkout the actors import from: the folder that holds the `streamer` package (never the package
+#: itself: its `types.py` would shadow the standard library's and every worker would die at start).
+ROOT = Path(__file__).resolve().parents[3]
 #: What a cluster never needs of the checkout (the venv alone is gigabytes).
 UPLOAD_EXCLUDES = [".venv/", ".git/", "recordings/", "checkpoints/", "outputs/", "*.mp4", "*.jsonl"]
 #: Ray's default ports, when an address gives none.

@@ -134,7 +134,7 @@ class RayRun:
         self.inference = [self._new_inference() for _ in range(rc.inference_actors)]
         card: ModelCard = ray.get(self.inference[0].card.remote(), timeout=PLACE_TIMEOUT_S)
         source_class = ray.remote(max_restarts=rc.max_restarts, max_task_retries=0)(SourceActor)
-        actors = []
+        actors: list[tuple[SourceEntry, Any]] = []
         for entry in self.job.entries:
             spec = entry.spec
             if "://" not in spec and not spec.isdigit() and spec != "demo" and Path(spec).exists():

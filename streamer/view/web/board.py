@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +34,6 @@ class SourceView:
     status: dict[str, Any] = field(default_factory=dict)
     persons: list[dict[str, Any]] = field(default_factory=list)
     timelines: dict[int, deque] = field(default_factory=dict)
-    updated: float = 0.0
 
 
 def _person_summary(person: PersonRecord) -> dict[str, Any]:
@@ -74,7 +72,7 @@ class LiveBoard:
         line = record.to_json()
         with self._lock:
             view = self.sources[name]
-            view.image, view.seq, view.persons, view.updated = image, view.seq + 1, persons, time.time()
+            view.image, view.seq, view.persons = image, view.seq + 1, persons
             for person in persons:
                 points = view.timelines.setdefault(person["track_id"], deque())
                 points.append({"t": t, "top": person["top"][:1]})
@@ -101,11 +99,6 @@ class LiveBoard:
             if dropped > 0 and view.status:  # a live source fell behind: stale frames were skipped
                 self.events.append({"source": name, "event": "dropped", "count": dropped})
             view.status = status
-
-    def note(self, name: str, event: str, **details: Any) -> None:
-        """A source-level event for the log (a failure)."""
-        with self._lock:
-            self.events.append({"source": name, "event": event, **details})
 
     def subscribe(self, loop: asyncio.AbstractEventLoop) -> asyncio.Queue:
         queue: asyncio.Queue = asyncio.Queue(maxsize=SUBSCRIBER_QUEUE)
