@@ -197,17 +197,22 @@ def run(args: argparse.Namespace, console: Console, shutdown: GracefulStop, secr
     from streamer.api import Analyzer
     from streamer.outputs import ensure_writable_dir
     from streamer.view.web.board import LiveBoard
-    from streamer.view.web.server import WebServer, parse_bind
 
     config: AppConfig = load_config(args.config or DEFAULT_CONFIG, [*args.overrides, *_cli_overrides(args)])
     # Cheap checks first, so a bad input fails in a second, before any model loads.
     ensure_writable_dir(Path(config.sink.out_dir).expanduser())
     token = args.serve_token or os.environ.get("COCOER_SERVE_TOKEN") or None
-    bind = parse_bind(args.serve, token) if args.serve else None
+    server = None
+    board = None
+    if args.serve:  # aiohttp is imported only when there is a page to serve
+        from streamer.view.web.server import WebServer, parse_bind
+
+        bind = parse_bind(args.serve, token)
     entries = _entries(args, config)
     analyzer = Analyzer(config)
-    board = LiveBoard() if bind else None
-    server = WebServer(board, *bind, token=token).start() if board is not None and bind else None
+    if args.serve:
+        board = LiveBoard()
+        server = WebServer(board, *bind, token=token).start()
     if server is not None:
         logger.info("live view: %s%s", server.url, " (add ?token=YOUR_TOKEN)" if token else "")
 

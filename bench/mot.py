@@ -15,6 +15,7 @@ interval 1, 2 and 3: its fps, their ratio, and its tracked recall/precision.
 from __future__ import annotations
 
 import argparse
+import copy
 import tempfile
 import time
 from dataclasses import replace
@@ -26,6 +27,7 @@ from common import MEDIA
 from streamer.api import Analyzer
 from streamer.config import AppConfig, DetectorConfig, SinkConfig, SourceConfig
 from streamer.detectors import FacePersonDetector, build_detector
+from streamer.detectors.centernet import CenterNetPeopleDetector
 from streamer.detectors.faces import MtcnnFaceDetector
 from streamer.detectors.people import HogPeopleDetector
 from streamer.stages.detect_track import DetectTrackStage
@@ -118,6 +120,11 @@ def main() -> int:
     }
     default = build_detector(DetectorConfig(allow_download=False))
     detectors[f"default ({default.bodies.name if default.bodies else 'none'})"] = default
+    if isinstance(default.bodies, CenterNetPeopleDetector):
+        # The same CenterNet with its near-duplicate boxes kept: what merging them costs a crowd, if anything.
+        unmerged = copy.copy(default.bodies)
+        unmerged.nms_iou = 1.0
+        detectors["centernet, unmerged"] = FacePersonDetector(default.faces, unmerged)
     scrfd = (
         build_detector(DetectorConfig(person="insightface", face="mtcnn", allow_download=False))
         if (Path("~/.insightface/models/scrfd_person_2.5g.onnx").expanduser().exists())

@@ -70,6 +70,8 @@ class EmotionResult:
         exclusion: competition order, first excluded level first, kept level
             last; empty when the model has no competition step.
         level_losses: the per-level losses that ordered `exclusion`.
+        uncertain: the top label is a guess, not an answer (`ConfidenceRule`);
+            set on smoothed results, which are what is shown.
     """
 
     model_name: str
@@ -79,6 +81,7 @@ class EmotionResult:
     level_pred: dict[Level, tuple[str, ...]] = field(default_factory=dict)
     exclusion: tuple[Level, ...] = ()
     level_losses: dict[Level, float] = field(default_factory=dict)
+    uncertain: bool = False
 
     def __post_init__(self) -> None:
         if Level.FINAL not in self.scores:

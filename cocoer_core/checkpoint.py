@@ -168,7 +168,10 @@ def find_clip_weights(weights_dir: Path, allow_download: bool = True) -> Path:
         if candidate.is_file():
             return candidate
     if not allow_download:
-        raise CheckpointError(f"CLIP RN50 weights not found: put OpenAI's RN50.pt at {weights_dir / CLIP_FILE}")
+        raise CheckpointError(
+            f"CLIP RN50 weights not found: put OpenAI's RN50.pt at {weights_dir / CLIP_FILE} "
+            "(python -m streamer.tools.fetch_models --clip fetches it; or allow the download at run time)"
+        )
     return download_clip_rn50(weights_dir / CLIP_FILE)
 
 

@@ -28,6 +28,31 @@ class LabelRule:
         return select_labels(labels, probs, self.level_threshold)
 
 
+@dataclass(frozen=True)
+class ConfidenceRule:
+    """When a prediction is sure enough to be shown as an answer rather than a guess.
+
+    Single-label models (argmax over classes that sum to 1): sure when the top
+    probability is at least `min_top` and beats the second by at least
+    `min_margin`. Multi-label models (a threshold per label, as CocoER on
+    EMOTIC): sure when the top probability clears the threshold by at least
+    `min_margin`; a close second there is a second label, not doubt.
+    """
+
+    min_top: float = 0.5
+    min_margin: float = 0.15
+
+    def uncertain(self, probs: np.ndarray, threshold: float | None) -> bool:
+        if probs.size == 0:
+            return True
+        ranked = np.sort(probs.astype(np.float64))[::-1]
+        top = float(ranked[0])
+        if threshold is not None:
+            return top < threshold + self.min_margin
+        second = float(ranked[1]) if ranked.size > 1 else 0.0
+        return top < self.min_top or top - second < self.min_margin
+
+
 def select_labels(labels: tuple[str, ...], probs: np.ndarray, threshold: float | None) -> tuple[str, ...]:
     """Labels whose probability is strictly above the threshold, in index order (argmax if None)."""
     if threshold is None:

@@ -102,7 +102,7 @@ class DetectorConfig:
     batch_wait_ms: float = 5.0
     insightface_root: str = "~/.insightface"
     models_dir: str = "~/.cache/cocoer/models"
-    allow_download: bool = True
+    allow_download: bool = False
 
     def __post_init__(self) -> None:
         _check_choice("detector.face", self.face, ("auto", "insightface", "mtcnn", "haar", "none"))
@@ -131,7 +131,7 @@ class EmotionConfig:
     level_threshold: float = 0.6
     inside_lr: float = 1.0
     trust_checkpoint: bool = True
-    allow_download: bool = True
+    allow_download: bool = False
 
     def __post_init__(self) -> None:
         _check_choice("emotion.model", self.model, ("auto", "cocoer", "baseline", "none"))
@@ -151,8 +151,12 @@ class SmoothingConfig:
     half_life_s: float = 0.4
     hysteresis: float = 0.05
     exclusion_window: int = 15
+    uncertain_below: float = 0.5
+    uncertain_margin: float = 0.15
 
     def __post_init__(self) -> None:
+        if not (0.0 <= self.uncertain_below <= 1.0 and 0.0 <= self.uncertain_margin <= 1.0):
+            raise ValueError("smoothing.uncertain_below and smoothing.uncertain_margin must be within 0..1")
         if self.half_life_s < 0:
             raise ValueError(f"smoothing.half_life_s must be >= 0; got {self.half_life_s}")
         if self.exclusion_window < 1:
@@ -164,10 +168,15 @@ class OverlayConfig:
     """What the renderer draws."""
 
     top_k: int = 3
+    detail: str = "auto"
     show_levels: bool = True
     show_exclusion: bool = True
     show_legend: bool = True
     show_stats: bool = True
+
+    def __post_init__(self) -> None:
+        _check_choice("overlay.detail", self.detail, ("auto", "compact", "full"))
+        _check_min("overlay.top_k", self.top_k, 1)
 
 
 @dataclass

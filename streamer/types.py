@@ -59,6 +59,15 @@ class TrackedFrame:
     detected: bool = True
 
 
+class NoEmotion(enum.StrEnum):
+    """Why a person shows no emotion (the JSONL's `no_emotion`, the report's reasons)."""
+
+    NO_MODEL = "no_model"  # the run has no emotion model
+    NO_FACE = "no_face"  # no face seen (turned away, covered, too far for the face detector)
+    FACE_TOO_SMALL = "face_too_small"  # a face smaller than emotion.min_face_px
+    NOT_INFERRED = "not_inferred"  # the model gave no answer for this person
+
+
 @dataclass(frozen=True, eq=False)
 class FrameResult:
     """What the renderer and sinks receive for each frame.
@@ -76,7 +85,11 @@ class FrameResult:
     smoothed: tuple[EmotionResult | None, ...]
     events: tuple[TrackEvent, ...] = ()
     detected: bool = True
+    #: Per person, why nothing is shown when `smoothed[i]` is None (a `NoEmotion` value); empty: not known.
+    no_emotion: tuple[str | None, ...] = ()
 
     def __post_init__(self) -> None:
         if not (len(self.persons) == len(self.raw) == len(self.smoothed)):
             raise ValueError("persons, raw and smoothed must have the same length")
+        if self.no_emotion and len(self.no_emotion) != len(self.persons):
+            raise ValueError("no_emotion must have one entry per person")

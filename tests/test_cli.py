@@ -111,7 +111,10 @@ def test_pedestrians_every_decoded_frame_same_timestamps_and_persistent_ids(
     source = media_file(shared_media, "pedestrians_vtest.avi")
     done = run_cli("--source", str(source), "--out", str(tmp_path), *OFFLINE)
     assert done.returncode == 0, done.stderr
-    assert "detectors: faces=mtcnn, people=centernet" in done.stderr
+    # One short line names the models in use; nothing about fallbacks or downloads.
+    (line,) = [line for line in done.stderr.splitlines() if " models: " in line]
+    assert "models: faces mtcnn, people centernet; emotion FER2013 mini-Xception" in line
+    assert len(line) < 160 and "download" not in done.stderr
     video, lines = tmp_path / "pedestrians_vtest.mp4", _jsonl(tmp_path / "pedestrians_vtest.jsonl")
     with av.open(str(source)) as container:
         input_times = sorted(float(f.time) for f in container.decode(video=0))
@@ -254,3 +257,45 @@ def test_ray_backend_from_the_cli_writes_what_it_processed(shared_media: Path, t
     assert [r["frame"] for r in records] == [0, 1, 2, 3]
     assert any(r["persons"] for r in records), "the two people are detected"
     assert len(_decoded_times(tmp_path / f"{clip.stem}.mp4")) == 4
+
+
+_NO_NETWORK = """
+import os, socket
+_log = os.environ["NETWORK_ATTEMPTS"]
+
+def _refuse(what):
+    with open(_log, "a") as handle:
+        handle.write(what + "\\n")
+    raise OSError("network access attempted during a default run: " + what)
+
+_connect = socket.socket.connect
+def connect(self, address):
+    if self.family in (socket.AF_INET, socket.AF_INET6):
+        _refuse(f"connect {address!r}")
+    return _connect(self, address)
+socket.socket.connect = connect
+socket.socket.connect_ex = lambda self, address: _refuse(f"connect_ex {address!r}")
+socket.getaddrinfo = lambda *args, **kwargs: _refuse(f"getaddrinfo {args[:2]!r}")
+"""
+
+
+@pytest.mark.integration
+def test_a_default_run_opens_no_network_connection(shared_media: Path, tmp_path: Path) -> None:
+    """No download at run time unless a setting asks: every IP connection and name lookup is refused and
+    recorded (a sitecustomize in the CLI's process), and the default run still succeeds without one."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(_NO_NETWORK)
+    attempts = tmp_path / "attempts.txt"
+    clip = media_file(shared_media, "faces_two_people_head_pose.mp4")
+    env = {k: v for k, v in ENV.items() if k != "HF_HUB_OFFLINE"}  # the run itself must not need it
+    env |= {"PYTHONPATH": str(hook), "NETWORK_ATTEMPTS": str(attempts)}
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "run_stream.py"), "--source", str(clip), "--out", str(tmp_path / "out"),
+         "--max-frames", "3", "--no-progress"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, env=env,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert not attempts.exists(), attempts.read_text()
+    assert (tmp_path / "out" / f"{clip.stem}.jsonl").read_text().count("\n") == 3
+    assert "models: faces mtcnn, people centernet" in done.stderr, "the default detectors, from what is on disk"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import signal
 import subprocess
@@ -17,6 +18,7 @@ import cv2
 import numpy as np
 import pytest
 
+from streamer.view.palette import track_hex
 from tests.conftest import ROOT, media_file
 from tests.support.runs import jsonl_lines
 from tests.support.servers import free_port
@@ -92,7 +94,9 @@ def test_the_api_lists_the_source_and_its_persons(live: LiveRun) -> None:
     assert status == 200
     source = json.loads(body)["sources"][0]
     assert source["name"] == NAME and source["state"] == "running" and source["fps"] > 0
-    assert source["persons"] and source["persons"][0]["top"][0]["label"]
+    person = source["persons"][0]
+    assert person["top"][0]["label"] and isinstance(person["uncertain"], bool)
+    assert re.fullmatch(r"#[0-9a-f]{6}", person["color"]) and person["color"] == track_hex(person["track_id"])
     assert "rtsp" not in body.decode() and str(live.out) not in body.decode()
 
 
@@ -155,6 +159,9 @@ def test_the_page_shows_the_frame_and_the_labels_in_a_browser(live: LiveRun, tmp
     base = [browser, "--headless", "--no-sandbox", "--disable-gpu"]
     dom = subprocess.run([*base, "--dump-dom", live.url("/")], capture_output=True, text=True, timeout=120).stdout
     assert f'id="source-{NAME}"' in dom and 'class="person"' in dom and "%" in dom
+    # The headline label is marked sure or a guess, and the id wears the person's colour (as on the video).
+    assert re.search(r'<span class="(sure|guess)">[^<]+%', dom), dom[:2000]
+    assert re.search(r'<b class="track" style="color: rgb\(\d+, \d+, \d+\);">#\d+', dom), dom[:2000]
     assert f"/api/sources/{NAME}/frame.jpg?token={TOKEN}&amp;n=" in dom
     shot = tmp_path / "live.png"
     subprocess.run(

@@ -67,8 +67,10 @@ def build_components(config: AppConfig, model_factory: ModelFactory | None = Non
     model_on = model_device(config)
     detector = build_detector(config.detector, device)
     model = build_model(config, model_on, model_factory)
-    logger.info("%s", detector.describe())
-    logger.info("emotion model: %s on %s", model.description if model else "none", model_on)
+    # One short line for people; why auto chose as it did (files missing, downloads off) is for --debug.
+    logger.debug("%s", detector.describe())
+    emotion = model.description if model else "none"
+    logger.info("models: %s; emotion %s (%s)", detector.summary(), emotion, model_on)
     return Components(device, model_on, detector, model)
 
 

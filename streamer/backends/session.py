@@ -79,9 +79,9 @@ class SourceSession:
         if self.error is not None:
             return False
         try:
-            stats = OverlayStats(
-                self.meter.tick(), 1000.0 * (time.monotonic() - result.frame.captured_at), self.dropped
-            )
+            # Latency means something only live (a file's frames wait in queues by design: no drop policy).
+            latency = 1000.0 * (time.monotonic() - result.frame.captured_at) if self.info.is_live else None
+            stats = OverlayStats(self.meter.tick(), latency, self.dropped)
             annotated = self.renderer.annotate(result.frame.image.copy(), result, stats)
             record = record_of(result, self.stage.model.name, self.name)
             self.outputs.write(annotated, record)

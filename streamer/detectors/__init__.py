@@ -58,6 +58,12 @@ class FacePersonDetector:
     def close(self) -> None:
         """Nothing to release: the models live as long as the run's components."""
 
+    def summary(self) -> str:
+        """Which detectors run, in a few words (the start-up line; `describe` has the fallbacks' reasons)."""
+        return (
+            f"faces {self.faces.name if self.faces else 'none'}, people {self.bodies.name if self.bodies else 'none'}"
+        )
+
     def describe(self) -> str:
         parts = [
             f"faces={self.faces.name if self.faces else 'none'}",

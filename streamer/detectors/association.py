@@ -5,6 +5,13 @@ inside a person box, with no vertical test and faces shared between people.
 We add what a crowd needs: the face must sit in the upper part of the body
 box, pairs are chosen by how close the face is to where a head is expected,
 and a pairing is exclusive both ways.
+
+Close to the camera the body box is little more than head and shoulders cut
+by the frame, and the face's centre sits in its middle or lower half (a
+selfie: 0.55-0.7 of the box's height). A face at least `CLOSE_UP` of the
+body box's height is such a close-up: its centre may lie anywhere in the
+box's upper `CLOSE_UP_ZONE`. A small face low in a big body box (a person
+behind another) still does not pair.
 """
 
 from __future__ import annotations
@@ -14,8 +21,12 @@ from collections.abc import Sequence
 from streamer.detectors.base import ScoredBox
 from streamer.types import Box, PersonDetection
 
-#: A face's centre must lie in this top fraction of the body box.
+#: A face's centre must lie in this top fraction of the body box...
 HEAD_ZONE = 0.45
+#: ...unless the face is at least this fraction of the box's height (a close-up)...
+CLOSE_UP = 0.25
+#: ...when its centre may lie in this top fraction.
+CLOSE_UP_ZONE = 0.85
 
 
 def body_from_face(face: Box, image_w: int, image_h: int) -> Box:
@@ -36,7 +47,8 @@ def body_from_face(face: Box, image_w: int, image_h: int) -> Box:
 def _pair_cost(face: Box, body: Box) -> float | None:
     """How far the face is from the body's expected head spot, or None if implausible."""
     fx, fy = face.center
-    if not (body.x1 <= fx <= body.x2 and body.y1 <= fy <= body.y1 + HEAD_ZONE * body.height):
+    zone = CLOSE_UP_ZONE if face.height >= CLOSE_UP * body.height else HEAD_ZONE
+    if not (body.x1 <= fx <= body.x2 and body.y1 <= fy <= body.y1 + zone * body.height):
         return None
     if face.width > body.width * 1.05:
         return None

@@ -46,8 +46,10 @@ class MtcnnFaceDetector(SizeBatched):
         boxes, probs = self._mtcnn.detect(rgb)
         return [self._scored(b, p, factor, w, h) for b, p in zip(boxes, probs, strict=True)]
 
-    def _scored(self, boxes, probs, factor: float, w: int, h: int) -> list[ScoredBox]:  # type: ignore[no-untyped-def]
-        if boxes is None:
+    def _scored(
+        self, boxes: np.ndarray | None, probs: np.ndarray | None, factor: float, w: int, h: int
+    ) -> list[ScoredBox]:
+        if boxes is None or probs is None:
             return []
         found = []
         for (x1, y1, x2, y2), prob in zip(boxes, probs, strict=True):

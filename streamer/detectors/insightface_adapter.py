@@ -47,22 +47,27 @@ def _ensure(path: Path, allow_download: bool, download: Callable[[], object]) ->
     return path
 
 
-def face_model_path(root: Path, allow_download: bool) -> Path:
-    """buffalo_l's detector, `<root>/models/buffalo_l/det_10g.onnx`."""
+# insightface is imported only to download (it takes ~1 s to import; absent files must cost nothing).
+def _download_pack(root: Path) -> None:
     from insightface.utils.storage import download
 
-    return _ensure(
-        root / "models" / FACE_PACK / FACE_FILE, allow_download, lambda: download("models", FACE_PACK, root=str(root))
-    )
+    download("models", FACE_PACK, root=str(root))
+
+
+def _download_onnx(root: Path) -> None:
+    from insightface.utils.storage import download_onnx
+
+    download_onnx("models", PERSON_FILE, root=str(root))
+
+
+def face_model_path(root: Path, allow_download: bool) -> Path:
+    """buffalo_l's detector, `<root>/models/buffalo_l/det_10g.onnx`."""
+    return _ensure(root / "models" / FACE_PACK / FACE_FILE, allow_download, lambda: _download_pack(root))
 
 
 def person_model_path(root: Path, allow_download: bool) -> Path:
     """The SCRFD person detector, `<root>/models/scrfd_person_2.5g.onnx`."""
-    from insightface.utils.storage import download_onnx
-
-    return _ensure(
-        root / "models" / PERSON_FILE, allow_download, lambda: download_onnx("models", PERSON_FILE, root=str(root))
-    )
+    return _ensure(root / "models" / PERSON_FILE, allow_download, lambda: _download_onnx(root))
 
 
 class ScrfdDetector(FrameByFrame):

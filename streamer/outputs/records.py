@@ -8,12 +8,14 @@ it back. So its shape is defined once, here:
     {"version": 1, "frame": 12, "pts_s": 0.48, "model": "cocoer",
      "persons": [{"track_id": 3, "body_box": [x1, y1, x2, y2], "head_box": [...] | null,
                   "body_source": "person" | "face", "score": 0.98,
-                  "raw": EMOTION | null, "smoothed": EMOTION | null}],
+                  "raw": EMOTION | null, "smoothed": EMOTION | null,
+                  "no_emotion": "no_face" | "face_too_small" | "no_model" | "not_inferred"}],  (when smoothed is null)
      "events": [{"event": "track_start" | "track_end", "track_id": 3, "last_frame": 9}],   (when any)
      "detected": false,                         (frames the detector skipped)
      "gap_before": true, "gap_s": 3.2}          (a live source's first frame after a reconnect)
     EMOTION = {"scores": {level: {label: p}}, "pred": [...], "level_pred": {level: [...]},
-               "exclusion": ["body-level", ...], "level_losses": {level: x}}   (the last two when any)
+               "exclusion": ["body-level", ...], "level_losses": {level: x},   (the last two when any)
+               "uncertain": true}   (when the top label is a guess: see smoothing.uncertain_*)
 
 `record_of` builds a record from a frame's result with the rounding the JSONL
 keeps, so a record read back from the file equals the one that was written.
@@ -66,6 +68,7 @@ class EmotionRecord:
     level_pred: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     exclusion: tuple[str, ...] = ()
     level_losses: Mapping[str, float] = field(default_factory=dict)
+    uncertain: bool = False
 
     @property
     def final(self) -> Mapping[str, float]:
@@ -86,6 +89,8 @@ class EmotionRecord:
             out["exclusion"] = list(self.exclusion)
         if self.level_losses:
             out["level_losses"] = dict(self.level_losses)
+        if self.uncertain:
+            out["uncertain"] = True
         return out
 
 
@@ -100,9 +105,10 @@ class PersonRecord:
     score: float
     raw: EmotionRecord | None
     smoothed: EmotionRecord | None
+    no_emotion: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "track_id": self.track_id,
             "body_box": list(self.body_box),
             "head_box": list(self.head_box) if self.head_box is not None else None,
@@ -111,6 +117,9 @@ class PersonRecord:
             "raw": self.raw.to_json() if self.raw else None,
             "smoothed": self.smoothed.to_json() if self.smoothed else None,
         }
+        if self.no_emotion:
+            out["no_emotion"] = self.no_emotion
+        return out
 
 
 @dataclass(frozen=True)
@@ -189,10 +198,13 @@ def emotion_record(result: EmotionResult | None) -> EmotionRecord | None:
         level_pred={level.value: tuple(labels) for level, labels in result.level_pred.items()},
         exclusion=tuple(level.sequence_name for level in result.exclusion),
         level_losses={level.value: round(v, SCORE_DECIMALS) for level, v in result.level_losses.items()},
+        uncertain=result.uncertain,
     )
 
 
-def person_record(person: Person, raw: EmotionResult | None, smoothed: EmotionResult | None) -> PersonRecord:
+def person_record(
+    person: Person, raw: EmotionResult | None, smoothed: EmotionResult | None, no_emotion: str | None = None
+) -> PersonRecord:
     body = _box(person.body_box)
     if body is None:  # pragma: no cover - a person always has a body box
         raise ValueError("a person without a body box")
@@ -204,6 +216,7 @@ def person_record(person: Person, raw: EmotionResult | None, smoothed: EmotionRe
         round(person.score, 4),
         emotion_record(raw),
         emotion_record(smoothed),
+        no_emotion if smoothed is None else None,
     )
 
 
@@ -219,7 +232,14 @@ def record_of(result: FrameResult, model_name: str, source: str = "") -> FrameRe
         pts_s=round(frame.pts_s, 6),
         model=model_name,
         persons=tuple(
-            person_record(p, r, s) for p, r, s in zip(result.persons, result.raw, result.smoothed, strict=True)
+            person_record(p, r, s, why)
+            for p, r, s, why in zip(
+                result.persons,
+                result.raw,
+                result.smoothed,
+                result.no_emotion or [None] * len(result.persons),
+                strict=True,
+            )
         ),
         events=tuple(_event(e) for e in result.events),
         detected=result.detected,
@@ -349,6 +369,7 @@ def _emotion(value: Any, what: str) -> EmotionRecord | None:
         level_pred={level: _labels(labels, f"{what}.level_pred") for level, labels in level_pred.items()},
         exclusion=_labels(value.get("exclusion", []), f"{what}.exclusion"),
         level_losses={level: _number(x, f"{what}.level_losses") for level, x in losses.items()},
+        uncertain=_flag(value.get("uncertain", False), f"{what}.uncertain"),
     )
 
 
@@ -363,6 +384,7 @@ def _person(value: Any) -> PersonRecord:
         score=_number(value.get("score", 0.0), "score"),
         raw=_emotion(value.get("raw"), "raw"),
         smoothed=_emotion(value.get("smoothed"), "smoothed"),
+        no_emotion=None if value.get("no_emotion") is None else _text(value["no_emotion"], "no_emotion"),
     )
 
 

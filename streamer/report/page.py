@@ -7,6 +7,7 @@ from pathlib import Path
 from streamer import html_safe
 from streamer.report.pictures import TimelinePlotter, agreement_png, dominant_png, session_png
 from streamer.report.summary import SessionSummary, TrackSummary
+from streamer.view.palette import track_hex
 
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:1000px}
@@ -33,17 +34,27 @@ def _img(data: str | None, alt: str, cls: str = "plot") -> str:
 def _track_html(
     track: TrackSummary, thumb: str | None, csv_path: Path | None, base: Path, timelines: TimelinePlotter
 ) -> str:
+    what = "face" if track.best_face else "body"
     face = (
-        f'<img class="thumb" alt="face of person {track.track_id}" src="data:image/jpeg;base64,{thumb}">'
+        f'<img class="thumb" alt="{what} of person {track.track_id}" src="data:image/jpeg;base64,{thumb}">'
         if thumb
-        else '<div class="thumb muted">no face</div>'
+        else f'<div class="thumb muted">no {what} picture</div>'
     )
-    top = ", ".join(html_safe.text(x) for x in track.top_labels()) or "no emotion scores"
+    top = ", ".join(html_safe.text(x) for x in track.top_labels()) or "no emotion"
     link = f' · <a href="{html_safe.href(csv_path.relative_to(base).as_posix())}">CSV</a>' if csv_path else ""
+    guesses = (
+        f" · {100 * track.uncertain / track.shown:.0f}% of it a guess (low score or close second)"
+        if track.uncertain
+        else ""
+    )
     parts = [
-        f'<section class="track" id="track-{track.track_id}">',
+        # The person's colour, as on the video's boxes and panels and the live page.
+        f'<section class="track" id="track-{track.track_id}" style="border-left:6px solid '
+        f'{track_hex(track.track_id)};padding-left:10px">',
         f'<div class="head">{face}<div><h2>Person {track.track_id}</h2>',
-        f"<div>{track.first_s:.1f} s – {track.last_s:.1f} s · {track.frames} frames · top: {top}{link}</div></div></div>",
+        f"<div>{track.first_s:.1f} s – {track.last_s:.1f} s · {track.frames} frames · top: {top}{guesses}{link}</div>",
+        _reasons_html(track),
+        "</div></div>",
         _img(timelines.png(track), f"emotion timeline of person {track.track_id}"),
         _img(agreement_png(track), f"level agreement of person {track.track_id}"),
         '<div class="muted">per inference: green = the level\'s top label is the final one, red = it is not</div>'
@@ -61,6 +72,27 @@ def _track_html(
         )
     parts.append("</section>")
     return "\n".join(parts)
+
+
+#: What each `no_emotion` reason means, for people reading the report.
+REASONS = {
+    "no_face": "no face seen (turned away, covered, or too far for the face detector)",
+    "face_too_small": "face smaller than emotion.min_face_px",
+    "no_model": "the run had no emotion model",
+    "not_inferred": "the model gave no answer",
+    "unknown": "reason not recorded (a run from before reasons were written)",
+}
+
+
+def _reasons_html(track: TrackSummary) -> str:
+    """Why frames of this person show no emotion: each reason with its share of the person's frames."""
+    if not track.no_emotion:
+        return ""
+    parts = [
+        f"{html_safe.text(REASONS.get(reason, reason))} in {n} of {track.frames} frames"
+        for reason, n in track.no_emotion.most_common()
+    ]
+    return f'<div class="muted reasons">no emotion: {"; ".join(parts)}</div>'
 
 
 def render_html(session: SessionSummary, title: str, thumbs: dict[int, str], csvs: dict[int, Path], base: Path) -> str:

@@ -121,8 +121,10 @@ def dominant_png(session: SessionSummary) -> str | None:
 
 
 def thumbnails(video: Path, tracks: list[TrackSummary], size: int = 96) -> dict[int, str]:
-    """A JPEG of each track's largest face, sought to one frame per track (never the whole video in memory)."""
-    wanted = sorted((t.best_face[2], t.track_id, t.best_face[3]) for t in tracks if t.best_face)
+    """A JPEG of each track's largest face (its largest body when no face was ever seen), sought to one
+    frame per track (never the whole video in memory)."""
+    best = [(t, t.best_face or t.best_body) for t in tracks]
+    wanted = sorted((b[2], t.track_id, b[3]) for t, b in best if b)
     out: dict[int, str] = {}
     if not wanted or not video.is_file():
         return out

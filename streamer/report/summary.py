@@ -54,6 +54,10 @@ class TrackSummary:
     label_sums: Counter = field(default_factory=Counter)
     exclusions: Counter = field(default_factory=Counter)
     best_face: tuple[float, int, float, list[float]] | None = None  # area, frame, pts, head box
+    best_body: tuple[float, int, float, list[float]] | None = None  # the same for the body box
+    no_emotion: Counter = field(default_factory=Counter)  # frames with nothing shown, by reason
+    shown: int = 0  # frames with an emotion shown
+    uncertain: int = 0  # of those, frames where it was a guess
 
     def top_labels(self, k: int = TOP_LABELS) -> list[str]:
         return [label for label, _ in self.label_sums.most_common(k)]
@@ -100,6 +104,7 @@ class CsvWriters:
                     ["time_s", "frame", "track_id"]
                     + [f"smoothed_{x}" for x in self.labels]
                     + [f"raw_{x}" for x in self.labels]
+                    + ["uncertain", "no_emotion"]
                 )
             self.paths[track_id] = path
             self._open[track_id] = (handle, writer)
@@ -109,6 +114,7 @@ class CsvWriters:
             [f"{t:.6f}", frame, track_id]
             + [smooth.get(x, "") for x in self.labels]
             + [now.get(x, "") for x in self.labels]
+            + [int(person.smoothed.uncertain) if person.smoothed else "", person.no_emotion or ""]
         )
 
     def end(self, track_id: int) -> None:
@@ -137,7 +143,11 @@ def _person(session: SessionSummary, person: PersonRecord, t: float, frame: int)
         final = person.smoothed.final
         track.scores.add(t, final)
         track.label_sums.update(final)
+        track.shown += 1
+        track.uncertain += person.smoothed.uncertain
         session.dominant[_top(final)] += 1
+    else:
+        track.no_emotion[person.no_emotion or "unknown"] += 1
     if person.raw is not None:
         track.agreement.add(t, _agreement(person.raw))
         if person.raw.exclusion:
@@ -147,11 +157,27 @@ def _person(session: SessionSummary, person: PersonRecord, t: float, frame: int)
         area = (head[2] - head[0]) * (head[3] - head[1])
         if track.best_face is None or area > track.best_face[0]:
             track.best_face = (area, frame, t, list(head))
+    body = person.body_box
+    area = (body[2] - body[0]) * (body[3] - body[1])
+    if track.best_body is None or area > track.best_body[0]:
+        track.best_body = (area, frame, t, list(body))
+
+
+def emotion_labels(jsonl: Path) -> tuple[str, ...]:
+    """The model's labels: those of the first person with an emotion (reading stops there; () if none)."""
+    for record in read_records(jsonl):
+        for person in record.persons if record is not None else ():
+            shown = person.smoothed or person.raw
+            if shown is not None:
+                return tuple(shown.final)
+    return ()
 
 
 def summarize(jsonl: Path, csv_folder: Path | None) -> SessionSummary:
-    """Read the JSONL once: the session's summary, and (when asked) the per-track CSVs."""
-    session = SessionSummary()
+    """Read the JSONL: the session's summary, and (when asked) the per-track CSVs, a row for every frame of
+    every person (the labels, for the CSV's columns, come from a first read that stops at the first emotion).
+    """
+    session = SessionSummary(labels=emotion_labels(jsonl))
     writers: CsvWriters | None = None
     try:
         for record in read_records(jsonl):
@@ -167,10 +193,7 @@ def summarize(jsonl: Path, csv_folder: Path | None) -> SessionSummary:
                 session.gaps.append((t - record.gap_s, t))
             session.people.add(t, len(record.persons))
             for person in record.persons:
-                if not session.labels:
-                    shown = person.smoothed or person.raw
-                    session.labels = tuple(shown.final) if shown else ()
-                if csv_folder is not None and session.labels:
+                if csv_folder is not None:
                     writers = writers or CsvWriters(csv_folder, session.labels)
                     writers.row(t, record.frame, person)
                 _person(session, person, t, record.frame)

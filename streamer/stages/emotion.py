@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from cocoer_core.api import EmotionModel, EmotionResult, FramePersons, PersonRegion
 from cocoer_core.postprocess import LabelRule
 from streamer.stages.smoothing import SmoothingBank
-from streamer.types import FrameResult, Person, TrackedFrame
+from streamer.types import FrameResult, NoEmotion, Person, TrackedFrame
 
 logger = logging.getLogger(__name__)
 
@@ -121,4 +121,18 @@ class EmotionStage:
         smoothed, events = self.bank.update(
             frame.pts_s, frame.index, tracked.persons, raw, ended=tracked.ended, final=frame.is_last
         )
-        return FrameResult(frame, tracked.persons, tuple(raw), smoothed, events, tracked.detected)
+        reasons = tuple(
+            self.why_not(person) if shown is None else None
+            for person, shown in zip(tracked.persons, smoothed, strict=True)
+        )
+        return FrameResult(frame, tracked.persons, tuple(raw), smoothed, events, tracked.detected, reasons)
+
+    def why_not(self, person: Person) -> str:
+        """Why a person has no emotion to show (asked only of those who have none)."""
+        if not self.model.present:
+            return NoEmotion.NO_MODEL.value
+        if person.head_box is None:
+            return NoEmotion.NO_FACE.value
+        if self.min_face_px and person.head_box.height < self.min_face_px:
+            return NoEmotion.FACE_TOO_SMALL.value
+        return NoEmotion.NOT_INFERRED.value

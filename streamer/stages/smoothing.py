@@ -3,8 +3,11 @@
 Each level's probabilities follow an exponential moving average whose weight
 depends on the time elapsed, not the frame count: after `half_life_s`
 seconds an old value has half its weight, at any frame rate or inference
-stride. Shown labels use hysteresis so they don't flicker; the shown
-exclusion sequence is the most frequent one over a short window.
+stride. Multi-label labels use hysteresis so they don't flicker; a
+single-label model's label is always its top score (the first bar shown),
+and when that barely beats the second the result is marked uncertain
+instead of holding on to the previous label. The shown exclusion sequence
+is the most frequent one over a short window.
 
 Smoothing lives here, after the model: the model has no memory across frames.
 """
@@ -18,7 +21,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from cocoer_core.api import EmotionResult, Level
-from cocoer_core.postprocess import LabelRule, labels_with_hysteresis
+from cocoer_core.postprocess import ConfidenceRule, LabelRule, labels_with_hysteresis
 from streamer.config import SmoothingConfig
 from streamer.types import Person, TrackEvent, TrackEventKind
 
@@ -36,6 +39,7 @@ class TrackSmoother:
     def __init__(self, config: SmoothingConfig, rule: LabelRule) -> None:
         self.config = config
         self.rule = rule
+        self.confidence = ConfidenceRule(config.uncertain_below, config.uncertain_margin)
         self._scores: dict[Level, np.ndarray] = {}
         self._last_t: float | None = None
         self._template: EmotionResult | None = None
@@ -78,7 +82,7 @@ class TrackSmoother:
         if template is None:
             raise RuntimeError("nothing to smooth yet")
         labels = template.labels
-        margin = self.config.hysteresis
+        margin = self.config.hysteresis if self.rule.final_threshold is not None else 0.0
         self._final_shown = labels_with_hysteresis(
             labels, self._scores[Level.FINAL], self.rule.final_threshold, self._final_shown, margin
         )
@@ -94,6 +98,7 @@ class TrackSmoother:
             level_pred=dict(self._level_shown),
             exclusion=self._most_frequent_sequence(),
             level_losses={},
+            uncertain=self.confidence.uncertain(self._scores[Level.FINAL], self.rule.final_threshold),
         )
 
 

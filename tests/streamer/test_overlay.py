@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -13,7 +14,8 @@ from cocoer_core.api import EmotionResult, Level
 from cocoer_core.labels import EMOTIC_LABELS
 from streamer.config import OverlayConfig
 from streamer.types import Box, Frame, FrameResult, Person
-from streamer.view.overlay import BODY_COLOR, HEAD_COLOR, LEVEL_COLORS, OverlayRenderer, OverlayStats
+from streamer.view.overlay import GUESS_COLOR, LEVEL_COLORS, SURE_BAR, OverlayRenderer, OverlayStats
+from streamer.view.palette import track_bgr
 from tests.conftest import media_file
 
 
@@ -55,14 +57,18 @@ def _scene(shared_media: Path, width: int, height: int):
 def test_overlay_draws_boxes_panel_and_chips(shared_media: Path, width: int, height: int) -> None:
     image, result, person = _scene(shared_media, width, height)
     original = image.copy()
-    out = OverlayRenderer(OverlayConfig(), "CocoER test").annotate(image, result, OverlayStats(fps=12.5, latency_ms=80))
+    renderer = OverlayRenderer(OverlayConfig(), "CocoER test")
+    out = renderer.annotate(image, result, OverlayStats(fps=12.5, latency_ms=80))
     scale = height / 480
-    # Body box edge: the left edge column is green along most of its height.
+    assert renderer.last_legend is not None
+    # Body and face box edges: the left edge columns are the person's colour along most of their height.
+    color = track_bgr(person.track_id)
     x1, y1, _x2, y2 = person.body_box.rounded()
-    edge = _near(out[y1 + 40 : y2 - 10, x1 - 1 : x1 + 2], BODY_COLOR).any(axis=1)
+    bottom = min(y2, renderer.last_legend.y)  # the legend is drawn over everything
+    edge = _near(out[y1 + 40 : bottom - 10, x1 - 1 : x1 + 2], color).any(axis=1)
     assert edge.mean() > 0.9
     hx1, hy1, hx2, hy2 = person.head_box.rounded()  # type: ignore[union-attr]
-    assert _near(out[hy1 + 5 : hy2 - 5, hx1 - 1 : hx1 + 2], HEAD_COLOR).any(axis=1).mean() > 0.9
+    assert _near(out[hy1 + 5 : hy2 - 5, hx1 - 1 : hx1 + 2], color).any(axis=1).mean() > 0.9
     # The emotion panel sits right of the face: a translucent dark shade over the picture.
     assert (
         _shaded_fraction(out, original, hy1 + 2, hy1 + int(80 * scale), hx2 + int(8 * scale), hx2 + int(150 * scale))
@@ -108,3 +114,35 @@ def test_persons_without_emotion_get_boxes_only(shared_media: Path) -> None:
     assert np.array_equal(
         out[hy1 + 5 : hy1 + 30, hx2 + 10 : hx2 + 60], original[hy1 + 5 : hy1 + 30, hx2 + 10 : hx2 + 60]
     )
+
+
+def _panel_of(renderer: OverlayRenderer, out: np.ndarray) -> np.ndarray:
+    ((_, rect),) = renderer.last_panels
+    return out[rect.y : rect.y + rect.h, rect.x : rect.x + rect.w]
+
+
+@pytest.mark.parametrize("uncertain", [False, True], ids=["sure", "guess"])
+def test_a_guess_is_drawn_muted_and_only_the_first_bar_is_highlighted(shared_media: Path, uncertain: bool) -> None:
+    image, result, _ = _scene(shared_media, 854, 480)
+    shown = replace(result.smoothed[0], uncertain=uncertain)
+    result = FrameResult(result.frame, result.persons, result.raw, (shown,))
+    renderer = OverlayRenderer(OverlayConfig(detail="full", show_levels=False, show_exclusion=False), "")
+    panel = _panel_of(renderer, renderer.annotate(image, result))
+    line = panel.shape[0] // 3  # three bars: top_k = 3
+    highlighted = _near(panel, SURE_BAR, tol=10)
+    if uncertain:
+        assert not highlighted.any(), "a guess has no highlighted bar"
+        assert _near(panel[:line], GUESS_COLOR, tol=10).sum() > 20, "its label is muted"
+    else:
+        assert highlighted[:line].sum() > 50, "the top score's bar is highlighted"
+        assert not highlighted[line:].any(), "no other bar is, though 'excitement' is a label too"
+
+
+def test_a_held_label_that_is_not_the_top_score_makes_the_headline_a_guess(shared_media: Path) -> None:
+    """The panel's first bar is its top score: when the labels don't include it, the headline is not sure."""
+    image, result, _ = _scene(shared_media, 854, 480)
+    shown = replace(result.smoothed[0], pred=("excitement",))
+    result = FrameResult(result.frame, result.persons, result.raw, (shown,))
+    renderer = OverlayRenderer(OverlayConfig(detail="full", show_levels=False, show_exclusion=False), "")
+    panel = _panel_of(renderer, renderer.annotate(image, result))
+    assert not _near(panel, SURE_BAR, tol=10).any()

@@ -44,7 +44,7 @@ def test_a_file_run_writes_its_report_with_a_section_per_person(run_dir: Path) -
     lines = jsonl_lines(run_dir / "faces_two_people_head_pose.jsonl")
     ids = sorted({p["track_id"] for line in lines for p in line["persons"]})
     assert len(ids) >= 2
-    assert re.findall(r'<section class="track" id="track-(\d+)">', page) == [str(i) for i in ids]
+    assert re.findall(r'<section class="track" id="track-(\d+)"', page) == [str(i) for i in ids]
     images = _images(page)
     assert len(images) >= 2 + 3 * len(ids) - 1, "session plots, and per person a face, a timeline and a strip"
     assert all(image is not None and image.shape[0] > 10 and image.std() > 5 for image in images)
@@ -109,3 +109,30 @@ def test_the_report_opens_in_a_real_browser(run_dir: Path, tmp_path: Path) -> No
     assert image is not None and image.shape[:2] == (1400, 1000)
     top = image[:700]
     assert (top < 200).mean() > 0.02, "text and plots are drawn, not a blank page"
+
+
+def test_people_without_a_face_get_the_reason_a_body_picture_and_every_csv_row(
+    shared_media: Path, tmp_path: Path
+) -> None:
+    """PETS09's pedestrians are too far for a face: the face-only default model shows nothing for them, and the
+    report says why, shows each one's body, and still writes a CSV row for every frame of every person."""
+    clip = media_file(shared_media, "pedestrians_pets09_s2l1_480x360.avi")
+    done = run_cli("--source", str(clip), "--out", str(tmp_path), "--max-frames", "8", *OFFLINE)
+    assert done.returncode == 0, done.stderr
+    lines = jsonl_lines(tmp_path / f"{clip.stem}.jsonl")
+    persons = [p for line in lines for p in line["persons"]]
+    assert persons and all(p["smoothed"] is None and p["no_emotion"] == "no_face" for p in persons)
+    page = (tmp_path / f"{clip.stem}.html").read_text()
+    sections = re.findall(r'<section class="track" id="track-(\d+)".*?</section>', page, re.S)
+    assert len(sections) == len({p["track_id"] for p in persons})
+    assert page.count("no emotion: no face seen") == len(sections)
+    bodies = re.findall(r'alt="body of person \d+" src="data:image/jpeg;base64,([^"]+)"', page)
+    assert len(bodies) == len(sections), "a body thumbnail for each person never seen with a face"
+    for data in bodies:
+        image = cv2.imdecode(np.frombuffer(base64.b64decode(data), np.uint8), cv2.IMREAD_COLOR)
+        assert image is not None and image.shape[0] > image.shape[1], "a standing person: taller than wide"
+    for track_id in {p["track_id"] for p in persons}:
+        with (tmp_path / f"{clip.stem}_persons" / f"track_{track_id}.csv").open() as handle:
+            rows = list(csv.DictReader(handle))
+        frames = [line["frame"] for line in lines for p in line["persons"] if p["track_id"] == track_id]
+        assert [int(r["frame"]) for r in rows] == frames and all(r["no_emotion"] == "no_face" for r in rows)

@@ -72,6 +72,26 @@ def test_single_label_switches_only_when_clearly_beaten() -> None:
     assert labels_with_hysteresis(LABELS, np.array([0.40, 0.50, 0.10]), None, None, 0.05) == ("b",)
 
 
+def test_a_single_label_model_shows_its_top_score_and_marks_a_close_call_uncertain() -> None:
+    """The shown label is the first bar; when it barely leads, it is a guess, not a held answer."""
+    smoother = TrackSmoother(SmoothingConfig(half_life_s=0.0), SINGLE)
+    sure = smoother.update(_result([0.8, 0.15, 0.05]), 0.0)
+    assert sure.pred == ("a",) and not sure.uncertain
+    close = smoother.update(_result([0.45, 0.48, 0.07]), 0.1)
+    assert close.pred == ("b",) and close.uncertain, "the top score is shown, as a guess"
+    low = smoother.update(_result([0.42, 0.2, 0.38]), 0.2)
+    assert low.pred == ("a",) and low.uncertain, "below uncertain_below"
+    clear = smoother.update(_result([0.1, 0.75, 0.15]), 0.3)
+    assert clear.pred == ("b",) and not clear.uncertain
+
+
+def test_a_multi_label_model_is_uncertain_when_its_top_score_barely_clears_the_threshold() -> None:
+    smoother = TrackSmoother(SmoothingConfig(half_life_s=0.0, uncertain_margin=0.15), MULTI)
+    assert not smoother.update(_result([0.9, 0.85, 0.1]), 0.0).uncertain, "two labels: a close second is no doubt"
+    assert smoother.update(_result([0.6, 0.1, 0.1]), 0.1).uncertain
+    assert smoother.update(_result([0.3, 0.1, 0.1]), 0.2).uncertain
+
+
 def test_shown_exclusion_is_the_most_frequent_recent_sequence() -> None:
     h, b, c = Level.HEAD, Level.BODY, Level.CONTEXT
     smoother = TrackSmoother(SmoothingConfig(exclusion_window=4), MULTI)

@@ -107,6 +107,11 @@ def test_faces_below_min_size_are_not_inferred(crowd) -> None:
     assert sum(r is not None for r in result.raw) == 2
     for person, raw in zip(persons, result.raw, strict=True):
         assert (raw is None) == (person.head_box.height < heights[2] + 1)  # type: ignore[union-attr]
+    assert [why for why in result.no_emotion if why] == ["face_too_small"] * 3, "the record says why"
+    faceless = TrackedFrame(_frame(image, 1), (Person(99, persons[0].body_box, None, 0.9),))
+    assert emotion_step(stage, model, faceless).no_emotion == ("no_face",)
+    unmodelled = EmotionStage(NO_MODEL, SmoothingBank(SmoothingConfig(), NO_MODEL.label_rule))
+    assert unmodelled.finish(TrackedFrame(_frame(image, 0), persons), (), []).no_emotion == ("no_model",) * 5
 
 
 def test_smoothed_scores_lag_the_raw_ones(crowd) -> None:

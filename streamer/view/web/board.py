@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from streamer.outputs.records import FrameRecord, PersonRecord
+from streamer.view.palette import track_hex
 
 #: Events kept for the log, and how long a person's rolling timeline reaches back.
 EVENTS_KEPT = 200
@@ -40,8 +41,10 @@ def _person_summary(person: PersonRecord) -> dict[str, Any]:
     shown = person.smoothed
     return {
         "track_id": person.track_id,
+        "color": track_hex(person.track_id),
         "top": [{"label": k, "score": round(v, 3)} for k, v in shown.top(3)] if shown else [],
         "pred": list(shown.pred) if shown else [],
+        "uncertain": bool(shown and (shown.uncertain or shown.top(1)[0][0] not in shown.pred)),
         "levels": {k: list(v[:1]) for k, v in shown.level_pred.items()} if shown else {},
         "exclusion": list(shown.exclusion) if shown else [],
         "head_box": list(person.head_box) if person.head_box is not None else None,
