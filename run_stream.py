@@ -199,7 +199,8 @@ def run(args: argparse.Namespace, console: Console, shutdown: GracefulStop, secr
     from streamer.view.web.board import LiveBoard
 
     config: AppConfig = load_config(args.config or DEFAULT_CONFIG, [*args.overrides, *_cli_overrides(args)])
-    # Cheap checks first, so a bad input fails in a second, before any model loads.
+    # Cheap checks first, so a bad input fails in a second, before any model loads or any file is written.
+    analyzer = Analyzer(config)  # refuses a prohibited use.context
     ensure_writable_dir(Path(config.sink.out_dir).expanduser())
     token = args.serve_token or os.environ.get("COCOER_SERVE_TOKEN") or None
     server = None
@@ -209,9 +210,8 @@ def run(args: argparse.Namespace, console: Console, shutdown: GracefulStop, secr
 
         bind = parse_bind(args.serve, token)
     entries = _entries(args, config)
-    analyzer = Analyzer(config)
     if args.serve:
-        board = LiveBoard()
+        board = LiveBoard(notice=config.privacy.notice)
         server = WebServer(board, *bind, token=token).start()
     if server is not None:
         logger.info("live view: %s%s", server.url, " (add ?token=YOUR_TOKEN)" if token else "")

@@ -14,6 +14,7 @@ import argparse
 import time
 
 import cv2
+
 import numpy as np
 from common import MEDIA
 

@@ -9,6 +9,7 @@ The path of a frame, package by package:
     view/       the overlay, the status table, the live window, the live web view
     report/     the HTML report and per-person CSVs, read back from a run's JSONL
     backends/   where it all runs: local threads or a Ray cluster, around one per-source session
+    privacy/    faces hidden in what leaves the process, the declared use (EU AI Act), run.json
     api.py      `Analyzer`: the Python API the CLI (run_stream.py) is built on
 
     from streamer import Analyzer

@@ -31,6 +31,7 @@ from streamer.backends.base import Backend, ModelFactory, OnFrame, RunJob, RunRe
 from streamer.config import AppConfig, load_config
 from streamer.errors import UserError
 from streamer.outputs.records import FrameRecord
+from streamer.privacy.use import refusal
 from streamer.sources.entries import SourceEntry, entries_from_specs
 from streamer.view.web.board import LiveBoard
 
@@ -59,6 +60,9 @@ class Analyzer:
         model_factory: ModelFactory | None = None,
     ) -> None:
         self.config = config if config is not None else load_config(config_file, overrides)
+        why_not = refusal(self.config.use.context, self.config.use.purpose)
+        if why_not is not None:  # before anything loads or is written
+            raise UserError(why_not)
         self.model_factory = model_factory
         self.backend: Backend = backend_named(self.config.backend)
         self.last_report: RunReport | None = None

@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from streamer.errors import UserError
+from streamer.privacy.use import CONTEXTS, PURPOSES
 from trackers.base import TrackerConfig
 
 
@@ -224,6 +225,34 @@ class RayConfig:
 
 
 @dataclass
+class PrivacyConfig:
+    """What of the people filmed leaves the process (see streamer/privacy/)."""
+
+    faces: str = "blur"
+    face_margin: float = 0.25
+    notice: str = "Emotion recognition in use"
+
+    def __post_init__(self) -> None:
+        _check_choice("privacy.faces", self.faces, ("blur", "pixelate", "fill", "off"))
+        if not 0.0 <= self.face_margin <= 2.0:
+            raise ValueError(f"privacy.face_margin must be within 0..2; got {self.face_margin}")
+        if len(self.notice) > 200 or "\n" in self.notice:
+            raise ValueError("privacy.notice must be one line of at most 200 characters")
+
+
+@dataclass
+class UseConfig:
+    """Where the tool runs and why: declared by the operator, recorded with the outputs, checked at start."""
+
+    context: str = "unspecified"
+    purpose: str = "unspecified"
+
+    def __post_init__(self) -> None:
+        _check_choice("use.context", self.context, CONTEXTS)
+        _check_choice("use.purpose", self.purpose, PURPOSES)
+
+
+@dataclass
 class AppConfig:
     """Everything one run needs."""
 
@@ -235,6 +264,8 @@ class AppConfig:
     overlay: OverlayConfig = field(default_factory=OverlayConfig)
     sink: SinkConfig = field(default_factory=SinkConfig)
     ray: RayConfig = field(default_factory=RayConfig)
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
+    use: UseConfig = field(default_factory=UseConfig)
     backend: str = "local"
     queue_size: int = 8
     live_queue_size: int = 1

@@ -57,6 +57,9 @@ class TrackedFrame:
     persons: tuple[Person, ...]
     ended: tuple[int, ...] = ()
     detected: bool = True
+    #: Every face found, a confirmed person's or not (a track is shown from its n_init-th detection, but
+    #: its face is hidden from the first); on skipped frames, the last detection's faces.
+    faces: tuple[Box, ...] = ()
 
 
 class NoEmotion(enum.StrEnum):
@@ -87,6 +90,12 @@ class FrameResult:
     detected: bool = True
     #: Per person, why nothing is shown when `smoothed[i]` is None (a `NoEmotion` value); empty: not known.
     no_emotion: tuple[str | None, ...] = ()
+    #: Every face found in the frame (`TrackedFrame.faces`): what privacy hides, beside the persons' heads.
+    faces: tuple[Box, ...] = ()
+
+    @property
+    def faces_to_hide(self) -> list[Box]:
+        return [*self.faces, *(p.head_box for p in self.persons if p.head_box is not None)]
 
     def __post_init__(self) -> None:
         if not (len(self.persons) == len(self.raw) == len(self.smoothed)):

@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 import pytest
 
+from streamer.detectors.faces import MtcnnFaceDetector
 from streamer.view.palette import track_hex
 from tests.conftest import ROOT, media_file
 from tests.support.runs import jsonl_lines
@@ -117,6 +118,7 @@ def test_frame_jpg_decodes_and_changes_while_the_run_goes_on(live: LiveRun) -> N
     assert status == 200 and headers["Content-Type"] == "image/jpeg"
     image = cv2.imdecode(np.frombuffer(first, np.uint8), cv2.IMREAD_COLOR)
     assert image is not None and image.shape == (480, 480, 3)
+    assert MtcnnFaceDetector().detect(image) == [], "the face is hidden in what the page serves (privacy.faces)"
     time.sleep(1.5)
     _, later_headers, later = live.get(f"/api/sources/{NAME}/frame.jpg")
     assert int(later_headers["X-Frame-Seq"]) > int(headers["X-Frame-Seq"]) and later != first
@@ -131,7 +133,8 @@ def test_the_mjpeg_stream_yields_jpeg_parts(live: LiveRun) -> None:
     parts = [p for p in data.split(b"--cocoerframe")[1:3]]
     for part in parts:
         jpeg = part.split(b"\r\n\r\n", 1)[1].rstrip(b"\r\n")
-        assert cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR) is not None
+        image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+        assert image is not None and MtcnnFaceDetector().detect(image) == [], "no face in the MJPEG stream"
 
 
 def test_the_push_feed_delivers_the_jsonl_records(live: LiveRun) -> None:
@@ -159,6 +162,7 @@ def test_the_page_shows_the_frame_and_the_labels_in_a_browser(live: LiveRun, tmp
     base = [browser, "--headless", "--no-sandbox", "--disable-gpu"]
     dom = subprocess.run([*base, "--dump-dom", live.url("/")], capture_output=True, text=True, timeout=120).stdout
     assert f'id="source-{NAME}"' in dom and 'class="person"' in dom and "%" in dom
+    assert '<p id="notice" class="notice">Emotion recognition in use</p>' in dom, "the people filmed are told"
     # The headline label is marked sure or a guess, and the id wears the person's colour (as on the video).
     assert re.search(r'<span class="(sure|guess)">[^<]+%', dom), dom[:2000]
     assert re.search(r'<b class="track" style="color: rgb\(\d+, \d+, \d+\);">#\d+', dom), dom[:2000]

@@ -127,9 +127,11 @@ def session_for(
     stage = EmotionStage(card, bank, config.emotion.stride, config.emotion.min_face_px)
     # A still image's overlay has no fps or latency line.
     overlay = config.overlay if info.kind is not SourceKind.IMAGE else replace(config.overlay, show_stats=False)
-    renderer = OverlayRenderer(overlay, card.description)
+    renderer = OverlayRenderer(overlay, card.description, notice=config.privacy.notice)
     out_dir = ensure_writable_dir(Path(config.sink.out_dir).expanduser())
     outputs = open_outputs(config.sink, info, name, out_dir)
     if live_view is not None:
         outputs.sinks.append(LiveViewOutput(live_view, name))
-    return SourceSession(name, info, stage, renderer, outputs, on_frame, report_at_end=config.sink.report)
+    return SourceSession(
+        name, info, stage, renderer, outputs, on_frame, report_at_end=config.sink.report, privacy=config.privacy
+    )

@@ -38,6 +38,7 @@ from streamer.detectors.base import PersonDetector
 from streamer.detectors.shared import SharedDetector
 from streamer.outputs import ensure_writable_dir
 from streamer.outputs.claim import refuse_if_busy
+from streamer.privacy.declaration import write_declaration
 from streamer.sources import Source
 from streamer.stages.pipeline import EdgeQueue, EndOfStream, ErrorRelay, Pipeline, PipelineThread, QueuePolicy
 from streamer.types import FrameResult
@@ -125,6 +126,13 @@ class LocalBackend:
             for source in opened:
                 source.source.close()
             raise
+        detector = components.detector
+        models = {
+            "faces": detector.faces.name if detector.faces else "none",
+            "people": detector.bodies.name if detector.bodies else "none",
+            "emotion": components.card.name,
+        }
+        write_declaration(out_dir, config, models, [source.name for source in opened])
         report = _LocalRun(job, components, opened).run()
         report.unopened = unopened
         return report

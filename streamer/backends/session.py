@@ -27,9 +27,11 @@ import numpy as np
 
 from cocoer_core.api import EmotionResult
 from streamer.backends.base import OnFrame, SourceReport
+from streamer.config import PrivacyConfig
 from streamer.errors import UserError
 from streamer.outputs.base import Outputs
 from streamer.outputs.records import record_of
+from streamer.privacy.faces import hide_faces
 from streamer.sources import SourceInfo
 from streamer.stages.emotion import EmotionStage
 from streamer.types import FrameResult, TrackedFrame
@@ -50,6 +52,7 @@ class SourceSession:
     outputs: Outputs
     on_frame: OnFrame | None = None
     report_at_end: bool = False
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     frames: int = 0
     persons: int = 0
     dropped: int = 0
@@ -82,7 +85,12 @@ class SourceSession:
             # Latency means something only live (a file's frames wait in queues by design: no drop policy).
             latency = 1000.0 * (time.monotonic() - result.frame.captured_at) if self.info.is_live else None
             stats = OverlayStats(self.meter.tick(), latency, self.dropped)
-            annotated = self.renderer.annotate(result.frame.image.copy(), result, stats)
+            # Faces hidden before the overlay (its labels stay readable) and before any output sees the frame;
+            # if this raises, the source ends: no unprotected frame is written.
+            clean = hide_faces(
+                result.frame.image.copy(), result.faces_to_hide, self.privacy.faces, self.privacy.face_margin
+            )
+            annotated = self.renderer.annotate(clean, result, stats)
             record = record_of(result, self.stage.model.name, self.name)
             self.outputs.write(annotated, record)
             self.frames += 1

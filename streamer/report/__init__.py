@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from streamer.errors import UserError
-from streamer.report.page import render_html
+from streamer.report.page import read_declaration, render_html
 from streamer.report.pictures import thumbnails
 from streamer.report.summary import summarize
 
@@ -77,7 +77,7 @@ def write_report(jsonl: Path, video: Path | None = None, out_dir: Path | None = 
         raise UserError(f"{jsonl} is not a run's JSONL: no line of it is a frame record")
     thumbs = thumbnails(video, list(session.tracks.values()))
     csvs = {t: csv_folder / f"track_{t}.csv" for t in session.tracks if (csv_folder / f"track_{t}.csv").exists()}
-    page = render_html(session, f"CocoER report: {stem}", thumbs, csvs, out_dir)
+    page = render_html(session, f"CocoER report: {stem}", thumbs, csvs, out_dir, read_declaration(jsonl.parent))
     tmp = html_path.with_suffix(".html.tmp")
     tmp.write_text(page, encoding="utf-8")
     tmp.replace(html_path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from streamer import html_safe
@@ -95,7 +96,36 @@ def _reasons_html(track: TrackSummary) -> str:
     return f'<div class="muted reasons">no emotion: {"; ".join(parts)}</div>'
 
 
-def render_html(session: SessionSummary, title: str, thumbs: dict[int, str], csvs: dict[int, Path], base: Path) -> str:
+def read_declaration(folder: Path) -> list[str]:
+    """The run's declaration (`run.json` beside the JSONL: use, privacy, models and licences) as lines of
+    text; [] when there is none or it is not what a run writes (it is read as untrusted, like the JSONL)."""
+    try:
+        data = json.loads((folder / "run.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return []
+    if not isinstance(data, dict):
+        return []
+    lines = []
+    use, privacy, models = data.get("use"), data.get("privacy"), data.get("models")
+    if isinstance(use, dict):
+        lines.append(f"declared use: context {use.get('context')!s}, purpose {use.get('purpose')!s}")
+    if isinstance(privacy, dict):
+        lines.append(f"faces in outputs: {privacy.get('faces')!s}; notice shown: {privacy.get('notice')!s}")
+    if isinstance(models, dict):
+        for role, model in models.items():
+            if isinstance(model, dict):
+                lines.append(f"{role!s}: {model.get('name')!s} — licence: {model.get('licence')!s}")
+    return [line[:300] for line in lines[:12]]
+
+
+def render_html(
+    session: SessionSummary,
+    title: str,
+    thumbs: dict[int, str],
+    csvs: dict[int, Path],
+    base: Path,
+    declaration: list[str] | None = None,
+) -> str:
     span = f"{session.first_s or 0.0:.1f} s – {session.last_s:.1f} s" if session.frames else "no frames"
     warn = (
         f'<p class="warn">{session.skipped_lines} line(s) of the JSONL could not be read (truncated or damaged) '
@@ -122,6 +152,11 @@ def render_html(session: SessionSummary, title: str, thumbs: dict[int, str], csv
         f'<p class="muted">model {html_safe.text(session.model or "?")} · {session.frames} frames · {span} · '
         f"{len(tracks)} tracked person(s)</p>",
         warn,
+        (
+            '<ul class="muted declaration">' + "".join(f"<li>{html_safe.text(x)}</li>" for x in declaration) + "</ul>"
+            if declaration
+            else ""
+        ),
         "<h2>Session</h2>",
         _img(session_png(session), "people on screen over time"),
         gaps,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from streamer.detectors.base import PersonDetector
-from streamer.types import Frame, TrackedFrame
+from streamer.types import Box, Frame, TrackedFrame
 from trackers.base import Tracker
 
 logger = logging.getLogger(__name__)
@@ -31,6 +31,7 @@ class DetectTrackStage:
         self.keep_tracks_s = keep_tracks_s
         self.interval = max(1, interval)
         self._since_detect: int | None = None  # frames since the detector last ran
+        self._faces: tuple[Box, ...] = ()  # the faces it found then
 
     def process(self, frame: Frame) -> TrackedFrame:
         if frame.gap_s > self.keep_tracks_s:
@@ -39,11 +40,13 @@ class DetectTrackStage:
         if self._since_detect is not None and not frame.gap_before and self._since_detect + 1 < self.interval:
             self._since_detect += 1
             update = self.tracker.predict(frame)
-            tracked = TrackedFrame(frame, update.persons, update.ended, detected=False)
+            tracked = TrackedFrame(frame, update.persons, update.ended, detected=False, faces=self._faces)
         else:
             self._since_detect = 0
-            update = self.tracker.update(frame, self.detector.detect(frame.image))
-            tracked = TrackedFrame(frame, update.persons, update.ended)
+            detections = self.detector.detect(frame.image)
+            self._faces = tuple(d.head_box for d in detections if d.head_box is not None)
+            update = self.tracker.update(frame, detections)
+            tracked = TrackedFrame(frame, update.persons, update.ended, faces=self._faces)
         if frame.is_last:
             self.detector.close()  # a shared detector's lane: stop waiting for this source's frames
         return tracked

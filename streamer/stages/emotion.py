@@ -125,7 +125,9 @@ class EmotionStage:
             self.why_not(person) if shown is None else None
             for person, shown in zip(tracked.persons, smoothed, strict=True)
         )
-        return FrameResult(frame, tracked.persons, tuple(raw), smoothed, events, tracked.detected, reasons)
+        return FrameResult(
+            frame, tracked.persons, tuple(raw), smoothed, events, tracked.detected, reasons, tracked.faces
+        )
 
     def why_not(self, person: Person) -> str:
         """Why a person has no emotion to show (asked only of those who have none)."""

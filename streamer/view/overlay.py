@@ -142,16 +142,19 @@ class OverlayRenderer:
     #: How long the "reconnected" banner stays up after a gap (stream seconds).
     GAP_BANNER_S = 2.0
 
-    def __init__(self, config: OverlayConfig, model_description: str = "") -> None:
+    def __init__(self, config: OverlayConfig, model_description: str = "", notice: str = "") -> None:
         self.config = config
         self.model_description = model_description
+        #: The privacy notice drawn top right on every frame (people exposed must be told).
+        self.notice = notice
         self._gap: tuple[float, float] | None = None  # (pts when it ended, its length)
         #: Where the last frame's label panels went (track id, rectangle): for tests and the web view.
         self.last_panels: list[tuple[int, Rect]] = []
         #: Where the last frame's id tags went (track id, rectangle), for persons without a panel.
         self.last_tags: list[tuple[int, Rect]] = []
-        #: The last frame's legend (None when not drawn).
+        #: The last frame's legend and notice (None when not drawn).
         self.last_legend: Rect | None = None
+        self.last_notice: Rect | None = None
 
     def annotate(self, image: np.ndarray, result: FrameResult, stats: OverlayStats | None = None) -> np.ndarray:
         """Draw onto `image` (modified in place and returned)."""
@@ -159,7 +162,8 @@ class OverlayRenderer:
         top = sc.line + sc.pad if self.config.show_stats else 0
         legend = self._legend(image, result, sc) if self.config.show_legend else None
         self.last_legend = legend.rect if legend else None
-        kept_clear = [legend.rect] if legend else []
+        notice = self._notice_rect(image, sc) if self.notice else None
+        kept_clear = [r for r in (legend.rect if legend else None, notice) if r is not None]
         for person in result.persons:
             self._draw_boxes(image, person, sc)
         faces = [_rect(p.head_box) for p in result.persons if p.head_box is not None]
@@ -170,8 +174,16 @@ class OverlayRenderer:
             self._draw_stats(image, result, stats, sc)
         if legend is not None:
             self._draw_legend(image, legend, sc)
+        if notice is not None:
+            _shade(image, notice.x, notice.y, notice.x + notice.w, notice.y + notice.h, alpha=0.8)
+            _text(image, self.notice, notice.x + sc.pad, notice.y + sc.line - sc.pad, sc, TEXT_COLOR)
+        self.last_notice = notice
         self._draw_gap_banner(image, result, sc)
         return image
+
+    def _notice_rect(self, image: np.ndarray, sc: _Scale) -> Rect:
+        width = min(_text_width(self.notice, sc) + 2 * sc.pad, image.shape[1])
+        return Rect(image.shape[1] - width, 0, width, sc.line + sc.pad)
 
     # -- panels ----------------------------------------------------------------------------------
 

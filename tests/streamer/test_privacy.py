@@ -1,0 +1,110 @@
+"""Faces hidden in everything a run writes, and the declared context of use (EU AI Act, Article 5(1)(f)).
+
+The check is the one that matters: a face detector (MTCNN, the default's)
+finds the faces in the input frames and none in the outputs.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from pathlib import Path
+
+import cv2
+
+import av
+import numpy as np
+import pytest
+
+from streamer.detectors.faces import MtcnnFaceDetector
+from streamer.privacy.faces import MODES, hide_faces
+from streamer.privacy.use import refusal
+from tests.conftest import media_file
+from tests.test_cli import OFFLINE, _assert_one_error_line, run_cli
+
+CLIP = "faces_two_people_head_pose.mp4"  # two faces, 480x270
+
+
+@pytest.fixture(scope="module")
+def faces() -> MtcnnFaceDetector:
+    return MtcnnFaceDetector()
+
+
+def _frames(path: Path, count: int) -> list[np.ndarray]:
+    with av.open(str(path)) as container:
+        out = []
+        for frame in container.decode(video=0):
+            out.append(frame.to_ndarray(format="bgr24"))
+            if len(out) == count:
+                break
+        return out
+
+
+@pytest.mark.parametrize("mode", [m for m in MODES if m != "off"])
+def test_each_mode_leaves_no_face_a_detector_can_find(shared_media: Path, faces: MtcnnFaceDetector, mode: str) -> None:
+    for name in (CLIP, "face_woman_talking_pexels.mp4"):
+        for image in _frames(media_file(shared_media, name), 3):
+            found = faces.detect(image)
+            assert found, f"{name}: the input shows faces"
+            hidden = hide_faces(image.copy(), [f.box for f in found], mode)
+            assert faces.detect(hidden) == [], f"{name}: a face survives {mode}"
+            untouched = np.ones(image.shape[:2], bool)
+            for f in found:
+                x1, y1, x2, y2 = f.box.rounded()
+                pad = round(0.3 * max(x2 - x1, y2 - y1))
+                untouched[max(y1 - pad, 0) : y2 + pad, max(x1 - pad, 0) : x2 + pad] = False
+            assert np.array_equal(hidden[untouched], image[untouched]), "only the faces change"
+
+
+def test_off_changes_nothing_and_a_bad_mode_is_refused(shared_media: Path, faces: MtcnnFaceDetector) -> None:
+    (image,) = _frames(media_file(shared_media, CLIP), 1)
+    boxes = [f.box for f in faces.detect(image)]
+    assert np.array_equal(hide_faces(image.copy(), boxes, "off"), image)
+    with pytest.raises(ValueError, match=r"privacy\.faces"):
+        hide_faces(image.copy(), boxes, "smudge")
+
+
+@pytest.mark.integration
+def test_a_default_run_writes_no_face_in_its_video_its_report_or_a_still(
+    shared_media: Path, tmp_path: Path, faces: MtcnnFaceDetector
+) -> None:
+    clip = media_file(shared_media, CLIP)
+    done = run_cli("--source", str(clip), "--out", str(tmp_path), "--max-frames", "6", *OFFLINE)
+    assert done.returncode == 0, done.stderr
+    inputs = _frames(clip, 6)
+    assert sum(len(faces.detect(image)) for image in inputs) >= 10, "the input: two faces a frame"
+    outputs = _frames(tmp_path / f"{clip.stem}.mp4", 6)
+    assert len(outputs) == 6 and all(faces.detect(image) == [] for image in outputs), "no face in the MP4"
+    lines = [json.loads(line) for line in (tmp_path / f"{clip.stem}.jsonl").read_text().splitlines()]
+    assert sum(p["smoothed"] is not None for line in lines for p in line["persons"]) >= 6, "still analysed"
+    declared = json.loads((tmp_path / "run.json").read_text())
+    assert declared["use"] == {"context": "unspecified", "purpose": "unspecified"}
+    assert declared["privacy"]["faces"] == "blur" and declared["privacy"]["notice"]
+    assert declared["models"]["faces"] == {"name": "mtcnn", "licence": "MIT (facenet-pytorch's bundled MTCNN weights)"}
+    assert declared["models"]["people"]["name"] == "centernet" and declared["sources"] == [clip.stem]
+    page = (tmp_path / f"{clip.stem}.html").read_text()
+    assert "declared use: context unspecified" in page and "faces in outputs: blur" in page
+    assert "people: centernet — licence: MIT" in page
+    thumbs = re.findall(r'class="thumb" alt="[^"]*" src="data:image/jpeg;base64,([^"]+)"', page)
+    assert thumbs
+    for data in thumbs:
+        image = cv2.imdecode(np.frombuffer(base64.b64decode(data), np.uint8), cv2.IMREAD_COLOR)
+        big = cv2.resize(image, None, fx=3, fy=3)  # MTCNN's smallest face is ~20 px
+        assert faces.detect(big) == [], "no face in the report's thumbnails"
+
+    photo = media_file(shared_media, "group_five_friends.jpg")
+    done = run_cli("--source", str(photo), "--out", str(tmp_path), *OFFLINE)
+    assert done.returncode == 0, done.stderr
+    assert len(faces.detect(cv2.imread(str(photo)))) == 5
+    assert faces.detect(cv2.imread(str(tmp_path / "group_five_friends_annotated.jpg"))) == []
+
+
+def test_emotion_recognition_at_work_or_school_is_refused_unless_for_medical_or_safety(tmp_path: Path) -> None:
+    for context in ("workplace", "education"):
+        assert refusal(context, "unspecified") is not None and "Article 5(1)(f)" in str(refusal(context, "research"))
+        assert refusal(context, "medical") is None and refusal(context, "safety") is None
+    assert refusal("research", "unspecified") is None and refusal("public", "entertainment") is None
+    done = run_cli("--source", "demo", "--out", str(tmp_path), "--set", "use.context=workplace", *OFFLINE)
+    _assert_one_error_line(done, "Article 5(1)(f)")
+    assert not any(tmp_path.iterdir()), "nothing was written"
