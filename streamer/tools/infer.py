@@ -29,12 +29,14 @@ from cocoer_core.errors import CheckpointError
 from cocoer_core.infer import draw_official, official_dict
 
 
-def _detect(image: np.ndarray, device: str, allow_download: bool) -> list[PersonRegion]:
-    # insightface SCRFD like the original when available, else MTCNN + HOG.
+def _detect(image: np.ndarray, device: str, allow_download: bool, insightface: bool) -> list[PersonRegion]:
+    # The default detectors (licence-clean), or insightface's SCRFD as the original script (--insightface).
     from streamer.config import DetectorConfig
     from streamer.detectors import build_detector
 
-    detector = build_detector(DetectorConfig(allow_download=allow_download), device)
+    choice = "insightface" if insightface else "auto"
+    config = DetectorConfig(face=choice, person=choice, allow_download=allow_download)
+    detector = build_detector(config, device)
     logging.getLogger(__name__).info("%s", detector.describe())
     return [
         PersonRegion(d.body_box.as_tuple(), d.head_box.as_tuple() if d.head_box else None)
@@ -56,7 +58,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     load_cocoer_weights(model, args.ckpt)
     clip_path = args.clip or find_clip_weights(args.ckpt.parent, allow_download=not args.offline)
     runtime = CocoERModel(model, load_clip_rn50(clip_path).visual, args.device)
-    persons = _detect(image, args.device, allow_download=not args.offline)
+    persons = _detect(image, args.device, allow_download=not args.offline, insightface=args.insightface)
     if not persons:
         raise ValueError(f"no person with a face found in {args.input}")
     results = [r for r in runtime.predict(image, persons) if r is not None]
@@ -69,6 +71,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m streamer.tools.infer", description=__doc__.split("\n\n")[0])
     parser.add_argument("--input", type=Path, required=True, help="image file")
+    parser.add_argument(
+        "--insightface",
+        action="store_true",
+        help="detect with insightface's SCRFD models as the original script (non-commercial research licence)",
+    )
     parser.add_argument(
         "--ckpt", type=Path, default=Path("checkpoints/GWT.pth"), help="CocoER checkpoint (default checkpoints/GWT.pth)"
     )

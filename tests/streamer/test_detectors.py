@@ -82,7 +82,8 @@ def test_auto_falls_back_offline_and_says_why() -> None:
         DetectorConfig(insightface_root="/nonexistent/insightface", models_dir="/nonexistent", allow_download=False)
     )
     text = detector.describe()
-    assert "faces=mtcnn" in text and "people=hog" in text and "insightface" in text
+    assert "faces=mtcnn" in text and "people=hog" in text
+    assert "insightface" not in text, "auto never considers insightface (non-commercial licence)"
     assert "fetch_models" in text, "says how to get the default person detector"
 
 

@@ -5,8 +5,8 @@ tests write two tiny ONNX files with SCRFD's exact interface (a 640x640
 input; scores and box distances at strides 8, 16 and 32, two anchors per
 cell) whose outputs put one box at a known place. That exercises the real
 loading (insightface's model router and SCRFD decoder via onnxruntime),
-letterbox scaling, our conversion and the automatic choice of insightface
-when its files are present.
+letterbox scaling, our conversion, and that `auto` leaves them alone (their
+licence is non-commercial) while an explicit choice uses them.
 """
 
 from __future__ import annotations
@@ -83,8 +83,15 @@ def test_scrfd_boxes_come_back_in_image_pixels(insightface_root: Path, photo: np
     assert found[0].score == pytest.approx(0.93, abs=1e-3)
 
 
-def test_auto_uses_insightface_when_its_files_are_present(insightface_root: Path, photo: np.ndarray) -> None:
-    detector = build_detector(DetectorConfig(insightface_root=str(insightface_root), allow_download=False))
+def test_insightface_runs_when_chosen_and_auto_stays_licence_clean(insightface_root: Path, photo: np.ndarray) -> None:
+    """insightface's models are for non-commercial research only: `auto` never picks them, even when their
+    files are on disk; asking for them by name does."""
+    auto = build_detector(DetectorConfig(insightface_root=str(insightface_root), allow_download=False))
+    assert "insightface" not in auto.describe() and auto.summary().startswith("faces mtcnn, people ")
+    chosen = DetectorConfig(
+        face="insightface", person="insightface", insightface_root=str(insightface_root), allow_download=False
+    )
+    detector = build_detector(chosen)
     assert detector.describe().startswith(
         "detectors: faces=insightface-buffalo_l, people=insightface-scrfd_person_2.5g"
     )
