@@ -95,7 +95,10 @@ class FrameResult:
 
     @property
     def faces_to_hide(self) -> list[Box]:
-        return [*self.faces, *(p.head_box for p in self.persons if p.head_box is not None)]
+        """`faces`, and the persons' heads not among them: on detected frames those are the same boxes (a
+        person's head is its detection's), and each face is hidden once; on skipped frames they differ."""
+        found = set(self.faces)
+        return [*self.faces, *(p.head_box for p in self.persons if p.head_box is not None and p.head_box not in found)]
 
     def __post_init__(self) -> None:
         if not (len(self.persons) == len(self.raw) == len(self.smoothed)):

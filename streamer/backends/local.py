@@ -126,12 +126,7 @@ class LocalBackend:
             for source in opened:
                 source.source.close()
             raise
-        detector = components.detector
-        models = {
-            "faces": detector.faces.name if detector.faces else "none",
-            "people": detector.bodies.name if detector.bodies else "none",
-            "emotion": components.card.name,
-        }
+        models = {**components.detector.models(), "emotion": components.card.name}
         write_declaration(out_dir, config, models, [source.name for source in opened])
         report = _LocalRun(job, components, opened).run()
         report.unopened = unopened

@@ -59,11 +59,16 @@ class FacePersonDetector:
     def close(self) -> None:
         """Nothing to release: the models live as long as the run's components."""
 
+    def models(self) -> dict[str, str]:
+        """The model behind each role ({"faces": "mtcnn", "people": "centernet"}; "none" where there is none)."""
+        return {
+            "faces": self.faces.name if self.faces else "none",
+            "people": self.bodies.name if self.bodies else "none",
+        }
+
     def summary(self) -> str:
         """Which detectors run, in a few words (the start-up line; `describe` has the fallbacks' reasons)."""
-        return (
-            f"faces {self.faces.name if self.faces else 'none'}, people {self.bodies.name if self.bodies else 'none'}"
-        )
+        return ", ".join(f"{role} {name}" for role, name in self.models().items())
 
     def describe(self) -> str:
         parts = [
