@@ -211,7 +211,7 @@ def run(args: argparse.Namespace, console: Console, shutdown: GracefulStop, secr
         bind = parse_bind(args.serve, token)
     entries = _entries(args, config)
     if args.serve:
-        board = LiveBoard(notice=config.privacy.notice)
+        board = LiveBoard(notice=config.privacy.notice, aggregate=config.privacy.mode == "aggregate")
         server = WebServer(board, *bind, token=token).start()
     if server is not None:
         logger.info("live view: %s%s", server.url, " (add ?token=YOUR_TOKEN)" if token else "")

@@ -41,7 +41,7 @@ CLIPS = {
 def count(clip: str, frames: int, config_overrides: list[str]) -> tuple[int, float, int, int, float]:
     """(frames, mean persons per frame, frames with the wrong count, distinct ids, seconds per frame)."""
     config = load_config(ROOT / "configs" / "default.yaml", ["detector.allow_download=false", *config_overrides])
-    stage = detect_track_stage_for(config, build_detector(config.detector), SourceKind.FILE, 5.0, "cpu")
+    stage = detect_track_stage_for(config, build_detector(config.detector), SourceKind.FILE, config.source, "cpu")
     truth = CLIPS[clip]
     persons, wrong, ids, seconds, n = 0, 0, set(), 0.0, 0
     with av.open(str(MEDIA / clip)) as container:

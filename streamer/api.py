@@ -31,6 +31,7 @@ from streamer.backends.base import Backend, ModelFactory, OnFrame, RunJob, RunRe
 from streamer.config import AppConfig, load_config
 from streamer.errors import UserError
 from streamer.outputs.records import FrameRecord
+from streamer.privacy.retention import RetentionKeeper
 from streamer.privacy.use import refusal
 from streamer.sources.entries import SourceEntry, entries_from_specs
 from streamer.view.web.board import LiveBoard
@@ -106,7 +107,15 @@ class Analyzer:
             model_factory=self.model_factory,
             on_unopened=on_unopened,
         )
-        self.last_report = self.backend.run(job)
+        retention = self.config.retention
+        out_dir = Path(self.config.sink.out_dir).expanduser()
+        # Old outputs go at start and every check_every_s while the run goes on (only files of the manifest).
+        keeper = RetentionKeeper(out_dir, retention.max_age, retention.max_bytes, retention.check_every_s)
+        keeper.start()
+        try:
+            self.last_report = self.backend.run(job)
+        finally:
+            keeper.stop()
         return self.last_report
 
     def stream(self, sources: Sources, *, max_pending: int = 64) -> Iterator[FrameRecord]:

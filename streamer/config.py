@@ -10,13 +10,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from streamer.errors import UserError
+from streamer.privacy.retention import parse_age, parse_bytes
 from streamer.privacy.use import CONTEXTS, PURPOSES
+from streamer.privacy.zones import parse_zones
 from trackers.base import TrackerConfig
 
 
@@ -69,8 +72,13 @@ class SourceConfig:
     max_frames: int = 0
     demo_seconds: float = 6.0
     demo_fps: int = 25
+    mask: list[Any] = field(default_factory=list)
+    ignore: list[Any] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        # This source's own zones (a sources file's `mask:`/`ignore:`), added to privacy.mask/analysis.ignore.
+        parse_zones(self.mask, "source.mask")
+        parse_zones(self.ignore, "source.ignore")
         self.live = _tristate(self.live)
         _check_choice("source.live", self.live, ("auto", "yes", "no"))
         _check_choice("source.policy", self.policy, ("auto", "block", "latest"))
@@ -231,13 +239,46 @@ class PrivacyConfig:
     faces: str = "blur"
     face_margin: float = 0.25
     notice: str = "Emotion recognition in use"
+    display_faces: bool = False
+    mask: list[Any] = field(default_factory=list)
+    mode: str = "full"
+    interval_s: float = 60.0
 
     def __post_init__(self) -> None:
+        parse_zones(self.mask, "privacy.mask")
+        _check_choice("privacy.mode", self.mode, ("full", "aggregate"))
+        _check_min("privacy.interval_s", self.interval_s, 0.0, inclusive=False)
+        if self.faces.lower() in ("false", "no"):  # YAML (and --set) read a bare `off` as a boolean
+            self.faces = "off"
         _check_choice("privacy.faces", self.faces, ("blur", "pixelate", "fill", "off"))
         if not 0.0 <= self.face_margin <= 2.0:
             raise ValueError(f"privacy.face_margin must be within 0..2; got {self.face_margin}")
         if len(self.notice) > 200 or "\n" in self.notice:
             raise ValueError("privacy.notice must be one line of at most 200 characters")
+
+
+@dataclass
+class AnalysisConfig:
+    """Who is analysed: nobody inside an `ignore` zone (see streamer/privacy/zones.py)."""
+
+    ignore: list[Any] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        parse_zones(self.ignore, "analysis.ignore")
+
+
+@dataclass
+class RetentionConfig:
+    """How long this tool's own outputs are kept (see streamer/outputs/retention.py)."""
+
+    max_age: str = ""
+    max_bytes: str = ""
+    check_every_s: float = 3600.0
+
+    def __post_init__(self) -> None:
+        parse_age(self.max_age)
+        parse_bytes(self.max_bytes)
+        _check_min("retention.check_every_s", self.check_every_s, 1.0)
 
 
 @dataclass
@@ -265,6 +306,8 @@ class AppConfig:
     sink: SinkConfig = field(default_factory=SinkConfig)
     ray: RayConfig = field(default_factory=RayConfig)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
+    analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
     use: UseConfig = field(default_factory=UseConfig)
     backend: str = "local"
     queue_size: int = 8

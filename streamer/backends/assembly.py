@@ -22,6 +22,9 @@ from streamer.detectors import FacePersonDetector, build_detector
 from streamer.detectors.base import PersonDetector
 from streamer.errors import UserError
 from streamer.outputs import ensure_writable_dir, open_outputs
+from streamer.privacy.declaration import video_tags
+from streamer.privacy.retention import manifest_for
+from streamer.privacy.zones import ZoneFilter, parse_zones
 from streamer.sources import Source, SourceInfo, SourceKind, open_source
 from streamer.sources.entries import SourceEntry, unique_names
 from streamer.stages.detect_track import DetectTrackStage
@@ -30,7 +33,7 @@ from streamer.stages.models import build_emotion_model, resolve_device
 from streamer.stages.pipeline import QueuePolicy
 from streamer.stages.smoothing import SmoothingBank
 from streamer.view.overlay import OverlayRenderer
-from streamer.view.web.board import LiveBoard, LiveViewOutput
+from streamer.view.web.board import CountsViewOutput, LiveBoard, LiveViewOutput
 from trackers import TrackerConfig, build_tracker
 
 logger = logging.getLogger(__name__)
@@ -103,15 +106,22 @@ def queue_policy(info: SourceInfo, config: SourceConfig) -> QueuePolicy:
     return QueuePolicy(config.policy)
 
 
+def zones_for(config: AppConfig, source: SourceConfig) -> ZoneFilter:
+    """A source's zones: the run's (privacy.mask, analysis.ignore) and its own (a sources file's mask/ignore)."""
+    masks = (parse_zones(config.privacy.mask, "privacy.mask"), parse_zones(source.mask, "source.mask"))
+    ignores = (parse_zones(config.analysis.ignore, "analysis.ignore"), parse_zones(source.ignore, "source.ignore"))
+    return ZoneFilter.of(masks, ignores)
+
+
 def detect_track_stage_for(
-    config: AppConfig, detector: PersonDetector, kind: SourceKind, keep_tracks_s: float, device: str
+    config: AppConfig, detector: PersonDetector, kind: SourceKind, source: SourceConfig, device: str
 ) -> DetectTrackStage:
-    """A source's detect+track stage (both backends build it here)."""
+    """A source's detect+track stage (both backends build it here), with its zones."""
     # A still image needs no identities over time (nor a detection interval).
     image = kind is SourceKind.IMAGE
     interval = 1 if image else config.detector.interval
     tracker = build_tracker(TrackerConfig(kind="none") if image else config.tracker, device, interval)
-    return DetectTrackStage(detector, tracker, keep_tracks_s, interval)
+    return DetectTrackStage(detector, tracker, source.keep_tracks_s, interval, zones_for(config, source))
 
 
 def session_for(
@@ -129,9 +139,25 @@ def session_for(
     overlay = config.overlay if info.kind is not SourceKind.IMAGE else replace(config.overlay, show_stats=False)
     renderer = OverlayRenderer(overlay, card.description, notice=config.privacy.notice)
     out_dir = ensure_writable_dir(Path(config.sink.out_dir).expanduser())
-    outputs = open_outputs(config.sink, info, name, out_dir)
+    aggregate = config.privacy.mode == "aggregate"
+    interval_s = config.privacy.interval_s if aggregate else None
+    outputs = open_outputs(config.sink, info, name, out_dir, interval_s, video_tags(config))
     if live_view is not None:
-        outputs.sinks.append(LiveViewOutput(live_view, name))
+        view = (
+            CountsViewOutput(live_view, name, config.privacy.interval_s)
+            if aggregate
+            else LiveViewOutput(live_view, name)
+        )
+        outputs.sinks.append(view)
     return SourceSession(
-        name, info, stage, renderer, outputs, on_frame, report_at_end=config.sink.report, privacy=config.privacy
+        name,
+        info,
+        stage,
+        renderer,
+        outputs,
+        on_frame,
+        report_at_end=config.sink.report,
+        privacy=config.privacy,
+        window=config.sink.display,
+        manifest=manifest_for(out_dir),
     )

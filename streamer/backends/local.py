@@ -150,7 +150,7 @@ class _LocalRun:
             policy = queue_policy(info, opened.config)
             size = config.live_queue_size if policy is QueuePolicy.LATEST else config.queue_size
             detector: PersonDetector = self.shared.lane() if self.shared else components.detector
-            detect = detect_track_stage_for(config, detector, info.kind, opened.config.keep_tracks_s, components.device)
+            detect = detect_track_stage_for(config, detector, info.kind, opened.config, components.device)
             pipeline = Pipeline(opened.source.frames, [("detect+track", detect.process)], size, policy)
             session = session_for(config, opened.name, info, components.card, job.live_view, job.on_frame)
             outbox = EdgeQueue[FrameResult](f"emotion->output:{opened.name}", size, policy)

@@ -18,6 +18,7 @@ from types import TracebackType
 from rich.console import Console
 
 from streamer.backends.session import SourceSession
+from streamer.privacy.retention import manifest_for
 from streamer.view.progress import StatusTable
 from streamer.view.web.board import LiveBoard
 
@@ -35,6 +36,7 @@ class RunMonitor:
         self.table = StatusTable(console or Console(stderr=True), show_status)
         self.board = board
         self.metrics_path = metrics_path
+        self._listed = False
 
     def update(self, sessions: Sequence[SourceSession]) -> None:
         rows = [session.status() for session in sessions]
@@ -54,6 +56,9 @@ class RunMonitor:
         with contextlib.suppress(OSError):
             tmp.write_text(json.dumps({"time": time.time(), "sources": rows}, indent=1))
             tmp.replace(path)
+            if not self._listed:  # for retention
+                manifest_for(path.parent).add([path])
+                self._listed = True
 
     def __enter__(self) -> RunMonitor:
         self.table.__enter__()

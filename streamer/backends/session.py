@@ -32,6 +32,7 @@ from streamer.errors import UserError
 from streamer.outputs.base import Outputs
 from streamer.outputs.records import record_of
 from streamer.privacy.faces import hide_faces
+from streamer.privacy.retention import Manifest
 from streamer.sources import SourceInfo
 from streamer.stages.emotion import EmotionStage
 from streamer.types import FrameResult, TrackedFrame
@@ -53,6 +54,9 @@ class SourceSession:
     on_frame: OnFrame | None = None
     report_at_end: bool = False
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
+    #: A local window shows `latest`: drawn only then in aggregate mode; with faces when privacy.display_faces.
+    window: bool = False
+    manifest: Manifest | None = None
     frames: int = 0
     persons: int = 0
     dropped: int = 0
@@ -64,6 +68,7 @@ class SourceSession:
     latest: np.ndarray | None = None
     started: float = field(default_factory=time.monotonic)
     meter: RateMeter = field(default_factory=RateMeter)
+    _listed: int = 0
 
     @property
     def failed(self) -> bool:
@@ -85,23 +90,37 @@ class SourceSession:
             # Latency means something only live (a file's frames wait in queues by design: no drop policy).
             latency = 1000.0 * (time.monotonic() - result.frame.captured_at) if self.info.is_live else None
             stats = OverlayStats(self.meter.tick(), latency, self.dropped)
-            # Faces hidden before the overlay (its labels stay readable) and before any output sees the frame;
-            # if this raises, the source ends: no unprotected frame is written.
-            clean = hide_faces(
-                result.frame.image.copy(), result.faces_to_hide, self.privacy.faces, self.privacy.face_margin
-            )
-            annotated = self.renderer.annotate(clean, result, stats)
+            aggregate = self.privacy.mode == "aggregate"
+            annotated = result.frame.image  # aggregate mode: the outputs (counts) never read the image
+            if not aggregate or self.window:
+                # Faces hidden before the overlay (its labels stay readable) and before any output sees the
+                # frame; if this raises, the source ends: no unprotected frame is written.
+                clean = hide_faces(
+                    result.frame.image.copy(), result.faces_to_hide, self.privacy.faces, self.privacy.face_margin
+                )
+                annotated = self.renderer.annotate(clean, result, stats)
             record = record_of(result, self.stage.model.name, self.name)
             self.outputs.write(annotated, record)
             self.frames += 1
             self.persons = len(result.persons)
-            self.latest = annotated
+            if self.window:
+                # The local window alone may show faces (privacy.display_faces): drawn again on the raw frame.
+                shown = self.privacy.display_faces and self.privacy.faces != "off"
+                self.latest = self.renderer.annotate(result.frame.image.copy(), result, stats) if shown else annotated
+            self._list_outputs()
             if self.on_frame is not None:
                 self.on_frame(record)
         except Exception as exc:  # this source's failure (a full disk, an overlay bug): the others go on
             self.fail(exc)
             return False
         return True
+
+    def _list_outputs(self) -> None:
+        """New output files (a first frame, a live segment) into the folder's manifest, for retention."""
+        paths = self.outputs.paths
+        if self.manifest is not None and len(paths) != self._listed:
+            self.manifest.add(p for p in paths if p.exists())
+            self._listed = len(paths)
 
     def fail(self, error: BaseException) -> None:
         """This source ends with `error` (the first one wins)."""
@@ -117,6 +136,8 @@ class SourceSession:
         error = self.outputs.close()
         if error is not None:
             self.fail(error)
+        self._listed = -1  # everything written, listed once more (a file first created by close)
+        self._list_outputs()
         if self.report_at_end:
             self.write_report()
 
@@ -136,6 +157,8 @@ class SourceSession:
             logger.warning("no report for %s (%s)", jsonl, exc)
         else:
             logger.info("report: %s", written.describe())
+            if self.manifest is not None:
+                self.manifest.add(written.files())
 
     def status(self) -> SourceStatus:
         state = "failed" if self.error else "done" if self.finished else "running"

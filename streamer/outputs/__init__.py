@@ -2,7 +2,9 @@
 
 - a video or a recorded file: `<out>/<name>.mp4` (`video`) + `<out>/<name>.jsonl` (`records`);
 - a live source: timestamped MP4 segments + one JSONL;
-- an image (a one-frame source): `<out>/<name>_annotated.<ext>` + `<out>/<name>.json` (`still`).
+- an image (a one-frame source): `<out>/<name>_annotated.<ext>` + `<out>/<name>.json` (`still`);
+- in aggregate-only mode (`privacy.mode: aggregate`), whatever the source: `<out>/<name>.counts.jsonl`
+  alone (`counts`): no video, no image, nothing per person.
 
 A run claims `<out>/<name>.*` before it writes (`claim`); the live web view
 is one more sink of the same protocol (`streamer.view.web`).
@@ -18,6 +20,7 @@ from streamer.config import SinkConfig
 from streamer.errors import UserError
 from streamer.outputs.base import FrameSink, Outputs, ensure_writable_dir
 from streamer.outputs.claim import claim_outputs
+from streamer.outputs.counts import CountsOutput
 from streamer.outputs.records import JsonlOutput
 from streamer.outputs.still import ImageJsonOutput, ImageOutput
 from streamer.outputs.video import SEGMENT_TIME_BASE, VideoOutput
@@ -36,8 +39,10 @@ def _refuse_overwriting_input(output: Path, source_path: Path | None) -> None:
         raise UserError(f"output {output} would overwrite the input; choose another --out folder")
 
 
-def _patterns(info: SourceInfo, sink: SinkConfig) -> list[str]:
+def _patterns(info: SourceInfo, sink: SinkConfig, aggregate: bool) -> list[str]:
     """The files a run of this source writes, as patterns of the stem (for the claim)."""
+    if aggregate:
+        return ["{stem}.counts.jsonl"]
     if info.kind is SourceKind.IMAGE:
         return ["{stem}.json"]
     if info.is_live:
@@ -45,24 +50,40 @@ def _patterns(info: SourceInfo, sink: SinkConfig) -> list[str]:
     return [p for p, on in (("{stem}.jsonl", sink.jsonl), ("{stem}.mp4", sink.video)) if on]
 
 
-def open_outputs(sink: SinkConfig, info: SourceInfo, stem: str, out_dir: Path) -> Outputs:
-    """Claim `<out>/<stem>.*` and build this source's sinks (they open lazily on the first frame)."""
+def open_outputs(
+    sink: SinkConfig,
+    info: SourceInfo,
+    stem: str,
+    out_dir: Path,
+    aggregate_s: float | None = None,
+    tags: dict[str, str] | None = None,
+) -> Outputs:
+    """Claim `<out>/<stem>.*` and build this source's sinks (they open lazily on the first frame).
+
+    `aggregate_s`: aggregate-only mode, counts per that many seconds and nothing else. `tags`: the
+    videos' metadata (the run's privacy settings and declared use).
+    """
     if not is_safe_name(stem):  # names from outside go through sources.entries.unique_names first
         raise ValueError(f"output name {stem!r} is not a safe file name")
     if info.is_live:
         stem = f"{stem}_{time.strftime('%Y%m%d-%H%M%S')}"
     source_path = Path(info.display_name) if info.kind in (SourceKind.FILE, SourceKind.IMAGE) else None
-    claim = claim_outputs(out_dir, stem, unique=info.is_live, existing=_patterns(info, sink))
+    claim = claim_outputs(out_dir, stem, unique=info.is_live, existing=_patterns(info, sink, aggregate_s is not None))
     outputs = Outputs(claim=claim)
     try:
-        outputs.sinks += _sinks(sink, info, claim.stem, out_dir, source_path)
+        if aggregate_s is not None:
+            outputs.sinks.append(CountsOutput(out_dir / f"{claim.stem}.counts.jsonl", aggregate_s))
+        else:
+            outputs.sinks += _sinks(sink, info, claim.stem, out_dir, source_path, tags)
     except BaseException:
         claim.release()
         raise
     return outputs
 
 
-def _sinks(sink: SinkConfig, info: SourceInfo, stem: str, out_dir: Path, source_path: Path | None) -> list[FrameSink]:
+def _sinks(
+    sink: SinkConfig, info: SourceInfo, stem: str, out_dir: Path, source_path: Path | None, tags: dict[str, str] | None
+) -> list[FrameSink]:
     if info.kind is SourceKind.IMAGE:
         suffix = source_path.suffix.lower() if source_path else ".png"
         image_path = out_dir / f"{stem}_annotated{suffix if suffix in IMAGE_WRITE_SUFFIXES else '.png'}"
@@ -76,7 +97,9 @@ def _sinks(sink: SinkConfig, info: SourceInfo, stem: str, out_dir: Path, source_
     if sink.video:
         # Live: a new file every segment_s, on the RTP clock; a file: one MP4 with the input's own time base.
         time_base, segment_s = (SEGMENT_TIME_BASE, sink.segment_s) if info.is_live else (info.time_base, None)
-        sinks.append(VideoOutput(out_dir, stem, info.fps, time_base, segment_s, sink.crf, sink.preset, sink.fragment_s))
+        sinks.append(
+            VideoOutput(out_dir, stem, info.fps, time_base, segment_s, sink.crf, sink.preset, sink.fragment_s, tags)
+        )
     if sink.jsonl:
         sinks.append(JsonlOutput(out_dir / f"{stem}.jsonl"))
     return sinks

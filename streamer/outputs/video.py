@@ -53,8 +53,10 @@ class Mp4Writer:
         crf: int = 20,
         preset: str = "veryfast",
         fragment_s: float = 2.0,
+        tags: dict[str, str] | None = None,
     ) -> None:
         self.path = path
+        self.tags = tags or {}
         self.time_base = time_base
         self.fps = fps or 25.0
         self.crf = crf
@@ -74,6 +76,8 @@ class Mp4Writer:
         # whose video starts after 0 keeps its timestamps (empty_moov would shift them to 0).
         options = {"movflags": "frag_keyframe+delay_moov+default_base_moof", "flush_packets": "1"}
         self._container = av.open(str(self.path), mode="w", format="mp4", options=options)
+        # The run's privacy settings and declared use travel with the file (ffprobe shows them).
+        self._container.metadata.update(self.tags)
         rate = Fraction(self.fps).limit_denominator(1001)
         stream = self._container.add_stream("libx264", rate=rate)
         # Media-time bound here; the wall-clock bound is forced in _write.
@@ -181,8 +185,10 @@ class VideoOutput:
         crf: int = 20,
         preset: str = "veryfast",
         fragment_s: float = 2.0,
+        tags: dict[str, str] | None = None,
     ) -> None:
         self.out_dir = out_dir
+        self.tags = tags
         self.stem = stem
         self.fps = fps
         self.time_base = time_base
@@ -206,7 +212,7 @@ class VideoOutput:
         else:
             path, self._segment_start = self.out_dir / f"{self.stem}_{len(self.paths) + 1:03d}.mp4", pts_s
         self.paths.append(path)
-        self._current = Mp4Writer(path, self.time_base, self.fps, self.crf, self.preset, self.fragment_s)
+        self._current = Mp4Writer(path, self.time_base, self.fps, self.crf, self.preset, self.fragment_s, self.tags)
         return self._current
 
     def write(self, annotated: np.ndarray, record: FrameRecord) -> None:

@@ -16,6 +16,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from streamer.config import AppConfig
+from streamer.privacy.retention import manifest_for
 
 #: Licence of each model by the name the run reports for it.
 LICENCES = {
@@ -35,6 +36,30 @@ def licence_of(name: str) -> str:
     return LICENCES.get(name, "unknown: check the model's source")
 
 
+def video_tags(config: AppConfig) -> dict[str, str]:
+    """What an annotated video says of itself in its metadata: how faces were hidden, the notice, the use."""
+    privacy, use = config.privacy, config.use
+    zones = len(privacy.mask) + len(config.analysis.ignore)
+    return {
+        "comment": (
+            f"CocoER emotion recognition; faces: {privacy.faces}; notice: {privacy.notice or '-'}; "
+            f"use: {use.context}/{use.purpose}; zones: {zones}"
+        ),
+        "description": json.dumps(
+            {
+                "privacy": {
+                    "faces": privacy.faces,
+                    "face_margin": privacy.face_margin,
+                    "notice": privacy.notice,
+                    "masked_zones": len(privacy.mask),
+                },
+                "use": asdict(use),
+            },
+            ensure_ascii=False,
+        ),
+    }
+
+
 def write_declaration(out_dir: Path, config: AppConfig, models: dict[str, str], sources: list[str]) -> Path:
     """Write `<out_dir>/run.json` (models: role -> model name, e.g. {"faces": "mtcnn"})."""
     path = out_dir / "run.json"
@@ -42,10 +67,13 @@ def write_declaration(out_dir: Path, config: AppConfig, models: dict[str, str], 
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "use": asdict(config.use),
         "privacy": asdict(config.privacy),
+        "analysis": asdict(config.analysis),
+        "retention": asdict(config.retention),
         "models": {role: {"name": name, "licence": licence_of(name)} for role, name in models.items()},
         "sources": sources,
     }
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     os.replace(tmp, path)
+    manifest_for(out_dir).add([path])
     return path

@@ -17,6 +17,9 @@ points per track (halving their resolution as they grow), and the video is
 only sought to one frame per thumbnail, so hours-long sessions with hundreds
 of tracks render in seconds. Lines that do not parse (a crash, a full disk)
 are skipped and counted in the report.
+
+An aggregate-only run's `<stem>.counts.jsonl` gets `<stem>.counts.html` and
+`<stem>.counts.csv` instead (`counts`): totals, histograms, intervals.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from streamer.errors import UserError
+from streamer.report.counts import is_counts_file, write_counts_report
 from streamer.report.page import read_declaration, render_html
 from streamer.report.pictures import thumbnails
 from streamer.report.summary import summarize
@@ -41,8 +45,20 @@ class ReportFiles:
     tracks: int
     csvs: int
     skipped_lines: int
+    #: An aggregate run's report: its one CSV (one row per interval) instead of a folder of per-person ones.
+    counts_csv: Path | None = None
+
+    def files(self) -> list[Path]:
+        """Every file the report wrote (the page, the CSVs)."""
+        if self.counts_csv is not None:
+            return [self.html, self.counts_csv]
+        csvs = sorted(self.csv_folder.glob("*.csv")) if self.csv_folder.is_dir() else []
+        return [self.html, *csvs]
 
     def describe(self) -> str:
+        if self.counts_csv is not None:
+            skipped = f"; {self.skipped_lines} unreadable line(s) skipped" if self.skipped_lines else ""
+            return f"{self.html} and {self.counts_csv}{skipped}"
         csvs = f" and {self.csvs} CSV(s) in {self.csv_folder}" if self.csvs else ""
         skipped = f"; {self.skipped_lines} unreadable line(s) skipped" if self.skipped_lines else ""
         return f"{self.html}{csvs}{skipped}"
@@ -63,6 +79,9 @@ def write_report(jsonl: Path, video: Path | None = None, out_dir: Path | None = 
         UserError: the file holds no frame record of a run, or an output would replace an input.
         OSError: the report cannot be written (a full disk).
     """
+    if is_counts_file(jsonl):  # an aggregate-only run: counts, nobody in them
+        html, csv_path, skipped = write_counts_report(jsonl, out_dir)
+        return ReportFiles(html, csv_path.parent, 0, 1, skipped, counts_csv=csv_path)
     import matplotlib
 
     matplotlib.use("Agg")

@@ -111,6 +111,11 @@ def read_declaration(folder: Path) -> list[str]:
         lines.append(f"declared use: context {use.get('context')!s}, purpose {use.get('purpose')!s}")
     if isinstance(privacy, dict):
         lines.append(f"faces in outputs: {privacy.get('faces')!s}; notice shown: {privacy.get('notice')!s}")
+        zones = privacy.get("mask")
+        if privacy.get("mode") == "aggregate":
+            lines.append("output: aggregate-only (counts per interval, nothing per person)")
+        if isinstance(zones, list) and zones:
+            lines.append(f"masked zones: {len(zones)} (filled before detection)")
     if isinstance(models, dict):
         for role, model in models.items():
             if isinstance(model, dict):

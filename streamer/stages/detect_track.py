@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from streamer.detectors.base import PersonDetector
+from streamer.privacy.zones import ZoneFilter
 from streamer.types import Box, Frame, TrackedFrame
 from trackers.base import Tracker
 
@@ -21,12 +22,22 @@ class DetectTrackStage:
     gets (counted in frames it processed, so live drops don't shift it) and
     the tracker predicts the boxes in between, as DeepStream's `interval`;
     the first frame after a gap is always detected.
+
+    `zones` are applied first: mask zones are filled before the detector (or
+    any output) sees the frame; people in ignore zones are dropped before
+    tracking, their faces kept among those the outputs hide.
     """
 
     def __init__(
-        self, detector: PersonDetector, tracker: Tracker, keep_tracks_s: float = 5.0, interval: int = 1
+        self,
+        detector: PersonDetector,
+        tracker: Tracker,
+        keep_tracks_s: float = 5.0,
+        interval: int = 1,
+        zones: ZoneFilter | None = None,
     ) -> None:
         self.detector = detector
+        self.zones = zones or ZoneFilter()
         self.tracker = tracker
         self.keep_tracks_s = keep_tracks_s
         self.interval = max(1, interval)
@@ -34,6 +45,7 @@ class DetectTrackStage:
         self._faces: tuple[Box, ...] = ()  # the faces it found then
 
     def process(self, frame: Frame) -> TrackedFrame:
+        frame = self.zones.masked(frame)
         if frame.gap_s > self.keep_tracks_s:
             logger.info("%.1f s gap: starting new tracks", frame.gap_s)
             self.tracker.reset()
@@ -45,6 +57,8 @@ class DetectTrackStage:
             self._since_detect = 0
             detections = self.detector.detect(frame.image)
             self._faces = tuple(d.head_box for d in detections if d.head_box is not None)
+            if self.zones.ignore:
+                detections = [d for d in detections if not self.zones.ignores(d.body_box, frame.width, frame.height)]
             update = self.tracker.update(frame, detections)
             tracked = TrackedFrame(frame, update.persons, update.ended, faces=self._faces)
         if frame.is_last:

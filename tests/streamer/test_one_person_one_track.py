@@ -47,7 +47,7 @@ def test_each_person_is_one_track_for_the_whole_clip(
     detector: FacePersonDetector, shared_media: Path, clip: str, people: int
 ) -> None:
     config = load_config(ROOT / "configs" / "default.yaml", ["detector.allow_download=false"])
-    stage = detect_track_stage_for(config, detector, SourceKind.FILE, 5.0, "cpu")
+    stage = detect_track_stage_for(config, detector, SourceKind.FILE, config.source, "cpu")
     counts, ids = [], set()
     with av.open(str(media_file(shared_media, clip))) as container:
         for i, decoded in enumerate(container.decode(video=0)):

@@ -108,3 +108,88 @@ def test_emotion_recognition_at_work_or_school_is_refused_unless_for_medical_or_
     done = run_cli("--source", "demo", "--out", str(tmp_path), "--set", "use.context=workplace", *OFFLINE)
     _assert_one_error_line(done, "Article 5(1)(f)")
     assert not any(tmp_path.iterdir()), "nothing was written"
+
+
+class _Kept:
+    """An output that keeps what it is given (the frames a file or the page would get)."""
+
+    def __init__(self) -> None:
+        self.images: list[np.ndarray] = []
+
+    @property
+    def paths(self) -> list[Path]:
+        return []
+
+    def write(self, annotated: np.ndarray, record: object) -> None:
+        self.images.append(annotated.copy())
+
+    def new_segment(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+@pytest.mark.parametrize("display_faces", [False, True])
+def test_only_the_local_window_may_show_faces_and_only_when_asked(
+    shared_media: Path, faces: MtcnnFaceDetector, display_faces: bool
+) -> None:
+    from fractions import Fraction
+
+    from cocoer_core.baseline import FaceExpressionBaseline
+    from streamer.backends.session import SourceSession
+    from streamer.config import OverlayConfig, PrivacyConfig, SmoothingConfig
+    from streamer.outputs import Outputs
+    from streamer.sources import SourceInfo, SourceKind
+    from streamer.stages.emotion import EmotionStage, ModelCard, region_of
+    from streamer.stages.smoothing import SmoothingBank
+    from streamer.types import Frame, Person, TrackedFrame
+    from streamer.view.overlay import OverlayRenderer
+
+    image = cv2.imread(str(media_file(shared_media, "group_five_friends.jpg")))
+    found = faces.detect(image)
+    persons = tuple(Person(i + 1, f.box, f.box, 0.9) for i, f in enumerate(found))
+    model = FaceExpressionBaseline()
+    info = SourceInfo("x", "x", SourceKind.FILE, False, image.shape[1], image.shape[0], 10.0, None, Fraction(1, 10))
+    stage = EmotionStage(ModelCard.of(model), SmoothingBank(SmoothingConfig(), model.label_rule))
+    kept = _Kept()
+    session = SourceSession(
+        "x", info, stage, OverlayRenderer(OverlayConfig()), Outputs([kept]),
+        privacy=PrivacyConfig(display_faces=display_faces), window=True,
+    )  # fmt: skip
+    tracked = TrackedFrame(Frame("x", 0, 0.0, 0.0, image), persons, faces=tuple(f.box for f in found))
+    due = session.plan(tracked)
+    assert session.write(session.smooth(tracked, due, model.predict(image, [region_of(persons[i]) for i in due])))
+    assert faces.detect(kept.images[0]) == [], "what is written or served never shows a face"
+    assert session.latest is not None
+    shown = len(faces.detect(session.latest))
+    assert (shown >= len(found) - 1) if display_faces else shown == 0, "the window shows faces only when asked"
+
+
+def test_a_privacy_step_that_fails_ends_the_source_before_any_frame_is_written(
+    shared_media: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fractions import Fraction
+
+    from streamer.backends import session as session_module
+    from streamer.backends.session import SourceSession
+    from streamer.config import OverlayConfig, SmoothingConfig
+    from streamer.outputs import Outputs
+    from streamer.sources import SourceInfo, SourceKind
+    from streamer.stages.emotion import NO_MODEL, EmotionStage
+    from streamer.stages.smoothing import SmoothingBank
+    from streamer.types import Frame, TrackedFrame
+    from streamer.view.overlay import OverlayRenderer
+
+    def broken(*_: object, **__: object) -> np.ndarray:
+        raise MemoryError("no memory for the blur")
+
+    monkeypatch.setattr(session_module, "hide_faces", broken)
+    (image,) = _frames(media_file(shared_media, CLIP), 1)
+    info = SourceInfo("x", "x", SourceKind.FILE, False, image.shape[1], image.shape[0], 10.0, None, Fraction(1, 10))
+    kept = _Kept()
+    session = SourceSession(
+        "x", info, EmotionStage(NO_MODEL, SmoothingBank(SmoothingConfig(), NO_MODEL.label_rule)), OverlayRenderer(OverlayConfig()),
+        Outputs([kept]),
+    )  # fmt: skip
+    tracked = TrackedFrame(Frame("x", 0, 0.0, 0.0, image), ())
+    assert not session.write(session.smooth(tracked, (), [])) and session.failed
+    assert kept.images == [], "no frame was written unprotected"

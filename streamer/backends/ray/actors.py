@@ -59,7 +59,7 @@ class SourceActor:
         device = resolve_device(self.config.device)
         info = source.info
         detector = build_detector(self.config.detector, device)
-        detect = detect_track_stage_for(self.config, detector, info.kind, self.source_config.keep_tracks_s, device)
+        detect = detect_track_stage_for(self.config, detector, info.kind, self.source_config, device)
         policy = queue_policy(info, self.source_config)
 
         def frames(stop: threading.Event) -> Iterator[Frame]:

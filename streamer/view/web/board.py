@@ -3,6 +3,10 @@
 The pipeline never waits for a viewer: `publish` only swaps references and
 hands each record to the subscribers' queues without blocking (a full queue
 drops it: a slow viewer gets fewer records, the run goes on).
+
+In aggregate-only mode (`privacy.mode: aggregate`) a board holds no image,
+no person and no id: each source publishes the counts of its current
+interval (`publish_counts`) and the page shows those and the last intervals'.
 """
 
 from __future__ import annotations
@@ -16,12 +20,15 @@ from typing import Any
 
 import numpy as np
 
+from streamer.outputs.counts import Interval
 from streamer.outputs.records import FrameRecord, PersonRecord
 from streamer.view.palette import track_hex
 
 #: Events kept for the log, and how long a person's rolling timeline reaches back.
 EVENTS_KEPT = 200
 TIMELINE_S = 60.0
+#: Finished intervals a source keeps for the page in aggregate mode.
+INTERVALS_KEPT = 60
 SUBSCRIBER_QUEUE = 256
 
 
@@ -35,6 +42,8 @@ class SourceView:
     status: dict[str, Any] = field(default_factory=dict)
     persons: list[dict[str, Any]] = field(default_factory=list)
     timelines: dict[int, deque] = field(default_factory=dict)
+    counts: dict[str, Any] = field(default_factory=dict)
+    intervals: deque = field(default_factory=lambda: deque(maxlen=INTERVALS_KEPT))
 
 
 def _person_summary(person: PersonRecord) -> dict[str, Any]:
@@ -58,9 +67,11 @@ class LiveBoard:
     served before the run knows its sources.
     """
 
-    def __init__(self, names: list[str] | None = None, notice: str = "") -> None:
+    def __init__(self, names: list[str] | None = None, notice: str = "", aggregate: bool = False) -> None:
         #: The privacy notice the page shows (privacy.notice).
         self.notice = notice
+        #: Aggregate-only: counts alone, never a frame or a person (`publish` refuses).
+        self.aggregate = aggregate
         self._lock = threading.Lock()
         self.sources = {name: SourceView(name) for name in names or []}
         self.events: deque[dict[str, Any]] = deque(maxlen=EVENTS_KEPT)
@@ -72,6 +83,8 @@ class LiveBoard:
 
     def publish(self, name: str, image: np.ndarray, record: FrameRecord) -> None:
         """A source wrote a frame: its annotated image and its record."""
+        if self.aggregate:
+            raise RuntimeError("an aggregate-only board takes counts, never frames or persons")
         persons = [_person_summary(p) for p in record.persons]
         t = record.pts_s
         line = record.to_json()
@@ -93,6 +106,18 @@ class LiveBoard:
                 )
             subscribers = list(self._subscribers)
         message = {"source": name, "record": line}
+        for loop, queue in subscribers:
+            loop.call_soon_threadsafe(_offer, queue, message)
+
+    def publish_counts(self, name: str, counts: dict[str, Any], finished: dict[str, Any] | None = None) -> None:
+        """A source's counts so far in its current interval (and the interval it just finished, if any)."""
+        with self._lock:
+            view = self.sources[name]
+            view.counts, view.seq = counts, view.seq + 1
+            if finished is not None:
+                view.intervals.append(finished)
+            subscribers = list(self._subscribers)
+        message = {"source": name, "counts": counts}
         for loop, queue in subscribers:
             loop.call_soon_threadsafe(_offer, queue, message)
 
@@ -126,15 +151,22 @@ class LiveBoard:
                 "sources": [
                     {
                         "name": v.name,
-                        **v.status,
-                        "persons": v.persons,
-                        "timelines": {str(k): list(line) for k, line in v.timelines.items()},
+                        **v.status,  # in aggregate mode its "persons" is how many are in the frame now
+                        **(
+                            {"counts": v.counts, "intervals": list(v.intervals)}
+                            if self.aggregate
+                            else {
+                                "persons": v.persons,
+                                "timelines": {str(k): list(line) for k, line in v.timelines.items()},
+                            }
+                        ),
                         "frames_published": v.seq,
                     }
                     for v in self.sources.values()
                 ],
                 "events": list(self.events)[-50:],
                 "notice": self.notice,
+                "aggregate": self.aggregate,
             }
 
 
@@ -158,6 +190,39 @@ class LiveViewOutput:
 
     def close(self) -> None:
         """The page keeps showing the last frame until the server stops."""
+
+
+class CountsViewOutput:
+    """One source's counts to an aggregate-only live view (the running interval, then each one finished)."""
+
+    def __init__(self, board: LiveBoard, name: str, interval_s: float) -> None:
+        if not board.aggregate:
+            raise ValueError("counts go to an aggregate-only board (LiveBoard(aggregate=True))")
+        self.board = board
+        self.name = name
+        self.interval_s = interval_s
+        self.current: Interval | None = None
+        board.add_source(name)
+
+    @property
+    def paths(self) -> list[Path]:
+        return []
+
+    def write(self, annotated: np.ndarray, record: FrameRecord) -> None:
+        index = Interval.index_of(record.pts_s, self.interval_s)
+        finished = None
+        if self.current is not None and index != self.current.index:
+            finished, self.current = self.current.to_json(), None
+        if self.current is None:
+            self.current = Interval(index, self.interval_s)
+        self.current.add(record)
+        self.board.publish_counts(self.name, self.current.to_json(), finished)
+
+    def new_segment(self) -> None:
+        """The interval goes on across a reconnect."""
+
+    def close(self) -> None:
+        """The page keeps the last counts until the server stops."""
 
 
 def _offer(queue: asyncio.Queue, message: dict[str, Any]) -> None:

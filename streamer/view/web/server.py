@@ -187,8 +187,14 @@ class WebServer:
         self._jpeg[name] = (seq, data.tobytes())
         return self._jpeg[name][1], seq
 
+    def _image_name(self, request: web.Request) -> str:
+        name = self._name(request)
+        if self.board.aggregate:
+            raise web.HTTPNotFound(reason="aggregate-only mode: no frames are served")
+        return name
+
     async def _frame(self, request: web.Request) -> web.StreamResponse:
-        jpeg, seq = self._jpeg_of(self._name(request))
+        jpeg, seq = self._jpeg_of(self._image_name(request))
         if jpeg is None:
             return web.json_response({"error": "no frame yet"}, status=503)
         return web.Response(
@@ -196,7 +202,7 @@ class WebServer:
         )
 
     async def _stream(self, request: web.Request) -> web.StreamResponse:
-        name = self._name(request)
+        name = self._image_name(request)
         response = web.StreamResponse(
             headers={
                 "Content-Type": f"multipart/x-mixed-replace; boundary={MJPEG_BOUNDARY}",
