@@ -120,6 +120,25 @@ def load_state(module: nn.Module, state: Mapping[str, torch.Tensor], path: Path)
     module.load_state_dict({k: v.to(current[k].dtype) for k, v in state.items()}, strict=True)
 
 
+#: The fused classifier's last layer: its rows are the model's classes (26 EMOTIC, 7 CAER-S, ...).
+CLASSES_KEY = "cls_global_all.8.weight"
+
+
+def read_cocoer_state(path: Path, trust_pickle: bool = True) -> dict[str, torch.Tensor]:
+    """A CocoER checkpoint's state dict (GWT.pth or one `cocoer_core.train` saved)."""
+    if not path.is_file():
+        raise CheckpointError(f"CocoER checkpoint {path} not found: {GWT_HINT}")
+    return model_state(read_checkpoint(path, trust_pickle), path)
+
+
+def classes_in(state: Mapping[str, torch.Tensor], path: Path) -> int:
+    """How many classes a CocoER state dict predicts."""
+    weight = state.get(CLASSES_KEY)
+    if weight is None or weight.ndim != 2:
+        raise CheckpointError(f"{path} is not a CocoER checkpoint (no {CLASSES_KEY})")
+    return int(weight.shape[0])
+
+
 def load_cocoer_weights(model: nn.Module, path: Path, trust_pickle: bool = True) -> None:
     """Load GWT.pth (or any checkpoint saved by the training code) strictly."""
     if not path.is_file():

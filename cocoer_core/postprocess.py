@@ -11,15 +11,26 @@ FINAL_THRESHOLD = 0.26
 LEVEL_THRESHOLD = 0.6
 
 
+#: A decision threshold: one for every class, one per class (in label order), or None for single-label (argmax).
+Threshold = float | tuple[float, ...] | None
+
+
+def limits(threshold: float | tuple[float, ...], size: int) -> np.ndarray:
+    """The threshold of each of `size` classes."""
+    return np.broadcast_to(np.asarray(threshold, dtype=np.float64), (size,))
+
+
 @dataclass(frozen=True)
 class LabelRule:
     """How a model's probabilities become labels.
 
-    A threshold of None means single-label: the argmax is the label.
+    A threshold of None means single-label: the argmax is the label. A tuple
+    is one threshold per class (chosen on a validation split by
+    `python -m cocoer_core.evaluate`).
     """
 
-    final_threshold: float | None
-    level_threshold: float | None
+    final_threshold: Threshold
+    level_threshold: Threshold
 
     def final_labels(self, labels: tuple[str, ...], probs: np.ndarray) -> tuple[str, ...]:
         return select_labels(labels, probs, self.final_threshold)
@@ -42,28 +53,29 @@ class ConfidenceRule:
     min_top: float = 0.5
     min_margin: float = 0.15
 
-    def uncertain(self, probs: np.ndarray, threshold: float | None) -> bool:
+    def uncertain(self, probs: np.ndarray, threshold: Threshold) -> bool:
         if probs.size == 0:
             return True
         ranked = np.sort(probs.astype(np.float64))[::-1]
         top = float(ranked[0])
-        if threshold is not None:
-            return top < threshold + self.min_margin
+        if threshold is not None:  # the label that clears its own threshold most
+            return float(np.max(probs - limits(threshold, probs.size))) < self.min_margin
         second = float(ranked[1]) if ranked.size > 1 else 0.0
         return top < self.min_top or top - second < self.min_margin
 
 
-def select_labels(labels: tuple[str, ...], probs: np.ndarray, threshold: float | None) -> tuple[str, ...]:
-    """Labels whose probability is strictly above the threshold, in index order (argmax if None)."""
+def select_labels(labels: tuple[str, ...], probs: np.ndarray, threshold: Threshold) -> tuple[str, ...]:
+    """Labels whose probability is strictly above their threshold, in index order (argmax if None)."""
     if threshold is None:
         return (labels[int(np.argmax(probs))],)
-    return tuple(label for label, p in zip(labels, probs, strict=True) if p > threshold)
+    above = probs > limits(threshold, len(labels))
+    return tuple(label for label, on in zip(labels, above, strict=True) if on)
 
 
 def labels_with_hysteresis(
     labels: tuple[str, ...],
     probs: np.ndarray,
-    threshold: float | None,
+    threshold: Threshold,
     previous: tuple[str, ...] | None,
     margin: float,
 ) -> tuple[str, ...]:
@@ -87,8 +99,8 @@ def labels_with_hysteresis(
     shown = set(previous)
     return tuple(
         label
-        for label, p in zip(labels, probs, strict=True)
-        if p > threshold + margin or (label in shown and p > threshold - margin)
+        for label, p, t in zip(labels, probs, limits(threshold, len(labels)), strict=True)
+        if p > t + margin or (label in shown and p > t - margin)
     )
 
 

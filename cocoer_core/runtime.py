@@ -10,6 +10,7 @@ and CLIP in fp16, as the release; the competition step always runs in fp32.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from contextlib import nullcontext
@@ -23,12 +24,20 @@ import numpy as np
 import torch
 
 from cocoer_core.api import COMPETING_LEVELS, EmotionResult, FramePersons, Level, PersonRegion
-from cocoer_core.checkpoint import GWT_FILE, find_clip_weights, load_clip_rn50, load_cocoer_weights
+from cocoer_core.checkpoint import (
+    GWT_FILE,
+    classes_in,
+    find_clip_weights,
+    load_clip_rn50,
+    load_state,
+    read_cocoer_state,
+)
 from cocoer_core.clip_rn50 import ModifiedResNet
 from cocoer_core.config import CocoERConfig
+from cocoer_core.errors import CheckpointError
 from cocoer_core.labels import CAER_S_LABELS, EMOTIC_LABELS
 from cocoer_core.model import CocoER, CocoEROutput
-from cocoer_core.postprocess import FINAL_THRESHOLD, LEVEL_THRESHOLD, LabelRule
+from cocoer_core.postprocess import FINAL_THRESHOLD, LEVEL_THRESHOLD, LabelRule, Threshold
 from cocoer_core.preprocess import boxes_to_224, crop, integer_box, resize_224, to_tensor
 
 logger = logging.getLogger(__name__)
@@ -96,15 +105,17 @@ class CocoERModel:
         clip: ModifiedResNet,
         device: str = "cpu",
         precision: str = "auto",
-        final_threshold: float = FINAL_THRESHOLD,
-        level_threshold: float = LEVEL_THRESHOLD,
+        final_threshold: Threshold = FINAL_THRESHOLD,
+        level_threshold: Threshold = LEVEL_THRESHOLD,
         resize: str = "pil",
+        labels: tuple[str, ...] | None = None,
     ) -> None:
         self.device = torch.device(device)
-        self.labels: tuple[str, ...] = EMOTIC_LABELS if model.config.num_class == 26 else CAER_S_LABELS
-        self.description = (
-            f"CocoER, {len(self.labels)} {'EMOTIC' if len(self.labels) == 26 else 'CAER-S'} classes, head+body+context"
-        )
+        self.labels: tuple[str, ...] = labels or default_labels(model.config.num_class)
+        if len(self.labels) != model.config.num_class:
+            raise CheckpointError(f"{len(self.labels)} label names for a {model.config.num_class}-class model")
+        kind = {EMOTIC_LABELS: "EMOTIC", CAER_S_LABELS: "CAER-S"}.get(self.labels, "custom")
+        self.description = f"CocoER, {len(self.labels)} {kind} classes, head+body+context"
         self.label_rule = LabelRule(final_threshold, level_threshold)
         self.resize = resize
         if precision == "auto":
@@ -122,17 +133,27 @@ class CocoERModel:
         weights_dir: Path,
         device: str = "cpu",
         precision: str = "auto",
-        final_threshold: float = FINAL_THRESHOLD,
-        level_threshold: float = LEVEL_THRESHOLD,
+        final_threshold: Threshold = FINAL_THRESHOLD,
+        level_threshold: Threshold = LEVEL_THRESHOLD,
         inside_lr: float = 1.0,
         trust_pickle: bool = True,
         allow_download: bool = True,
     ) -> CocoERModel:
-        """Load `<dir>/GWT.pth` and OpenAI's RN50.pt (from `<dir>` or clip's cache, else downloaded)."""
-        model = CocoER(CocoERConfig(inside_lr=inside_lr))
-        load_cocoer_weights(model, weights_dir / GWT_FILE, trust_pickle)
+        """Load `<dir>/GWT.pth` and OpenAI's RN50.pt (from `<dir>` or clip's cache, else downloaded).
+
+        The class count is the checkpoint's; `<dir>/labels.json` names the classes (else EMOTIC's 26 or
+        CAER-S's 7), and `<dir>/thresholds.json` (per-class thresholds chosen on a validation split by
+        `cocoer_core.evaluate`) replaces `final_threshold` when it is there.
+        """
+        path = weights_dir / GWT_FILE
+        state = read_cocoer_state(path, trust_pickle)
+        model = CocoER(CocoERConfig(num_class=classes_in(state, path), inside_lr=inside_lr))
+        load_state(model, state, path)
+        labels = read_labels(weights_dir, model.config.num_class)
+        chosen = read_thresholds(weights_dir, labels)
         clip = load_clip_rn50(find_clip_weights(weights_dir, allow_download))
-        return cls(model, clip.visual, device, precision, final_threshold, level_threshold)
+        final = chosen if chosen is not None else final_threshold
+        return cls(model, clip.visual, device, precision, final, level_threshold, labels=labels)
 
     def _autocast(self):  # type: ignore[no-untyped-def]
         if self.precision == "fp32" or self.device.type != "cuda":
@@ -174,6 +195,49 @@ class CocoERModel:
         batch = FrameBatch.concat([prepare_frame(f.image_bgr, f.persons, self.resize) for f in busy])
         flat = iter(results_from_output(self.forward_frame(batch), self.name, self.labels, self.label_rule))
         return [[next(flat) for _ in f.persons] for f in frames]
+
+
+LABELS_FILE = "labels.json"
+THRESHOLDS_FILE = "thresholds.json"
+
+
+def default_labels(num_class: int) -> tuple[str, ...]:
+    if num_class == len(EMOTIC_LABELS):
+        return EMOTIC_LABELS
+    if num_class == len(CAER_S_LABELS):
+        return CAER_S_LABELS
+    raise CheckpointError(f"a {num_class}-class CocoER needs its label names in {LABELS_FILE} beside GWT.pth")
+
+
+def read_labels(weights_dir: Path, num_class: int) -> tuple[str, ...]:
+    """`<dir>/labels.json` (a list of names, in output order), else the default names for the class count."""
+    path = weights_dir / LABELS_FILE
+    if not path.is_file():
+        return default_labels(num_class)
+    try:
+        names = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as exc:
+        raise CheckpointError(f"{path} is not a JSON list of label names ({type(exc).__name__})") from None
+    if not isinstance(names, list) or len(names) != num_class or not all(isinstance(n, str) for n in names):
+        raise CheckpointError(f"{path} must list the checkpoint's {num_class} label names")
+    return tuple(names)
+
+
+def read_thresholds(weights_dir: Path, labels: tuple[str, ...]) -> tuple[float, ...] | None:
+    """Per-class final thresholds from `<dir>/thresholds.json` ({"labels": [...], "final": [...]}), if any."""
+    path = weights_dir / THRESHOLDS_FILE
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        names, values = data["labels"], data["final"]
+        chosen = tuple(float(values[names.index(label)]) for label in labels)
+    except (OSError, ValueError, RecursionError, KeyError, TypeError, IndexError, AttributeError):
+        raise CheckpointError(f"{path} is not per-class thresholds for these labels") from None
+    if not all(0.0 <= t <= 1.0 for t in chosen):
+        raise CheckpointError(f"{path}: thresholds must be within 0..1")
+    logger.info("per-class thresholds from %s", path)
+    return chosen
 
 
 def results_from_output(

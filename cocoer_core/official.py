@@ -1,0 +1,158 @@
+"""The official CocoER weights in one step: download, unpack, check.
+
+The authors publish one download (Google Drive, or Baidu with code u6wq)
+holding `GWT.pth` (the model) and `VI_weights/w.pth` (the stage-1 VI
+matrix); their README puts them in `./checkpoints/` and
+`./checkpoints/VI_weights/`, which is where `emotion.weights` looks.
+
+`fetch_official(folder)` downloads it (Google Drive answers a large file with
+a "can't scan for viruses" page first: its form is followed), unpacks the two
+files whatever the archive (zip, tar, or a bare checkpoint), and checks them
+by loading them strictly into the model (every key and shape). Tensors saved
+on `cuda:0`/`cuda:1` are mapped to the CPU on reading (`read_checkpoint`),
+since the official loading code passes no `map_location`.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import shutil
+import tarfile
+import tempfile
+import urllib.parse
+import urllib.request
+import zipfile
+from pathlib import Path
+
+from cocoer_core.checkpoint import GWT_FILE, classes_in, load_state, load_vi_weights, read_cocoer_state
+from cocoer_core.config import CocoERConfig
+from cocoer_core.errors import CheckpointError
+from cocoer_core.model import CocoER
+
+#: The one place the official download is named (bisno/CocoER README, "Model Weight Download").
+GOOGLE_DRIVE_ID = "1JXXt22_M8UB-LXmCz-W90U6WQEtu1uck"
+DOWNLOAD_URL = f"https://drive.usercontent.google.com/download?id={GOOGLE_DRIVE_ID}&export=download"
+PAGE_URL = f"https://drive.google.com/file/d/{GOOGLE_DRIVE_ID}/view"
+BAIDU_URL = "https://pan.baidu.com/s/1_jHm5j7JnkvdhU5NbI4CwA?pwd=u6wq"
+VI_FILE = Path("VI_weights") / "w.pth"
+CHUNK = 1 << 20
+
+
+def _by_hand(folder: Path) -> str:
+    return (
+        f"download it by hand from {PAGE_URL} (or {BAIDU_URL}) and put GWT.pth in {folder}/ "
+        f"and w.pth in {folder / 'VI_weights'}/"
+    )
+
+
+def _confirm_url(page: str) -> str | None:
+    """The download URL in Google Drive's virus-scan warning page (its form's action and hidden fields)."""
+    action = re.search(r'<form[^>]+action="([^"]+)"', page)
+    if action is None:
+        return None
+    fields = dict(re.findall(r'<input[^>]+name="([^"]+)"[^>]+value="([^"]*)"', page))
+    return html.unescape(action[1]) + "?" + urllib.parse.urlencode(fields)
+
+
+def download(url: str, target: Path, timeout_s: float = 60.0, folder: Path | None = None) -> Path:
+    """Stream `url` into `target` (following Drive's confirmation page once); CheckpointError when offline."""
+    where = folder or target.parent
+    for _ in range(2):
+        if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+            raise CheckpointError(f"the weights' URL must be http(s); got {url[:60]!r}")
+        try:
+            with urllib.request.urlopen(url, timeout=timeout_s) as response:  # noqa: S310 - http(s) checked above
+                if "text/html" in response.headers.get("Content-Type", ""):
+                    next_url = _confirm_url(response.read(1 << 20).decode("utf-8", "replace"))
+                    if next_url is None:
+                        raise CheckpointError(f"Google Drive did not serve the file; {_by_hand(where)}")
+                    url = next_url
+                    continue
+                with target.open("wb") as out:
+                    shutil.copyfileobj(response, out, CHUNK)
+                return target
+        except OSError as exc:  # URLError, timeouts, refused: offline
+            reason = getattr(exc, "reason", None) or exc
+            raise CheckpointError(
+                f"cannot download the official CocoER weights ({reason}); {_by_hand(where)}"
+            ) from None
+    raise CheckpointError(f"Google Drive asked for confirmation twice; {_by_hand(where)}")
+
+
+def _members(archive: Path) -> dict[str, str]:
+    """Archive member names for GWT.pth and w.pth ({'gwt': name, 'vi': name}); {} when not an archive."""
+    if zipfile.is_zipfile(archive):
+        with zipfile.ZipFile(archive) as zipped:
+            names = zipped.namelist()
+        if any(n.endswith("data.pkl") for n in names) and not any(n.endswith(".pth") for n in names):
+            return {}  # a bare torch checkpoint (torch.save writes a zip too)
+    elif tarfile.is_tarfile(archive):
+        with tarfile.open(archive) as tarred:
+            names = tarred.getnames()
+    else:
+        return {}
+    found = {}
+    for name in names:
+        if Path(name).name == GWT_FILE and "__MACOSX" not in name:
+            found["gwt"] = name
+        elif Path(name).name == VI_FILE.name and "__MACOSX" not in name:
+            found["vi"] = name
+    return found
+
+
+def _extract(archive: Path, member: str, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".part")
+    if zipfile.is_zipfile(archive):
+        with zipfile.ZipFile(archive) as zipped, zipped.open(member) as source, partial.open("wb") as out:
+            shutil.copyfileobj(source, out, CHUNK)
+    else:
+        with tarfile.open(archive) as tarred:
+            member_file = tarred.extractfile(member)
+            if member_file is None:
+                raise CheckpointError(f"{member} in {archive} is not a file")
+            with member_file, partial.open("wb") as out:
+                shutil.copyfileobj(member_file, out, CHUNK)
+    partial.replace(target)
+
+
+def unpack(archive: Path, folder: Path) -> list[Path]:
+    """GWT.pth and VI_weights/w.pth out of the download, into `folder` (a bare checkpoint is GWT.pth)."""
+    members = _members(archive)
+    if not members:
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(archive, folder / GWT_FILE)
+        return [folder / GWT_FILE]
+    if "gwt" not in members:
+        raise CheckpointError(f"the download holds no {GWT_FILE}; {_by_hand(folder)}")
+    written = [folder / GWT_FILE]
+    _extract(archive, members["gwt"], folder / GWT_FILE)
+    if "vi" in members:
+        _extract(archive, members["vi"], folder / VI_FILE)
+        written.append(folder / VI_FILE)
+    return written
+
+
+def check_official(folder: Path) -> str:
+    """Load GWT.pth (and w.pth when present) strictly into the model; one line saying what was checked."""
+    path = folder / GWT_FILE
+    state = read_cocoer_state(path, trust_pickle=True)
+    model = CocoER(CocoERConfig(num_class=classes_in(state, path)))
+    load_state(model, state, path)
+    checked = f"{path}: {len(state)} tensors, every key and shape as the model's ({model.config.num_class} classes)"
+    if (folder / VI_FILE).is_file():
+        load_vi_weights(model, folder / VI_FILE)
+        checked += f"; {folder / VI_FILE}: W.weight 1024x1024"
+    return checked
+
+
+def fetch_official(folder: Path, url: str = DOWNLOAD_URL) -> str:
+    """Download, unpack and check the official weights into `folder` (a line saying what is there)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if (folder / GWT_FILE).is_file():
+        return check_official(folder) + " (already there)"
+    with tempfile.TemporaryDirectory(dir=folder) as scratch:
+        archive = download(url, Path(scratch) / "download", folder=folder)
+        unpack(archive, folder)
+    return check_official(folder)

@@ -1,0 +1,117 @@
+"""`fetch_models --cocoer`: the official weights downloaded (through Drive's confirmation page), unpacked, checked.
+
+The real Google Drive is out of reach here; a local HTTP server plays it (a warning page whose form leads to
+the file, as Drive answers for large files), serving an archive in the official layout.
+"""
+
+from __future__ import annotations
+
+import http.server
+import os
+import subprocess
+import sys
+import threading
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+import torch.serialization
+
+from cocoer_core.checkpoint import read_checkpoint
+from tests.conftest import ROOT
+from tests.support.servers import free_port
+
+CONFIRM_PAGE = (
+    '<html><body><form id="download-form" action="http://127.0.0.1:{port}/real" method="get">'
+    '<input type="hidden" name="id" value="abc"><input type="hidden" name="confirm" value="t">'
+    '<input type="hidden" name="uuid" value="u-1"></form></body></html>'
+)
+
+
+def _save_on_cuda1(obj: object, path: Path) -> None:
+    """torch.save as on a machine whose tensors live on cuda:1 (the official w.pth's case)."""
+    original = torch.serialization.location_tag
+    torch.serialization.location_tag = lambda storage: "cuda:1"  # type: ignore[assignment]
+    try:
+        torch.save(obj, path)
+    finally:
+        torch.serialization.location_tag = original
+
+
+def test_a_checkpoint_saved_on_a_cuda_device_loads_on_the_cpu(tmp_path: Path) -> None:
+    path = tmp_path / "w.pth"
+    _save_on_cuda1({"model": {"W.weight": torch.eye(4)}}, path)
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="CUDA"):
+            torch.load(path, weights_only=True)  # what the official loading code does
+    loaded = read_checkpoint(path)
+    assert loaded["model"]["W.weight"].device.type == "cpu" and torch.equal(loaded["model"]["W.weight"], torch.eye(4))
+
+
+def _fetch(*args: str, url: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "streamer.tools.fetch_models", "--cocoer", *args],
+        cwd=ROOT, capture_output=True, text=True, timeout=600, env={**os.environ, "COCOER_WEIGHTS_URL": url},
+    )  # fmt: skip
+
+
+def test_offline_it_says_so_in_one_line_and_exits_2(tmp_path: Path) -> None:
+    done = _fetch("--dir", str(tmp_path / "checkpoints"), url=f"http://127.0.0.1:{free_port()}/download")
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and "cannot download the official CocoER weights" in done.stderr
+    assert "drive.google.com" in done.stderr, "it says where to get them by hand"
+    assert not (tmp_path / "checkpoints" / "GWT.pth").exists()
+
+
+@pytest.fixture()
+def drive(tmp_path: Path, checkpoint_dir: Path) -> Iterator[str]:
+    """A Drive look-alike: /download answers with the warning page, /real with the zip of the official layout."""
+    archive = tmp_path / "CocoER_weights.zip"
+    w = tmp_path / "w.pth"
+    _save_on_cuda1({"model": {"W.weight": torch.randn(1024, 1024)}}, w)
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as zipped:
+        zipped.write(checkpoint_dir / "GWT.pth", "checkpoints/GWT.pth")
+        zipped.write(w, "checkpoints/VI_weights/w.pth")
+        zipped.writestr("__MACOSX/checkpoints/._GWT.pth", b"resource fork")
+    port = free_port()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path.startswith("/download"):
+                body = CONFIRM_PAGE.format(port=port).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+            elif self.path.startswith("/real?") and "confirm=t" in self.path:
+                self.send_response(200)
+                self.send_header("Content-Type", "application/octet-stream")
+                self.send_header("Content-Length", str(archive.stat().st_size))
+                self.end_headers()
+                with archive.open("rb") as handle:
+                    while chunk := handle.read(1 << 20):
+                        self.wfile.write(chunk)
+            else:
+                self.send_error(404)
+
+        def log_message(self, *args: object) -> None: ...
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{port}/download"
+    server.shutdown()
+
+
+@pytest.mark.slow
+def test_the_official_download_is_unpacked_where_weights_looks_and_checked(drive: str, tmp_path: Path) -> None:
+    folder = tmp_path / "checkpoints"
+    done = _fetch("--dir", str(folder), url=drive)
+    assert done.returncode == 0, done.stderr
+    assert "every key and shape" in done.stdout and "W.weight 1024x1024" in done.stdout
+    assert (folder / "GWT.pth").is_file() and (folder / "VI_weights" / "w.pth").is_file()
+    assert not any(p.name.endswith((".part", "download")) for p in folder.rglob("*")), "no leftovers"
+    again = _fetch("--dir", str(folder), url=drive)
+    assert again.returncode == 0 and "already there" in again.stdout
