@@ -14,8 +14,14 @@ head-box file (`python -m streamer.tools.head_boxes`). Writes to `--out`:
 - `predictions.csv`: one row per person in dataset order: `image`, `person`, then each class's final score;
 - `metrics.png`: AP per class (EMOTIC) or the confusion matrix (CAER-S);
 - on the validation split, `thresholds.json`: per class, the threshold where precision equals recall
-  (classes with no positive keep the release's 0.26), also copied beside the checkpoint unless
-  `--no-save-thresholds`, where `run_stream.py --weights` uses it instead of the fixed 0.26.
+  (classes with no positive keep the release's 0.26); in `--mode live` also copied beside the
+  checkpoint unless `--no-save-thresholds`, where `run_stream.py --weights` uses it instead of 0.26.
+
+`--mode paper` (the default) scores as the official training code evaluates,
+which is how the paper's table was measured: no coordination step (spec
+§9.4). `--mode live` scores as the live pipeline draws: the coordination step
+with η = 1.0, as the official inference script; thresholds meant for the live
+pipeline come from this mode.
 
 Exit 2 with one line on a bad dataset, head-box file or checkpoint.
 """
@@ -216,7 +222,12 @@ def table(metrics: dict[str, Any]) -> str:
 
 
 def evaluate(
-    model: CocoERModel, dataset: PersonDataset, heads: HeadBoxes, out: Path, images_per_batch: int = 8
+    model: CocoERModel,
+    dataset: PersonDataset,
+    heads: HeadBoxes,
+    out: Path,
+    images_per_batch: int = 8,
+    mode: str = "paper",
 ) -> dict[str, Any]:
     """Score, measure and write `metrics.json`, `predictions.csv` and `metrics.png` (+ `thresholds.json` on val)."""
     if tuple(model.labels) != tuple(dataset.classes):
@@ -229,6 +240,7 @@ def evaluate(
     scores = score_dataset(model, dataset, heads, images_per_batch)
     seconds = time.monotonic() - started
     metrics = emotic_metrics(dataset, scores) if dataset.kind.startswith("emotic") else caer_metrics(dataset, scores)
+    metrics["mode"] = mode
     metrics["persons_per_s"] = round(len(dataset) / max(seconds, 1e-9), 2)
     metrics["dropped"] = dict(dataset.dropped)
     metrics["heads"] = {"detector": heads.detector, "licence": heads.licence, "counts": heads.counts()}
@@ -236,7 +248,7 @@ def evaluate(
     write_predictions(out / "predictions.csv", dataset, scores)
     plot(metrics, out / "metrics.png")
     if dataset.split == "val":
-        _write_json(out / THRESHOLDS_FILE, thresholds_for(dataset, scores))
+        _write_json(out / THRESHOLDS_FILE, {**thresholds_for(dataset, scores), "mode": mode})
     return metrics
 
 
@@ -250,6 +262,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--images-per-batch", type=int, default=8)
+    parser.add_argument(
+        "--mode",
+        choices=("paper", "live"),
+        default="paper",
+        help="paper: no coordination step, as the paper's numbers; live: as run_stream.py draws (eta 1.0)",
+    )
     parser.add_argument("--no-save-thresholds", action="store_true", help="on val: keep thresholds.json in --out only")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
@@ -258,9 +276,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not dataset.samples:
             raise DatasetError(f"{args.dataset} {args.split} under {args.root} holds no annotated person")
         heads = read_heads(args.heads)
-        model = CocoERModel.from_directory(args.weights, device=args.device, allow_download=False)
-        metrics = evaluate(model, dataset, heads, args.out, max(args.images_per_batch, 1))
-        if args.split == "val" and not args.no_save_thresholds:
+        model = CocoERModel.from_directory(
+            args.weights, device=args.device, allow_download=False, refine=args.mode == "live"
+        )
+        metrics = evaluate(model, dataset, heads, args.out, max(args.images_per_batch, 1), args.mode)
+        save_beside = args.split == "val" and args.mode == "live" and not args.no_save_thresholds
+        if save_beside:
             (args.weights / THRESHOLDS_FILE).write_text((args.out / THRESHOLDS_FILE).read_text())
     except (DatasetError, CheckpointError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -270,8 +291,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     print(table(metrics))
     print(f"wrote {args.out / 'metrics.json'}, {args.out / 'predictions.csv'}, {args.out / 'metrics.png'}")
-    if args.split == "val" and not args.no_save_thresholds:
+    if save_beside:
         print(f"per-class thresholds saved beside the checkpoint: {args.weights / THRESHOLDS_FILE}")
+    elif args.split == "val":
+        print(f"per-class thresholds in {args.out / THRESHOLDS_FILE} (--mode live saves them for the pipeline)")
     return 0
 
 

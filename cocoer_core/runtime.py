@@ -138,16 +138,18 @@ class CocoERModel:
         inside_lr: float = 1.0,
         trust_pickle: bool = True,
         allow_download: bool = True,
+        refine: bool = True,
     ) -> CocoERModel:
         """Load `<dir>/GWT.pth` and OpenAI's RN50.pt (from `<dir>` or clip's cache, else downloaded).
 
         The class count is the checkpoint's; `<dir>/labels.json` names the classes (else EMOTIC's 26 or
         CAER-S's 7), and `<dir>/thresholds.json` (per-class thresholds chosen on a validation split by
-        `cocoer_core.evaluate`) replaces `final_threshold` when it is there.
+        `cocoer_core.evaluate`) replaces `final_threshold` when it is there. `refine=False` skips the
+        coordination step, as the official training code's evaluation does (spec §9.4).
         """
         path = weights_dir / GWT_FILE
         state = read_cocoer_state(path, trust_pickle)
-        model = CocoER(CocoERConfig(num_class=classes_in(state, path), inside_lr=inside_lr))
+        model = CocoER(CocoERConfig(num_class=classes_in(state, path), inside_lr=inside_lr, refine=refine))
         load_state(model, state, path)
         labels = read_labels(weights_dir, model.config.num_class)
         chosen = read_thresholds(weights_dir, labels)

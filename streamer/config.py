@@ -356,6 +356,8 @@ def _omegaconf_message(exc: OmegaConfBaseException) -> str:
     """OmegaConf's first line, prefixed with the key it is about when it does not already name it."""
     message = str(exc).splitlines()[0]
     key = getattr(exc, "full_key", None)
+    if "is not a ListConfig" in message:  # a scalar where a list goes (zones): say it plainly
+        message = "must be a list (zones: a list of polygons, each a list of [x, y] points)"
     if key and str(key) not in message:
         return f"{key}: {message}"
     return message

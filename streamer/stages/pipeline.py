@@ -24,10 +24,10 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Generic, TypeVar
 
-from streamer.types import Frame
+from streamer.types import Frame, TrackedFrame
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +51,20 @@ class EndOfStream:
 
 
 END = EndOfStream()
+
+
+def _with_gap_of(dropped: Any, item: Any) -> Any:
+    """`item`, marked with the reconnect gap of a dropped frame before it (the first frame after a live
+    source came back is the one that says so; dropping it as stale must not lose the gap)."""
+    if isinstance(dropped, TrackedFrame):
+        dropped = dropped.frame
+    if not isinstance(dropped, Frame) or dropped.gap_s <= 0:
+        return item
+    if isinstance(item, Frame) and item.gap_s < dropped.gap_s:
+        return replace(item, gap_s=dropped.gap_s)
+    if isinstance(item, TrackedFrame) and item.frame.gap_s < dropped.gap_s:
+        return replace(item, frame=replace(item.frame, gap_s=dropped.gap_s))
+    return item
 
 
 class EdgeQueue(Generic[T]):
@@ -81,6 +95,7 @@ class EdgeQueue(Generic[T]):
                             self._queue.put_nowait(old)
                             return False
                         self.dropped += 1
+                        item = _with_gap_of(old, item)
         while not stop.is_set():
             try:
                 self._queue.put(item, timeout=POLL_S)

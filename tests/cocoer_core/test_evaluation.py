@@ -166,12 +166,14 @@ def test_evaluate_writes_metrics_predictions_and_thresholds_that_the_pipeline_th
     out = tmp_path / "eval"
     done = subprocess.run(
         [sys.executable, "-m", "cocoer_core.evaluate", "--dataset", "emotic", "--root", str(root), "--heads",
-         str(emotic_heads), "--split", "val", "--weights", str(weights), "--out", str(out), "--device", "cpu"],
+         str(emotic_heads), "--split", "val", "--weights", str(weights), "--out", str(out), "--device", "cpu",
+         "--mode", "live"],
         cwd=ROOT, capture_output=True, text=True, timeout=900,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "mAP" in done.stdout and "levels: final" in done.stdout
     metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["mode"] == "live"
     dataset = open_dataset("emotic", root, "val")
     with (out / "predictions.csv").open() as handle:
         rows = list(csv.reader(handle))
@@ -191,6 +193,17 @@ def test_evaluate_writes_metrics_predictions_and_thresholds_that_the_pipeline_th
     assert chosen["labels"] == list(EMOTIC_LABELS) and len(chosen["final"]) == 26
     model = CocoERModel.from_directory(weights, allow_download=False)
     assert model.label_rule.final_threshold == tuple(chosen["final"]), "the pipeline uses the val thresholds"
+    paper = subprocess.run(
+        [sys.executable, "-m", "cocoer_core.evaluate", "--dataset", "emotic", "--root", str(root), "--heads",
+         str(emotic_heads), "--split", "val", "--weights", str(weights), "--out", str(tmp_path / "paper")],
+        cwd=ROOT, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert paper.returncode == 0, paper.stderr
+    assert json.loads((tmp_path / "paper" / "metrics.json").read_text())["mode"] == "paper"
+    assert json.loads((weights / "thresholds.json").read_text()) == chosen, "paper mode leaves the pipeline's alone"
+    assert (tmp_path / "paper" / "predictions.csv").read_text() != (out / "predictions.csv").read_text(), (
+        "the paper's scores skip the coordination step the live pipeline takes"
+    )
     wrong = subprocess.run(
         [sys.executable, "-m", "cocoer_core.evaluate", "--dataset", "emotic-csv", "--root", str(root), "--heads",
          str(tmp_path / "none.json"), "--split", "test", "--weights", str(weights), "--out", str(out)],

@@ -69,6 +69,19 @@ def test_latest_queue_drops_the_oldest() -> None:
     assert [q.get(stop), q.get(stop)] == [3, 4]
 
 
+def test_a_dropped_first_frame_after_a_reconnect_passes_its_gap_on() -> None:
+    image = np.zeros((8, 8, 3), np.uint8)
+    q: EdgeQueue[Frame] = EdgeQueue("q", 1, QueuePolicy.LATEST)
+    stop = threading.Event()
+    q.put(Frame("cam", 7, 1.0, 1.0, image, gap_s=3.5), stop)  # the stream came back after 3.5 s...
+    q.put(Frame("cam", 8, 1.1, 1.1, image), stop)  # ...and that frame went stale before anyone took it
+    kept = q.get(stop)
+    assert q.dropped == 1 and kept.index == 8 and kept.gap_s == 3.5, "the gap is recorded all the same"
+    q.put(Frame("cam", 9, 1.2, 1.2, image), stop)
+    q.put(Frame("cam", 10, 1.3, 1.3, image), stop)
+    assert q.get(stop).gap_s == 0.0, "an ordinary drop marks nothing"
+
+
 def test_end_marker_waits_behind_queued_items() -> None:
     q: EdgeQueue[int] = EdgeQueue("q", 2, QueuePolicy.BLOCK)
     stop = threading.Event()

@@ -61,6 +61,7 @@ def test_pixel_and_fraction_zones_agree_and_ignore_is_by_box_centre() -> None:
         ("[[[0,0],[1,0]]]", "zone 1 must be a list of 3"),
         ("[[[0,0],[1,0],[-1,1]]]", "x, y >= 0"),
         ("[[[0,0],[1,0],[1,x]]]", "x, y >= 0"),
+        ("5", "must be a list"),
     ],
 )
 def test_a_bad_zone_is_one_line_naming_the_key(value: str, message: str) -> None:
