@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from streamer.outputs.records import frame_record
+from streamer.privacy.retention import LOCK, MANIFEST
 from streamer.report import write_report
 from streamer.report.__main__ import main as report_main
 from tests.conftest import ROOT, media_file
@@ -66,7 +67,9 @@ def test_names_never_leave_the_output_folder(hostile_run: tuple[Path, Path, str]
     written = _every_file(base)
     assert all(p.is_relative_to(out) or p.name == "sources.yaml" for p in written), written
     assert not (base / "outside").exists() and not (base.parent / "escape.json").exists()
-    names = [p.name for p in written if p.is_relative_to(out)]
+    # The retention manifest and its lock are the run's own hidden files; every name from a source is checked.
+    names = [p.name for p in written if p.is_relative_to(out) and p.name not in (MANIFEST, LOCK)]
+    assert {MANIFEST, LOCK} <= {p.name for p in written}, "the files written are listed for retention"
     assert any(n.endswith("outside_abs.json") for n in names), "an absolute name is flattened into one file name"
     for name in names:
         assert not name.startswith((".", "-")), name

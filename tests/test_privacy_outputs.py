@@ -23,7 +23,7 @@ from streamer.privacy.retention import LOCK, MANIFEST
 from tests.conftest import ROOT, media_file
 from tests.support.browser import dump_dom
 from tests.support.runs import jsonl_lines
-from tests.support.servers import free_port
+from tests.support.servers import free_port, wait_for_live_view
 from tests.test_cli import ENV, OFFLINE, run_cli
 
 pytestmark = pytest.mark.integration
@@ -123,18 +123,7 @@ def test_aggregate_mode_writes_and_serves_counts_and_nothing_per_person(shared_m
     )  # fmt: skip
     responses: dict[str, bytes] = {}
     try:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and process.poll() is None:
-            try:
-                status, body = _get(port, "/api/sources")
-                sources = json.loads(body)["sources"] if status == 200 else []
-                if sources and sources[0]["frames_published"] >= 30:
-                    break
-            except OSError:
-                pass
-            time.sleep(0.3)
-        else:
-            raise AssertionError(f"the live view never came up: {process.communicate(timeout=30)[1]}")
+        wait_for_live_view(process, f"http://127.0.0.1:{port}/api/sources", frames=30)
         status, responses["sources"] = _get(port, "/api/sources")
         snapshot = json.loads(responses["sources"])
         assert status == 200 and snapshot["aggregate"] is True

@@ -22,7 +22,7 @@ from streamer.detectors.faces import MtcnnFaceDetector
 from streamer.view.palette import track_hex
 from tests.conftest import ROOT, media_file
 from tests.support.runs import jsonl_lines
-from tests.support.servers import free_port
+from tests.support.servers import free_port, wait_for_live_view
 from tests.test_cli import ENV, OFFLINE, _assert_one_error_line, run_cli
 
 pytestmark = pytest.mark.integration
@@ -70,18 +70,7 @@ def live(shared_media: Path, tmp_path_factory: pytest.TempPathFactory):
         env=ENV,
     )
     run = LiveRun(process, port, out)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            status, _, body = run.get("/api/sources", timeout=2)
-            sources = json.loads(body)["sources"] if status == 200 else []  # empty until the models are loaded
-            if sources and sources[0]["frames_published"] >= 3:
-                break
-        except OSError:
-            pass
-        time.sleep(0.3)
-    else:
-        raise AssertionError(f"the live view never came up: {process.communicate(timeout=30)[1]}")
+    wait_for_live_view(process, run.url("/api/sources"), frames=3)
     yield run
     if process.poll() is None:
         process.send_signal(signal.SIGINT)

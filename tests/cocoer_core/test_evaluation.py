@@ -154,6 +154,7 @@ def test_per_class_thresholds_pick_labels_and_judge_confidence() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 def test_evaluate_writes_metrics_predictions_and_thresholds_that_the_pipeline_then_uses(
     emotic: tuple[Path, list[Image]], emotic_heads: Path, checkpoint_dir: Path, tmp_path: Path
 ) -> None:

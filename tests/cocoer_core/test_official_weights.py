@@ -106,6 +106,7 @@ def drive(tmp_path: Path, checkpoint_dir: Path) -> Iterator[str]:
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 def test_the_official_download_is_unpacked_where_weights_looks_and_checked(drive: str, tmp_path: Path) -> None:
     folder = tmp_path / "checkpoints"
     done = _fetch("--dir", str(folder), url=drive)

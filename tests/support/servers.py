@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import select
 import signal
@@ -10,12 +11,29 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 
 SUPPORT = Path(__file__).resolve().parent
 SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+def wait_for_live_view(process: subprocess.Popen[str], sources_url: str, frames: int, timeout_s: float = 300) -> None:
+    """Until the run's live view (`/api/sources`, token in the URL if any) has published `frames` frames
+    of its first source; AssertionError with the run's stderr if it never does."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            with urllib.request.urlopen(sources_url, timeout=2) as response:
+                sources = json.loads(response.read())["sources"]  # empty until the models are loaded
+            if sources and sources[0]["frames_published"] >= frames:
+                return
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.3)
+    raise AssertionError(f"the live view never came up: {process.communicate(timeout=30)[1]}")
 
 
 def free_port() -> int:
