@@ -131,6 +131,7 @@ def session_for(
     card: ModelCard,
     live_view: LiveBoard | None = None,
     on_frame: OnFrame | None = None,
+    source: SourceConfig | None = None,
 ) -> SourceSession:
     """A source's session: its smoothing, its overlay and its outputs (its files are claimed here)."""
     bank = SmoothingBank(config.smoothing, card.label_rule)
@@ -141,7 +142,8 @@ def session_for(
     out_dir = ensure_writable_dir(Path(config.sink.out_dir).expanduser())
     aggregate = config.privacy.mode == "aggregate"
     interval_s = config.privacy.interval_s if aggregate else None
-    outputs = open_outputs(config.sink, info, name, out_dir, interval_s, video_tags(config))
+    tags = video_tags(config, zones_for(config, source or config.source))
+    outputs = open_outputs(config.sink, info, name, out_dir, interval_s, tags)
     if live_view is not None:
         view = (
             CountsViewOutput(live_view, name, config.privacy.interval_s)

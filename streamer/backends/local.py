@@ -152,7 +152,9 @@ class _LocalRun:
             detector: PersonDetector = self.shared.lane() if self.shared else components.detector
             detect = detect_track_stage_for(config, detector, info.kind, opened.config, components.device)
             pipeline = Pipeline(opened.source.frames, [("detect+track", detect.process)], size, policy)
-            session = session_for(config, opened.name, info, components.card, job.live_view, job.on_frame)
+            session = session_for(
+                config, opened.name, info, components.card, job.live_view, job.on_frame, opened.config
+            )
             outbox = EdgeQueue[FrameResult](f"emotion->output:{opened.name}", size, policy)
             self.runs.append(SourceRun(opened.source, pipeline, Lane(session, pipeline.outbox, outbox)))
 

@@ -115,10 +115,11 @@ class SourceSession:
             return False
         return True
 
-    def _list_outputs(self) -> None:
-        """New output files (a first frame, a live segment) into the folder's manifest, for retention."""
+    def _list_outputs(self, again: bool = False) -> None:
+        """New output files (a first frame, a live segment) into the folder's manifest, for retention;
+        `again`: every one that exists now (a file first created by closing)."""
         paths = self.outputs.paths
-        if self.manifest is not None and len(paths) != self._listed:
+        if self.manifest is not None and (again or len(paths) != self._listed):
             self.manifest.add(p for p in paths if p.exists())
             self._listed = len(paths)
 
@@ -136,8 +137,7 @@ class SourceSession:
         error = self.outputs.close()
         if error is not None:
             self.fail(error)
-        self._listed = -1  # everything written, listed once more (a file first created by close)
-        self._list_outputs()
+        self._list_outputs(again=True)
         if self.report_at_end:
             self.write_report()
 

@@ -88,13 +88,35 @@ class Interval:
         }
 
 
+@dataclass
+class IntervalCounter:
+    """The running interval of a source's counts: `add` returns it and the interval the frame closed, if any."""
+
+    seconds: float
+    current: Interval | None = None
+
+    def add(self, record: FrameRecord) -> tuple[Interval, Interval | None]:
+        index = Interval.index_of(record.pts_s, self.seconds)
+        finished = None
+        if self.current is not None and index != self.current.index:
+            finished, self.current = self.current, None
+        running = self.current or Interval(index, self.seconds)
+        running.add(record)
+        self.current = running
+        return running, finished
+
+    def take(self) -> Interval | None:
+        """The running interval, ended (at the end of the source)."""
+        last, self.current = self.current, None
+        return last
+
+
 class CountsOutput:
     """A source's counts, one JSONL line per interval (a sink like the video; it ignores the image)."""
 
     def __init__(self, path: Path, interval_s: float) -> None:
         self.path = path
-        self.interval_s = interval_s
-        self.current: Interval | None = None
+        self.intervals = IntervalCounter(interval_s)
         self._file: IO[str] | None = None
 
     @property
@@ -104,18 +126,14 @@ class CountsOutput:
     def write(self, annotated: np.ndarray, record: FrameRecord) -> None:
         if self._file is None:  # at the first frame, so that the run's files are all there (and listed) early
             self._open()
-        index = Interval.index_of(record.pts_s, self.interval_s)
-        if self.current is not None and index != self.current.index:
-            self._flush()
-        if self.current is None:
-            self.current = Interval(index, self.interval_s)
-        self.current.add(record)
+        _, finished = self.intervals.add(record)
+        if finished is not None:
+            self._write(finished)
 
-    def _flush(self) -> None:
-        if self.current is None or not self.current.frames:
+    def _write(self, interval: Interval | None) -> None:
+        if interval is None or not interval.frames:
             return
-        line = json.dumps(self.current.to_json(), ensure_ascii=False)
-        self.current = None
+        line = json.dumps(interval.to_json(), ensure_ascii=False)
         handle = self._file or self._open()
         try:
             handle.write(line + "\n")
@@ -136,7 +154,7 @@ class CountsOutput:
 
     def close(self) -> None:
         try:
-            self._flush()
+            self._write(self.intervals.take())
         finally:
             if self._file is not None:
                 self._file.close()

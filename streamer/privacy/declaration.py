@@ -17,6 +17,7 @@ from pathlib import Path
 
 from streamer.config import AppConfig
 from streamer.privacy.retention import manifest_for
+from streamer.privacy.zones import ZoneFilter
 
 #: Licence of each model by the name the run reports for it.
 LICENCES = {
@@ -36,14 +37,14 @@ def licence_of(name: str) -> str:
     return LICENCES.get(name, "unknown: check the model's source")
 
 
-def video_tags(config: AppConfig) -> dict[str, str]:
-    """What an annotated video says of itself in its metadata: how faces were hidden, the notice, the use."""
+def video_tags(config: AppConfig, zones: ZoneFilter) -> dict[str, str]:
+    """What an annotated video says of itself in its metadata: how faces were hidden, the notice, the use,
+    and its source's zones (the run's and the source's own)."""
     privacy, use = config.privacy, config.use
-    zones = len(privacy.mask) + len(config.analysis.ignore)
     return {
         "comment": (
             f"CocoER emotion recognition; faces: {privacy.faces}; notice: {privacy.notice or '-'}; "
-            f"use: {use.context}/{use.purpose}; zones: {zones}"
+            f"use: {use.context}/{use.purpose}; zones: {len(zones.mask) + len(zones.ignore)}"
         ),
         "description": json.dumps(
             {
@@ -51,7 +52,7 @@ def video_tags(config: AppConfig) -> dict[str, str]:
                     "faces": privacy.faces,
                     "face_margin": privacy.face_margin,
                     "notice": privacy.notice,
-                    "masked_zones": len(privacy.mask),
+                    "masked_zones": len(zones.mask),
                 },
                 "use": asdict(use),
             },

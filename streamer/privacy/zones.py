@@ -82,26 +82,22 @@ def parse_zones(value: Any, key: str) -> tuple[Zone, ...]:
 
 @dataclass
 class ZoneFilter:
-    """A source's zones applied to its frames and detections (the bitmaps are cached per frame size)."""
+    """A source's zones applied to its frames and detections (the ignore bitmap is cached per frame size)."""
 
     mask: tuple[Zone, ...] = ()
     ignore: tuple[Zone, ...] = ()
-    _bitmaps: dict[tuple[str, int, int], np.ndarray] = field(default_factory=dict, repr=False)
+    _ignored: dict[tuple[int, int], np.ndarray] = field(default_factory=dict, repr=False)
 
     @classmethod
     def of(cls, masks: Iterable[Sequence[Zone]], ignores: Iterable[Sequence[Zone]]) -> ZoneFilter:
         return cls(tuple(z for zones in masks for z in zones), tuple(z for zones in ignores for z in zones))
 
-    def __bool__(self) -> bool:
-        return bool(self.mask or self.ignore)
-
-    def _bitmap(self, which: str, width: int, height: int) -> np.ndarray:
-        key = (which, width, height)
-        if key not in self._bitmaps:
+    def _ignore_bitmap(self, width: int, height: int) -> np.ndarray:
+        if (width, height) not in self._ignored:
             bitmap = np.zeros((height, width), np.uint8)
-            cv2.fillPoly(bitmap, [z.pixels(width, height) for z in getattr(self, which)], 1)
-            self._bitmaps[key] = bitmap.astype(bool)
-        return self._bitmaps[key]
+            cv2.fillPoly(bitmap, [z.pixels(width, height) for z in self.ignore], 1)
+            self._ignored[(width, height)] = bitmap.astype(bool)
+        return self._ignored[(width, height)]
 
     def masked(self, frame: Frame) -> Frame:
         """The frame with every mask zone filled (a new image: the decoder's buffer is left alone)."""
@@ -117,4 +113,4 @@ class ZoneFilter:
             return False
         x, y = box.center
         col, row = min(max(int(x), 0), width - 1), min(max(int(y), 0), height - 1)
-        return bool(self._bitmap("ignore", width, height)[row, col])
+        return bool(self._ignore_bitmap(width, height)[row, col])

@@ -37,7 +37,7 @@ class DetectTrackStage:
         zones: ZoneFilter | None = None,
     ) -> None:
         self.detector = detector
-        self.zones = zones or ZoneFilter()
+        self.zones = zones if zones is not None else ZoneFilter()
         self.tracker = tracker
         self.keep_tracks_s = keep_tracks_s
         self.interval = max(1, interval)

@@ -15,6 +15,7 @@ from streamer.backends.assembly import zones_for
 from streamer.config import load_config
 from streamer.detectors.faces import MtcnnFaceDetector
 from streamer.errors import UserError
+from streamer.privacy.declaration import video_tags
 from streamer.privacy.retention import IN_USE_S, MANIFEST, RetentionKeeper, manifest_for, parse_age, parse_bytes, sweep
 from streamer.privacy.zones import MASK_BGR, ZoneFilter, parse_zones
 from streamer.sources.entries import entries_from_file
@@ -81,6 +82,8 @@ def test_a_sources_file_adds_its_own_zones_to_the_runs(tmp_path: Path) -> None:
     door, hall = entries_from_file(listing, config.source)
     assert len(zones_for(config, door.config).mask) == 2 and len(zones_for(config, door.config).ignore) == 1
     assert len(zones_for(config, hall.config).mask) == 1 and not zones_for(config, hall.config).ignore
+    tags = json.loads(video_tags(config, zones_for(config, door.config))["description"])
+    assert tags["privacy"]["masked_zones"] == 2, "a video's metadata counts its source's own zones too"
     listing.write_text("- {spec: demo, mask: [[[0, 0], [1, 0]]]}\n")
     with pytest.raises(UserError, match=r"cams.yaml, source 1: source.mask zone 1"):
         entries_from_file(listing, config.source)

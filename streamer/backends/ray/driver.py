@@ -161,8 +161,8 @@ class RayRun:
                 usable.append((entry, actor, info, node))
         self.job.unopened(self.unopened)
         names = unique_names([entry.name or info.stem for entry, _, info, _ in usable])
-        for name, (_, actor, info, node) in zip(names, usable, strict=True):
-            session = session_for(self.config, name, info, card, self.job.live_view, self.job.on_frame)
+        for name, (entry, actor, info, node) in zip(names, usable, strict=True):
+            session = session_for(self.config, name, info, card, self.job.live_view, self.job.on_frame, entry.config)
             session.node = node
             self.sources.append(RemoteSource(session, actor))
         detector = self.config.detector

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from streamer.outputs.counts import Interval
+from streamer.outputs.counts import IntervalCounter
 from streamer.outputs.records import FrameRecord, PersonRecord
 from streamer.view.palette import track_hex
 
@@ -200,8 +200,7 @@ class CountsViewOutput:
             raise ValueError("counts go to an aggregate-only board (LiveBoard(aggregate=True))")
         self.board = board
         self.name = name
-        self.interval_s = interval_s
-        self.current: Interval | None = None
+        self.intervals = IntervalCounter(interval_s)
         board.add_source(name)
 
     @property
@@ -209,14 +208,8 @@ class CountsViewOutput:
         return []
 
     def write(self, annotated: np.ndarray, record: FrameRecord) -> None:
-        index = Interval.index_of(record.pts_s, self.interval_s)
-        finished = None
-        if self.current is not None and index != self.current.index:
-            finished, self.current = self.current.to_json(), None
-        if self.current is None:
-            self.current = Interval(index, self.interval_s)
-        self.current.add(record)
-        self.board.publish_counts(self.name, self.current.to_json(), finished)
+        running, finished = self.intervals.add(record)
+        self.board.publish_counts(self.name, running.to_json(), finished.to_json() if finished else None)
 
     def new_segment(self) -> None:
         """The interval goes on across a reconnect."""
