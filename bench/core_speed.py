@@ -1,28 +1,34 @@
-"""CocoER core speed: one batched call per frame against the official-style per-person loop.
+"""CocoER core speed per runtime: one batched call per frame against the official-style per-person loop.
 
-    python bench/core_speed.py [--persons 1 4 8 16] [--device cpu|cuda] [--precision fp32|fp16|bf16]
+    python bench/core_speed.py [--persons 1 8 32] [--device cpu|cuda] [--runtimes torch-fp32 torch-bf16 onnxruntime]
 
-Both paths use the same weights (the golden-A fill rule: the official GWT.pth
+Every path uses the same weights (the golden-A fill rule: the official GWT.pth
 cannot be downloaded here) in the same run, on a real photo with N person
 boxes. The baseline is `cocoer_core.reference`: persons one at a time, the
 context recomputed for each, coordination by autograd SGD steps (two full
-backward passes per level), as the release does. Prints seconds per frame,
-the speed ratio, peak memory and the largest output difference. On a GPU the
-batched path can also run under fp16/bf16 autocast (CLIP in fp16); the
-baseline then stays fp32, as the release's model.
+backward passes per level), as the release does. The batched runtimes:
+PyTorch fp32; PyTorch under bf16 autocast (a CPU with native bf16) or fp16
+(CUDA, CLIP in fp16 as the release); the graph `cocoer_core.export` writes, in
+ONNX Runtime (exported once here, ~1 min). Per runtime: seconds per frame,
+speed against the loop, peak memory, and its accuracy against PyTorch fp32
+(largest probability difference, exclusion orders changed). Threads as the
+CLI sets them (OMP_WAIT_POLICY=PASSIVE before torch loads).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as run_stream.py: before torch loads
 
 import cv2  # noqa: E402 - before av/torch users, see ENVIRONMENT.md
 
@@ -30,7 +36,7 @@ import torch  # noqa: E402
 
 from cocoer_core.api import PersonRegion  # noqa: E402
 from cocoer_core.reference import reference_forward  # noqa: E402
-from cocoer_core.runtime import CocoERModel, prepare_frame  # noqa: E402
+from cocoer_core.runtime import CocoERModel, cpu_has_bf16, prepare_frame  # noqa: E402
 from cocoer_core.verify_golden import build_golden_models  # noqa: E402
 
 DESIGN = ROOT.parent / "shared" / "design"
@@ -99,62 +105,93 @@ def timed(fn, device: torch.device, repeats: int) -> tuple[float, object]:  # ty
     return (time.perf_counter() - start) / repeats, result
 
 
+def build_runtimes(spec: dict, device: torch.device, names: list[str], workdir: Path) -> dict[str, CocoERModel]:
+    """Each asked-for runtime that this machine has, on its own copy of the golden model."""
+    out: dict[str, CocoERModel] = {}
+    for name in names:
+        model, clip = build_golden_models(spec)
+        if name == "torch-fp32":
+            out[name] = CocoERModel(model, clip.visual, str(device), precision="fp32")
+        elif name == "torch-bf16":
+            low = "fp16" if device.type == "cuda" else "bf16"
+            if device.type == "cpu" and not cpu_has_bf16():
+                print("torch-bf16: this CPU has no native bf16, skipped")
+                continue
+            out[f"torch-{low}"] = CocoERModel(model, clip.visual, str(device), precision=low)
+        elif name == "onnxruntime":
+            from cocoer_core.export import export_onnx
+            from cocoer_core.labels import EMOTIC_LABELS
+            from cocoer_core.onnx_core import OnnxCore
+
+            path = workdir / "golden.onnx"
+            started = time.perf_counter()
+            export_onnx(model, clip.visual, path, EMOTIC_LABELS, {"golden": spec["seed_tag"]})
+            core = OnnxCore(path, str(device))
+            print(f"onnxruntime: exported in {time.perf_counter() - started:.0f} s, providers {core.providers}")
+            out[name] = CocoERModel(model, clip.visual, str(device), onnx=core)
+    return out
+
+
+def probabilities(out: object) -> torch.Tensor:
+    return torch.cat(
+        [torch.sigmoid(getattr(out, k).float().cpu()) for k in ("final", "vi", "head", "body", "context")], 1
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--persons", type=int, nargs="+", default=[1, 4, 8, 16])
+    parser.add_argument("--persons", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"))
+    parser.add_argument("--runtimes", nargs="+", default=["torch-fp32", "torch-bf16", "onnxruntime"])
     parser.add_argument("--repeats", type=int, default=1)
-    parser.add_argument("--skip-reference-above", type=int, default=64, help="don't run the slow loop for more persons")
+    parser.add_argument("--skip-reference-above", type=int, default=8, help="don't run the slow loop for more persons")
     args = parser.parse_args()
     device = torch.device(args.device)
     torch.set_grad_enabled(False)
 
     spec = json.loads((DESIGN / "cocoer_golden_A.json").read_text())
-    model, clip = build_golden_models(spec)
     reference_model, reference_clip = build_golden_models(spec)
     reference_model.to(device)
     reference_clip.to(device)
-    runtime = CocoERModel(model, clip.visual, str(device), precision=args.precision)
-    print(
-        f"device={device} ({torch.cuda.get_device_name() if device.type == 'cuda' else 'CPU'}), "
-        f"threads={torch.get_num_threads()}, batched precision={args.precision}, reference fp32"
-    )
-    print(
-        f"{'persons':>7} {'batched s':>10} {'loop s':>9} {'speed-up':>9} {'batched MB':>11} {'loop MB':>9} {'max|diff| logits':>17}"
-    )
-    for count in args.persons:
-        image, persons = persons_on_photo(count)
-        batch = prepare_frame(image, persons, "pil")
-        with PeakMemory(device) as batched_mem:
-            batched_s, ours = timed(lambda b=batch: runtime.forward_frame(b), device, args.repeats)
-        line = f"{count:>7} {batched_s:>10.3f}"
-        if count > args.skip_reference_above:
-            print(line + f" {'-':>9} {'-':>9} {batched_mem.peak_mb:>11.0f}")
-            continue
-        ctx = batch.context.to(device).expand(count, -1, -1, -1)
-        inputs = (
-            ctx,
-            batch.body.to(device),
-            batch.head.to(device),
-            batch.coord_body.to(device),
-            batch.coord_head.to(device),
-        )
-
-        def loop(inputs=inputs, ctx=ctx):  # type: ignore[no-untyped-def]
-            features = reference_clip.encode_image(ctx)
-            return reference_forward(reference_model, *inputs, features)
-
-        with PeakMemory(device) as loop_mem:
-            loop_s, ref = timed(loop, device, 1)
-        diff = max(
-            (getattr(ours, k).float() - getattr(ref, k).float()).abs().max().item()
-            for k in ("final", "vi", "head", "body", "context")
+    with tempfile.TemporaryDirectory(prefix="core-speed-") as workdir:
+        runtimes = build_runtimes(spec, device, args.runtimes, Path(workdir))
+        print(
+            f"device={device} ({torch.cuda.get_device_name() if device.type == 'cuda' else 'CPU'}), "
+            f"threads={torch.get_num_threads()}, reference fp32 per person"
         )
         print(
-            line
-            + f" {loop_s:>9.3f} {loop_s / batched_s:>8.1f}x {batched_mem.peak_mb:>11.0f} {loop_mem.peak_mb:>9.0f} {diff:>17.2e}"
+            f"{'persons':>7} {'runtime':<18} {'s/frame':>8} {'vs loop':>8} {'vs fp32':>8} {'peak MB':>8} "
+            f"{'max|dp| vs fp32':>15} {'orders changed':>14}"
         )
+        for count in args.persons:
+            image, persons = persons_on_photo(count)
+            batch = prepare_frame(image, persons, "pil")
+            loop_s = None
+            if count <= args.skip_reference_above:
+                ctx = batch.context.to(device).expand(count, -1, -1, -1)
+                inputs = (ctx, batch.body.to(device), batch.head.to(device),
+                          batch.coord_body.to(device), batch.coord_head.to(device))  # fmt: skip
+
+                def loop(inputs=inputs, ctx=ctx):  # type: ignore[no-untyped-def]
+                    return reference_forward(reference_model, *inputs, reference_clip.encode_image(ctx))
+
+                with PeakMemory(device) as loop_mem:
+                    loop_s, _ = timed(loop, device, 1)
+                print(f"{count:>7} {'official loop':<18} {loop_s:>8.3f} {'1.00x':>8} {'':>8} {loop_mem.peak_mb:>8.0f}")
+            base_s, base = None, None
+            for name, runtime in runtimes.items():
+                with PeakMemory(device) as mem:
+                    seconds, out = timed(lambda b=batch, r=runtime: r.forward_frame(b), device, args.repeats)
+                if base is None:
+                    base_s, base = seconds, out
+                dp = (probabilities(out) - probabilities(base)).abs().max().item()
+                changed = int((out.exclusion.cpu() != base.exclusion.cpu()).any(dim=1).sum())
+                vs_loop = f"{loop_s / seconds:.2f}x" if loop_s else "-"
+                vs_base = f"{base_s / seconds:.2f}x" if base_s else "-"
+                print(
+                    f"{count:>7} {name:<18} {seconds:>8.3f} {vs_loop:>8} {vs_base:>8} {mem.peak_mb:>8.0f} "
+                    f"{dp:>15.2e} {changed:>7}/{count}"
+                )
     return 0
 
 

@@ -58,7 +58,16 @@ def main() -> int:
     parser.add_argument("--weights", default="checkpoints")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--stride", type=int, default=1)
+    parser.add_argument(
+        "--detector-runtimes", nargs="+", default=["torch", "onnxruntime"], help="one set of rows per runtime"
+    )
     args = parser.parse_args()
+    for runtime in args.detector_runtimes:
+        measure(args, runtime)
+    return 0
+
+
+def measure(args: argparse.Namespace, runtime: str) -> None:
     config = load_config(
         None,
         [
@@ -70,13 +79,19 @@ def main() -> int:
             f"device={args.device}",
             "detector.allow_download=false",
             "emotion.allow_download=false",
+            f"detector.runtime={runtime}",
         ],
     )
     components = build_components(config)
     model = components.model.description if components.model else "none"
+    print(f"\n== detector.runtime={runtime}")
     print(f"video={args.video} frames={args.frames} model={model} device={device_name(components.device)}")
     print(components.detector.describe())
 
+    warm = open_source(config.source.spec, config.source)
+    first = next(iter(warm.frames(threading.Event())))
+    components.detector.detect(first.image)  # warm-up: an ONNX runtime traces its input size once, cached
+    warm.close()
     decode_fps, count = decode_only(config)
     detect_fps = decode_detect(config, components)
     del components  # the pipeline builds its own (through the API, as the CLI does)
@@ -103,7 +118,6 @@ def main() -> int:
         f"persons per frame: mean {sum(persons) / max(len(persons), 1):.1f}, max {max(persons, default=0)}; frames {summary.frames}/{count}"
     )
     print(f"peak memory (RSS): {memory.peak_mb:.0f} MB")
-    return 0
 
 
 if __name__ == "__main__":

@@ -15,6 +15,8 @@ pre-activation by -eta * (|u|^2 + 1) * delta with delta = dL/da, so
 We compute delta by hand (backprop through W4, LN3 and GELU): no autograd,
 no Python loop over samples, no solver. The release's QP only produces a
 logged scalar that affects nothing (spec §6.5); it is not computed here.
+In training the step is first-order (its correction is a constant), which is
+what the release's gradients amount to (spec §9.3).
 """
 
 from __future__ import annotations
@@ -93,7 +95,9 @@ def classify_and_coordinate(
     grad_feature = grad_logits @ fc4.weight  # [B, 256]
     delta = _layer_norm_backward(g, grad_feature, norm) * _gelu_grad(a)  # [B, 256] = dL/da
     step = inside_lr * (u.pow(2).sum(dim=1, keepdim=True) + 1.0)  # [B, 1]
-    refined = norm(F.gelu(a - step * delta))
+    # First-order, as the release trains (spec §9.3): the step is not differentiated through, so the
+    # outer gradient reaches z through the original W1 and cls_HFE_*.4 gets none.
+    refined = norm(F.gelu(a - (step * delta).detach()))
     return LevelOutput(feature, logits, refined, loss)
 
 

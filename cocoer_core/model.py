@@ -163,8 +163,28 @@ class CocoER(nn.Module):
         clip_features: [K, 1024] CLIP RN50 embeddings of the context images.
         context_index: [B] which context each person belongs to (default: i -> i).
         """
-        b = images_body.shape[0]
-        index = context_index if context_index is not None else torch.arange(b, device=images_body.device)
+        index = (
+            context_index
+            if context_index is not None
+            else torch.arange(images_body.shape[0], device=images_body.device)
+        )
+        final, vi, head, body, context, losses, fused = self.logits(
+            images_context, images_body, images_head, coord_body, coord_head, clip_features, index
+        )
+        return CocoEROutput(final, vi, head, body, context, losses, exclusion_order(losses), fused)
+
+    def logits(
+        self,
+        images_context: torch.Tensor,
+        images_body: torch.Tensor,
+        images_head: torch.Tensor,
+        coord_body: torch.Tensor,
+        coord_head: torch.Tensor,
+        clip_features: torch.Tensor,
+        index: torch.Tensor,
+    ) -> tuple[torch.Tensor, ...]:
+        """Everything but the exclusion order (a sort, done outside an exported graph):
+        (final, vi, head, body, context, level_losses, fused), as `CocoEROutput` names them."""
         # Context path, once per distinct context image.
         x_c0, x_c = self.context_tokens(images_context)  # [K, 49, 256] before / after self-attention
         vi_logits, vi_feature = self.vocabulary(clip_features, self.W, self.VI_ffn)  # [K, C], [K, 256]
@@ -177,13 +197,5 @@ class CocoER(nn.Module):
         body = self._level(x_b, self.cls_HFE_body, person_pseudo)
         fused = torch.cat([head.refined, body.refined, ctx.refined[index], vi_feature[index]], dim=1)  # [B, 1024]
         losses = torch.stack([head.loss, body.loss, ctx.loss[index]], dim=1)  # [B, 3]
-        return CocoEROutput(
-            final=self.cls_global_all(fused),
-            vi=vi_logits[index],
-            head=head.logits,
-            body=body.logits,
-            context=ctx.logits[index],
-            level_losses=losses,
-            exclusion=exclusion_order(losses),
-            fused=fused,
-        )
+        final = self.cls_global_all(fused)
+        return final, vi_logits[index], head.logits, body.logits, ctx.logits[index], losses, fused

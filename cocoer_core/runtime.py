@@ -37,6 +37,7 @@ from cocoer_core.config import CocoERConfig
 from cocoer_core.errors import CheckpointError
 from cocoer_core.labels import CAER_S_LABELS, EMOTIC_LABELS
 from cocoer_core.model import CocoER, CocoEROutput
+from cocoer_core.onnx_core import OnnxCore
 from cocoer_core.postprocess import FINAL_THRESHOLD, LEVEL_THRESHOLD, LabelRule, Threshold
 from cocoer_core.preprocess import boxes_to_224, crop, integer_box, resize_224, to_tensor
 
@@ -109,20 +110,27 @@ class CocoERModel:
         level_threshold: Threshold = LEVEL_THRESHOLD,
         resize: str = "pil",
         labels: tuple[str, ...] | None = None,
+        fold: bool = True,
+        onnx: OnnxCore | None = None,
     ) -> None:
+        """`fold=False` keeps the model trainable (the unfolded VI layer; the training loop scores with it);
+        `onnx`, an exported copy of `model` (cocoer_core.export), runs instead of it."""
         self.device = torch.device(device)
         self.labels: tuple[str, ...] = labels or default_labels(model.config.num_class)
         if len(self.labels) != model.config.num_class:
             raise CheckpointError(f"{len(self.labels)} label names for a {model.config.num_class}-class model")
         kind = {EMOTIC_LABELS: "EMOTIC", CAER_S_LABELS: "CAER-S"}.get(self.labels, "custom")
-        self.description = f"CocoER, {len(self.labels)} {kind} classes, head+body+context"
+        self.onnx = onnx
         self.label_rule = LabelRule(final_threshold, level_threshold)
         self.resize = resize
-        if precision == "auto":
-            precision = "fp16" if self.device.type == "cuda" else "fp32"
-        self.precision = precision
-        model.fold_vi()
-        release_unfolded_vi(model)
+        self.precision = choose_precision(precision, self.device) if onnx is None else "fp32"
+        self.runtime = f"onnxruntime {onnx.providers[0].removesuffix('ExecutionProvider')}" if onnx else "torch"
+        self.description = (
+            f"CocoER, {len(self.labels)} {kind} classes, head+body+context ({self.runtime} {self.precision})"
+        )
+        if fold:
+            model.fold_vi()
+            release_unfolded_vi(model)
         self.model = model.eval().to(self.device)
         clip = clip.eval().to(self.device)
         self.clip = clip.half() if self.device.type == "cuda" else clip.float()
@@ -139,6 +147,7 @@ class CocoERModel:
         trust_pickle: bool = True,
         allow_download: bool = True,
         refine: bool = True,
+        runtime: str = "torch",
     ) -> CocoERModel:
         """Load `<dir>/GWT.pth` and OpenAI's RN50.pt (from `<dir>` or clip's cache, else downloaded).
 
@@ -146,6 +155,10 @@ class CocoERModel:
         CAER-S's 7), and `<dir>/thresholds.json` (per-class thresholds chosen on a validation split by
         `cocoer_core.evaluate`) replaces `final_threshold` when it is there. `refine=False` skips the
         coordination step, as the official training code's evaluation does (spec §9.4).
+
+        `runtime`: `torch`; `onnxruntime` runs `<dir>/cocoer.onnx`, exported (and checked) first when it is
+        missing or was made from another checkpoint or settings; `auto` runs it on a CPU when a current
+        export is there, else PyTorch. A runtime that cannot run says so in one line and PyTorch runs.
         """
         path = weights_dir / GWT_FILE
         state = read_cocoer_state(path, trust_pickle)
@@ -155,21 +168,31 @@ class CocoERModel:
         chosen = read_thresholds(weights_dir, labels)
         clip = load_clip_rn50(find_clip_weights(weights_dir, allow_download))
         final = chosen if chosen is not None else final_threshold
-        return cls(model, clip.visual, device, precision, final, level_threshold, labels=labels)
+        onnx = None
+        if runtime != "torch" and not (runtime == "auto" and torch.device(device).type != "cpu"):
+            from cocoer_core.export import exported_core
+
+            onnx = exported_core(weights_dir, model, clip.visual, labels, device, create=runtime == "onnxruntime")
+        return cls(model, clip.visual, device, precision, final, level_threshold, labels=labels, onnx=onnx)
 
     def _autocast(self):  # type: ignore[no-untyped-def]
-        if self.precision == "fp32" or self.device.type != "cuda":
+        if self.precision == "fp32":
             return nullcontext()
         dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
-        return torch.autocast(device_type="cuda", dtype=dtype)
+        return torch.autocast(device_type=self.device.type, dtype=dtype)
 
     @torch.inference_mode()
     def forward_frame(self, batch: FrameBatch) -> CocoEROutput:
         """One call: each frame's context once, every person batched."""
+        if self.onnx is not None:
+            index = batch.index if batch.index is not None else torch.zeros(batch.body.shape[0], dtype=torch.long)
+            return self.onnx.output(batch.context, batch.body, batch.head, batch.coord_body, batch.coord_head, index)
         dev = self.device
         context = batch.context.to(dev, non_blocking=True)
         clip_in = context.half() if self.device.type == "cuda" else context
-        clip_features = self.clip(clip_in).float()  # [F, 1024]
+        # CUDA: CLIP in fp16 as the release; a CPU with bf16 runs it in bf16 too (the float32 cast follows).
+        with self._autocast() if self.device.type == "cpu" else nullcontext():
+            clip_features = self.clip(clip_in).float()  # [F, 1024]
         index = (
             batch.index.to(dev)
             if batch.index is not None
@@ -197,6 +220,25 @@ class CocoERModel:
         batch = FrameBatch.concat([prepare_frame(f.image_bgr, f.persons, self.resize) for f in busy])
         flat = iter(results_from_output(self.forward_frame(batch), self.name, self.labels, self.label_rule))
         return [[next(flat) for _ in f.persons] for f in frames]
+
+
+def cpu_has_bf16() -> bool:
+    """Native bfloat16 on this CPU (AVX512-BF16 or AMX); elsewhere autocast to bf16 is emulated and slower."""
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
+
+
+def choose_precision(precision: str, device: torch.device) -> str:
+    """auto: fp16 on CUDA, fp32 on a CPU; bf16 on a CPU without it, and fp16 on a CPU, fall back to fp32."""
+    if precision == "auto":
+        return "fp16" if device.type == "cuda" else "fp32"
+    if device.type == "cpu" and precision == "fp16":
+        logger.warning("emotion.precision=fp16 needs a GPU: CocoER runs in fp32 on the CPU (bf16 may help)")
+        return "fp32"
+    if device.type == "cpu" and precision == "bf16" and not cpu_has_bf16():
+        logger.warning("emotion.precision=bf16: this CPU has no native bfloat16, CocoER runs in fp32")
+        return "fp32"
+    return precision
 
 
 LABELS_FILE = "labels.json"

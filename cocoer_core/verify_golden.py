@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ import torch
 
 from cocoer_core.clip_rn50 import CLIPRN50
 from cocoer_core.config import CocoERConfig
+from cocoer_core.errors import CheckpointError
 from cocoer_core.golden import fill_module, golden_inputs
 from cocoer_core.model import CocoER, CocoEROutput
 from cocoer_core.postprocess import exclusion_names
@@ -51,6 +53,26 @@ def run_golden(
     clip_features = clip.encode_image(inputs["context"])
     out = model(
         inputs["context"], inputs["body"], inputs["head"], inputs["coord_body"], inputs["coord_head"], clip_features
+    )
+    return out, inputs
+
+
+@torch.no_grad()
+def run_golden_onnx(spec: dict[str, Any], media: Path, workdir: Path) -> tuple[CocoEROutput, dict[str, torch.Tensor]]:
+    """The golden model exported as `cocoer_core.export` exports (and checks) it, run in ONNX Runtime."""
+    from cocoer_core.export import export_onnx
+    from cocoer_core.labels import EMOTIC_LABELS
+    from cocoer_core.onnx_core import OnnxCore
+
+    model, clip = build_golden_models(spec, fold_vi=True)
+    path = workdir / "golden.onnx"
+    export_onnx(model, clip.visual, path, EMOTIC_LABELS, {"golden": spec["seed_tag"]})
+    del model, clip
+    inputs = golden_inputs(spec, media)
+    index = torch.arange(inputs["body"].shape[0])
+    core = OnnxCore(path)
+    out = core.output(
+        inputs["context"], inputs["body"], inputs["head"], inputs["coord_body"], inputs["coord_head"], index
     )
     return out, inputs
 
@@ -91,6 +113,12 @@ def main(argv: list[str] | None = None) -> int:
         "--media", type=Path, default=DEFAULT_MEDIA, help=f"folder with the JSON's image (default {DEFAULT_MEDIA})"
     )
     parser.add_argument("--fold-vi", action="store_true", help="use the folded VI_ffn.1 (must give the same result)")
+    parser.add_argument(
+        "--runtime",
+        choices=("torch", "onnxruntime"),
+        default="torch",
+        help="onnxruntime: export the golden model as cocoer_core.export does and run that file",
+    )
     args = parser.parse_args(argv)
     try:
         spec = json.loads(args.golden.read_text())
@@ -99,8 +127,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     torch.set_grad_enabled(False)
     try:
-        out, inputs = run_golden(spec, args.media, args.fold_vi)
+        if args.runtime == "onnxruntime":
+            with tempfile.TemporaryDirectory(prefix="cocoer-golden-") as workdir:
+                out, inputs = run_golden_onnx(spec, args.media, Path(workdir))
+        else:
+            out, inputs = run_golden(spec, args.media, args.fold_vi)
     except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except CheckpointError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     lines, ok = compare(spec, out, inputs)

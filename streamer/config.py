@@ -112,9 +112,11 @@ class DetectorConfig:
     insightface_root: str = "~/.insightface"
     models_dir: str = "~/.cache/cocoer/models"
     allow_download: bool = False
+    runtime: str = "auto"
 
     def __post_init__(self) -> None:
         _check_choice("detector.face", self.face, ("auto", "insightface", "mtcnn", "haar", "none"))
+        _check_choice("detector.runtime", self.runtime, ("auto", "torch", "onnxruntime"))
         _check_choice("detector.person", self.person, ("auto", "insightface", "centernet", "hog", "none"))
         _check_min("detector.interval", self.interval, 1)
         self.batch_sources = _tristate(self.batch_sources)
@@ -131,6 +133,7 @@ class EmotionConfig:
     weights: str = "checkpoints"
     device: str = "auto"
     precision: str = "auto"
+    runtime: str = "auto"
     stride: int = 1
     min_face_px: int = 0
     batch_size: int = 16
@@ -145,6 +148,7 @@ class EmotionConfig:
     def __post_init__(self) -> None:
         _check_choice("emotion.model", self.model, ("auto", "cocoer", "baseline", "none"))
         _check_choice("emotion.precision", self.precision, ("auto", "fp32", "fp16", "bf16"))
+        _check_choice("emotion.runtime", self.runtime, ("auto", "torch", "onnxruntime"))
         if self.stride < 1:
             raise ValueError(f"emotion.stride must be >= 1; got {self.stride}")
         if self.batch_size < 1:

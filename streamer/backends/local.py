@@ -127,7 +127,8 @@ class LocalBackend:
                 source.source.close()
             raise
         models = {**components.detector.models(), "emotion": components.card.name}
-        write_declaration(out_dir, config, models, [source.name for source in opened])
+        runtimes = {**components.detector.runtimes(), "emotion": components.card.description}
+        write_declaration(out_dir, config, models, [source.name for source in opened], runtimes)
         report = _LocalRun(job, components, opened).run()
         report.unopened = unopened
         return report

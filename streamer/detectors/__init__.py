@@ -66,6 +66,14 @@ class FacePersonDetector:
             "people": self.bodies.name if self.bodies else "none",
         }
 
+    def runtimes(self) -> dict[str, str]:
+        """What runs each role's network ({"people": "onnxruntime"}): torch unless a detector says otherwise."""
+        return {
+            role: getattr(detector, "runtime", "torch")
+            for role, detector in (("faces", self.faces), ("people", self.bodies))
+            if detector is not None
+        }
+
     def summary(self) -> str:
         """Which detectors run, in a few words (the start-up line; `describe` has the fallbacks' reasons)."""
         return ", ".join(f"{role} {name}" for role, name in self.models().items())
@@ -121,6 +129,19 @@ def _build_faces(config: DetectorConfig, device: str) -> FaceDetector | None:
     return MtcnnFaceDetector(device, config.face_min_score, config.min_face_px, config.max_side)
 
 
+def detector_runtime(choice: str, device: str) -> str:
+    """auto: ONNX Runtime on a CPU when it is installed (the graph traced per input size, checked), else torch."""
+    from streamer.detectors.onnx_graph import onnxruntime_available
+
+    if choice == "torch" or (choice == "auto" and device != "cpu"):
+        return "torch"
+    if not onnxruntime_available():
+        if choice == "onnxruntime":
+            logger.warning("detector.runtime: onnxruntime is not installed, CenterNet runs in PyTorch")
+        return "torch"
+    return "onnxruntime"
+
+
 def _centernet(config: DetectorConfig, device: str, notes: list[str]) -> BodyDetector | None:
     """CenterNet when chosen (or 'auto') and its files are there or fetchable; a note when auto falls back."""
     from streamer.detectors.centernet import CenterNetPeopleDetector
@@ -130,7 +151,12 @@ def _centernet(config: DetectorConfig, device: str, notes: list[str]) -> BodyDet
     try:
         folder = ensure(config.models_dir, config.allow_download, CENTERNET)
         return CenterNetPeopleDetector(
-            folder / "models" / "centernet.json", config.centernet_min_score, config.centernet_input, device
+            folder / "models" / "centernet.json",
+            config.centernet_min_score,
+            config.centernet_input,
+            device,
+            runtime=detector_runtime(config.runtime, device),
+            cache_dir=Path(config.models_dir).expanduser() / "onnx",
         )
     except (ModelFilesUnavailable, GraphModelError, OSError) as exc:
         if config.person == "centernet":

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from streamer.detectors.base import ScoredBox, SizeBatched, nms
+from streamer.detectors.onnx_graph import OnnxGraph
 from streamer.detectors.tfjs_graph import GraphModel
 from streamer.types import Box
 
@@ -49,10 +50,19 @@ class CenterNetPeopleDetector(SizeBatched):
         input_side: int = 640,
         device: str = "cpu",
         nms_iou: float = 0.6,
+        runtime: str = "torch",
+        cache_dir: Path | None = None,
     ) -> None:
+        """`runtime`: torch (our interpreter) or onnxruntime (traced per input size into `cache_dir`)."""
         self.graph = GraphModel(model_json, device)
         if INPUT not in self.graph.inputs:
             raise ValueError(f"{model_json}: not the CenterNet graph (no input {INPUT})")
+        self.onnx: OnnxGraph | None = None
+        if runtime == "onnxruntime":
+            sources = [Path(model_json), Path(model_json).with_suffix(".bin")]
+            cache = cache_dir or Path(model_json).parent / "onnx"
+            self.onnx = OnnxGraph(self.graph, INPUT, [HEATMAP, SIDES], cache, "centernet", sources)
+        self.runtime = runtime
         self.min_score = min_score
         self.nms_iou = nms_iou
         self.input_side = max(32, input_side // 32 * 32)
@@ -73,7 +83,7 @@ class CenterNetPeopleDetector(SizeBatched):
             for image in images_bgr
         ]
         x = torch.from_numpy(np.stack(rgb)).to(self.device, torch.float32)  # 0..255 RGB, NHWC, as the graph takes
-        heat, sides = self.graph.run({INPUT: x}, [HEATMAP, SIDES])
+        heat, sides = self.onnx.run(x) if self.onnx else self.graph.run({INPUT: x}, [HEATMAP, SIDES])
         return [self._decode(heat[k, :, :, PERSON], sides[k], w / in_w, h / in_h, w, h) for k in range(len(rgb))]
 
     def _decode(

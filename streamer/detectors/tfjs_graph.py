@@ -140,7 +140,7 @@ class GraphModel:
         for name, tensor in feeds.items():
             shape = self.input_shapes.get(name)
             if shape and len(shape) == 4 and tensor.dim() == 4 and shape[1] > 0 and shape[2] > 0:
-                return tensor.shape[1] / shape[1], tensor.shape[2] / shape[2]
+                return int(tensor.shape[1]) / shape[1], int(tensor.shape[2]) / shape[2]  # ints: constants in a trace
         return 1.0, 1.0
 
     @torch.inference_mode()

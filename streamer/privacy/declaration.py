@@ -61,8 +61,15 @@ def video_tags(config: AppConfig, zones: ZoneFilter) -> dict[str, str]:
     }
 
 
-def write_declaration(out_dir: Path, config: AppConfig, models: dict[str, str], sources: list[str]) -> Path:
-    """Write `<out_dir>/run.json` (models: role -> model name, e.g. {"faces": "mtcnn"})."""
+def write_declaration(
+    out_dir: Path,
+    config: AppConfig,
+    models: dict[str, str],
+    sources: list[str],
+    runtimes: dict[str, str] | None = None,
+) -> Path:
+    """Write `<out_dir>/run.json` (models: role -> model name, e.g. {"faces": "mtcnn"}; runtimes: role ->
+    what ran it, e.g. {"people": "onnxruntime"}, the emotion model's own description)."""
     path = out_dir / "run.json"
     data = {
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -71,6 +78,7 @@ def write_declaration(out_dir: Path, config: AppConfig, models: dict[str, str], 
         "analysis": asdict(config.analysis),
         "retention": asdict(config.retention),
         "models": {role: {"name": name, "licence": licence_of(name)} for role, name in models.items()},
+        "runtimes": runtimes or {},
         "sources": sources,
     }
     tmp = path.with_suffix(".json.tmp")

@@ -48,6 +48,7 @@ def build_emotion_model(config: EmotionConfig, device: str) -> EmotionModel | No
                 inside_lr=config.inside_lr,
                 trust_pickle=config.trust_checkpoint,
                 allow_download=config.allow_download,
+                runtime=config.runtime,
             )
         from cocoer_core.baseline import FaceExpressionBaseline
 

@@ -9,6 +9,8 @@ fp16 with OpenAI's three settings entries.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -21,6 +23,7 @@ from cocoer_core.config import CocoERConfig
 from cocoer_core.model import CocoER
 from cocoer_core.verify_golden import build_golden_models
 from tests.conftest import ROOT
+from tests.support.datasets import Image, emotic_images, write_caer_s, write_emotic
 
 DESIGN = ROOT.parent / "shared" / "design"
 
@@ -85,3 +88,38 @@ def checkpoint_dir(tmp_path_factory: pytest.TempPathFactory, golden_state) -> Pa
     _, clip = fresh_models(golden_state)
     write_rn50_archive(clip, folder / "RN50.pt")
     return folder
+
+
+@pytest.fixture(scope="session")
+def emotic(shared_media: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Image]]:
+    root = tmp_path_factory.mktemp("emotic")
+    images = emotic_images(shared_media)
+    write_emotic(root, shared_media, images)
+    return root, images
+
+
+@pytest.fixture(scope="session")
+def emotic_heads(emotic: tuple[Path, list[Image]]) -> Path:
+    """The head-box tool, run once over the tiny EMOTIC (its real command line)."""
+    root, _ = emotic
+    done = subprocess.run(
+        [sys.executable, "-m", "streamer.tools.head_boxes", "--dataset", "emotic", "--root", str(root),
+         "--out", str(root / "heads.json")],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return root / "heads.json"
+
+
+@pytest.fixture(scope="session")
+def caer_s(shared_media: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A tiny CAER-S (7 classes: 14 train, 7 val, 21 test persons) and its head-box file."""
+    root = tmp_path_factory.mktemp("caer_s")
+    write_caer_s(root, shared_media, per_class=3)
+    done = subprocess.run(
+        [sys.executable, "-m", "streamer.tools.head_boxes", "--dataset", "caer-s", "--root", str(root),
+         "--out", str(root / "heads.json")],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return root, root / "heads.json"

@@ -17,28 +17,7 @@ from cocoer_core.metrics import average_precision, equal_error_threshold
 from cocoer_core.postprocess import ConfidenceRule, LabelRule, labels_with_hysteresis
 from cocoer_core.runtime import CocoERModel
 from tests.conftest import ROOT
-from tests.support.datasets import Image, emotic_images, write_caer_s, write_emotic
-
-
-@pytest.fixture(scope="session")
-def emotic(shared_media: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Image]]:
-    root = tmp_path_factory.mktemp("emotic")
-    images = emotic_images(shared_media)
-    write_emotic(root, shared_media, images)
-    return root, images
-
-
-@pytest.fixture(scope="session")
-def emotic_heads(emotic: tuple[Path, list[Image]]) -> Path:
-    """The head-box tool, run once over the tiny EMOTIC (its real command line)."""
-    root, _ = emotic
-    done = subprocess.run(
-        [sys.executable, "-m", "streamer.tools.head_boxes", "--dataset", "emotic", "--root", str(root),
-         "--out", str(root / "heads.json")],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    return root / "heads.json"
+from tests.support.datasets import Image, write_caer_s
 
 
 def _expected(images: list[Image], split: str) -> list[tuple[str, int, tuple[str, ...]]]:

@@ -59,6 +59,56 @@ def test_centernet_finds_the_pets09_pedestrians_hog_misses(pets09, centernet: Ce
     assert hog_found / truth < 0.1, "HOG's 64x128 window sees none of them (why CenterNet is the default)"
 
 
+def test_centernet_in_onnx_runtime_finds_what_the_interpreter_finds(
+    pets09, centernet: CenterNetPeopleDetector, centernet_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Traced once per input size into the cache, checked, reused; a damaged cache file is said and not used."""
+    pytest.importorskip("onnxruntime", reason="onnxruntime is in requirements.txt")
+    frames, _ = pets09
+    model = centernet_dir / "models" / "centernet.json"
+    fast = CenterNetPeopleDetector(model, runtime="onnxruntime", cache_dir=tmp_path)
+    for frame in frames[::10]:
+        ours, theirs = fast.detect(frame.image), centernet.detect(frame.image)
+        assert len(ours) == len(theirs) and theirs, "the same people"
+        for a, b in zip(ours, theirs, strict=True):
+            assert abs(a.score - b.score) < 1e-3
+            assert max(abs(x - y) for x, y in zip(a.box.as_tuple(), b.box.as_tuple(), strict=True)) < 0.5
+    h, w = frames[0].image.shape[:2]
+    in_w, in_h = fast.input_size(w, h)
+    cached = tmp_path / f"centernet_{in_w}x{in_h}.onnx"
+    assert cached.is_file() and cached.with_suffix(".json").is_file() and list(tmp_path.glob("*.onnx")) == [cached]
+    made = cached.stat().st_mtime_ns
+    again = CenterNetPeopleDetector(model, runtime="onnxruntime", cache_dir=tmp_path)
+    assert len(again.detect(frames[0].image)) == len(centernet.detect(frames[0].image))
+    assert cached.stat().st_mtime_ns == made, "a current export is reused"
+    cached.write_bytes(cached.read_bytes()[:1000])
+    damaged = CenterNetPeopleDetector(model, runtime="onnxruntime", cache_dir=tmp_path)
+    with caplog.at_level("WARNING"):
+        found = damaged.detect(frames[0].image)
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and str(cached) in warnings[0] and "runs in PyTorch" in warnings[0]
+    assert [d.box for d in found] == [d.box for d in centernet.detect(frames[0].image)]
+
+
+def test_the_detector_runtime_falls_back_to_pytorch_in_one_line_without_onnxruntime(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import sys
+
+    from streamer.detectors import detector_runtime
+
+    assert detector_runtime("auto", "cuda") == "torch" and detector_runtime("torch", "cpu") == "torch"
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    with caplog.at_level("WARNING"):
+        assert detector_runtime("auto", "cpu") == "torch"
+        assert detector_runtime("onnxruntime", "cpu") == "torch"
+    assert [r.getMessage() for r in caplog.records] == [
+        "detector.runtime: onnxruntime is not installed, CenterNet runs in PyTorch"
+    ]
+    with pytest.raises(ValueError, match=r"detector\.runtime"):
+        DetectorConfig(runtime="tensorrt-please")
+
+
 def test_the_default_detector_loads_and_runs_with_no_network(centernet_dir: Path, no_network, shared_media) -> None:
     detector = build_detector(DetectorConfig(insightface_root="/nonexistent/insightface", allow_download=True))
     assert "people=centernet" in detector.describe()

@@ -83,6 +83,8 @@ def test_a_default_run_writes_no_face_in_its_video_its_report_or_a_still(
     assert declared["privacy"]["faces"] == "blur" and declared["privacy"]["notice"]
     assert declared["models"]["faces"] == {"name": "mtcnn", "licence": "MIT (facenet-pytorch's bundled MTCNN weights)"}
     assert declared["models"]["people"]["name"] == "centernet" and declared["sources"] == [clip.stem]
+    assert declared["runtimes"]["people"] == "onnxruntime", "the default on a CPU, and run.json says so"
+    assert declared["runtimes"]["faces"] == "torch" and "baseline" in declared["runtimes"]["emotion"].lower()
     page = (tmp_path / f"{clip.stem}.html").read_text()
     assert "declared use: context unspecified" in page and "faces in outputs: blur" in page
     assert "people: centernet — licence: MIT" in page

@@ -167,7 +167,8 @@ class RayRun:
             self.sources.append(RemoteSource(session, actor))
         detector = self.config.detector
         models = {"faces": f"{detector.face} (on the nodes)", "people": f"{detector.person} (on the nodes)"}
-        write_declaration(self.out_dir, self.config, {**models, "emotion": card.name}, names)
+        runtimes = {"people": f"{detector.runtime} (on the nodes)", "emotion": card.description}
+        write_declaration(self.out_dir, self.config, {**models, "emotion": card.name}, names, runtimes)
         for source in self.sources:
             ray.get(source.actor.start.remote(0))
 

@@ -1,0 +1,230 @@
+"""`python -m cocoer_core.export`: CocoER with its CLIP RN50 tower as one ONNX graph, checked before it is kept.
+
+    python -m cocoer_core.export --weights checkpoints/ [--out checkpoints/cocoer.onnx]
+
+The graph is the same modules the PyTorch path runs (`CocoER.logits` after
+CLIP's image tower): inputs are the distinct context images [F, 3, 224, 224],
+the persons' body and head crops [B, 3, 224, 224], their boxes in the 224
+frame [B, 4] and the context each person belongs to [B]; F and B are dynamic.
+The exclusion order (a stable sort of three losses) is not tensor maths worth
+a graph: the runtime computes it from the exported level losses, exactly as
+the PyTorch path does. VI_ffn's first layer is exported folded (spec §5.1):
+~520 MB instead of 1.2 GB.
+
+Beside FILE.onnx goes FILE.json: the class names, the checkpoint it came from
+(size and modification time, so a changed GWT.pth is noticed) and the
+exporter. Before it is kept, the export runs on real-sized inputs in ONNX
+Runtime and must give PyTorch's logits within 1e-4 (a file that would not
+is removed, one line says why). Exit 2 with one line on a bad checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from cocoer_core.checkpoint import GWT_FILE
+from cocoer_core.clip_rn50 import ModifiedResNet
+from cocoer_core.errors import CheckpointError
+from cocoer_core.model import CocoER
+
+if TYPE_CHECKING:
+    from cocoer_core.onnx_core import OnnxCore
+
+logger = logging.getLogger(__name__)
+
+ONNX_FILE = "cocoer.onnx"
+INPUTS = ("context", "body", "head", "coord_body", "coord_head", "index")
+OUTPUTS = ("final", "vi", "head_logits", "body_logits", "context_logits", "level_losses", "fused")
+OPSET = 17
+TOLERANCE = 1e-4
+
+
+class ExportedCore(nn.Module):
+    """CLIP RN50's image tower, then CocoER up to the exclusion order: what the ONNX file holds."""
+
+    def __init__(self, model: CocoER, clip: ModifiedResNet) -> None:
+        super().__init__()
+        self.model = model
+        self.clip = clip
+
+    def forward(
+        self,
+        context: torch.Tensor,
+        body: torch.Tensor,
+        head: torch.Tensor,
+        coord_body: torch.Tensor,
+        coord_head: torch.Tensor,
+        index: torch.Tensor,
+    ) -> tuple[torch.Tensor, ...]:
+        features = self.clip(context)  # [F, 1024]
+        return self.model.logits(context, body, head, coord_body, coord_head, features, index)
+
+
+def sample_inputs(frames: int = 2, persons: int = 3, seed: int = 0) -> tuple[torch.Tensor, ...]:
+    """Inputs of the right shapes and ranges (the trace only needs shapes; the check needs real variety)."""
+    g = torch.Generator().manual_seed(seed)
+    context = torch.randn(frames, 3, 224, 224, generator=g)
+    body = torch.randn(persons, 3, 224, 224, generator=g)
+    head = torch.randn(persons, 3, 224, 224, generator=g)
+    x1 = torch.randint(0, 150, (persons, 2), generator=g)
+    size = torch.randint(20, 70, (persons, 2), generator=g)
+    boxes = torch.cat([x1, x1 + size], dim=1)  # [B, 4] xyxy
+    heads = torch.cat([x1, x1 + size // 2], dim=1)
+    index = torch.arange(persons) % frames
+    return context, body, head, boxes, heads, index
+
+
+def sidecar_of(path: Path) -> Path:
+    return path.with_suffix(".json")
+
+
+def source_stamp(checkpoint: Path) -> dict[str, Any]:
+    stat = checkpoint.stat()
+    return {"file": checkpoint.name, "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def settings_of(model: CocoER, labels: Sequence[str], source: dict[str, Any]) -> dict[str, Any]:
+    """What an export depends on besides the code: the checkpoint, the classes, the coordination step."""
+    return {"source": source, "labels": list(labels), "inside_lr": model.config.inside_lr,
+            "refine": model.config.refine}  # fmt: skip
+
+
+def is_current(path: Path, settings: dict[str, Any]) -> bool:
+    """An export exists and was made from these settings (its sidecar says so)."""
+    try:
+        meta = json.loads(sidecar_of(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return path.is_file() and isinstance(meta, dict) and all(meta.get(k) == v for k, v in settings.items())
+
+
+def exported_core(
+    weights_dir: Path, model: CocoER, clip: ModifiedResNet, labels: Sequence[str], device: str, create: bool
+) -> OnnxCore | None:
+    """`<dir>/cocoer.onnx` in ONNX Runtime, exported first when `create` and it is missing or out of date.
+
+    None (PyTorch runs) when onnxruntime is missing, when there is no current export and `create` is
+    False, or when the file cannot be made or read: each said in one line.
+    """
+    from cocoer_core.onnx_core import OnnxCore
+
+    path = weights_dir / ONNX_FILE
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        logger.warning("emotion.runtime: onnxruntime is not installed, CocoER runs in PyTorch")
+        return None
+    settings = settings_of(model, labels, source_stamp(weights_dir / GWT_FILE))
+    if not is_current(path, settings):
+        if not create:
+            return None
+        logger.info("exporting CocoER to %s once (about a minute; checked against PyTorch)", path)
+        try:
+            export_onnx(model, clip, path, labels, settings["source"])
+        except (CheckpointError, OSError, RuntimeError) as exc:
+            logger.warning("CocoER could not be exported to %s (%s): it runs in PyTorch", path, _first_line(exc))
+            return None
+    try:
+        return OnnxCore(path, device)
+    except CheckpointError as exc:
+        logger.warning("%s: CocoER runs in PyTorch (python -m cocoer_core.export writes it again)", exc)
+        return None
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0][:200] if lines else type(exc).__name__
+
+
+def export_onnx(model: CocoER, clip: ModifiedResNet, path: Path, labels: Sequence[str], source: dict[str, Any]) -> None:
+    """Export, check in ONNX Runtime against PyTorch, then move into place with its sidecar."""
+    model = model.eval().float()
+    if not model.vocabulary.is_folded:
+        model.fold_vi()
+    core = ExportedCore(model, clip.eval().float()).eval()
+    inputs = sample_inputs()
+    tmp = path.with_name(f".{path.name}.tmp")
+    started = time.monotonic()
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer warnings
+            torch.onnx.export(
+                core,
+                inputs,
+                str(tmp),
+                input_names=list(INPUTS),
+                output_names=list(OUTPUTS),
+                dynamic_axes={
+                    "context": {0: "frames"},
+                    **{name: {0: "persons"} for name in INPUTS[1:]},
+                    **{name: {0: "persons"} for name in OUTPUTS},
+                },
+                opset_version=OPSET,
+                dynamo=False,  # the dynamo exporter needs onnxscript, which requirements.txt does not install
+            )
+        check_against_torch(core, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    meta = {
+        **settings_of(model, labels, source),
+        "num_class": len(labels),
+        "inputs": list(INPUTS),
+        "outputs": list(OUTPUTS),
+        "opset": OPSET,
+        "exporter": f"torch {torch.__version__} (TorchScript)",
+        "seconds": round(time.monotonic() - started, 1),
+    }
+    sidecar_of(path).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+
+
+def check_against_torch(core: ExportedCore, path: Path) -> float:
+    """Run other shapes than the trace's through the file and PyTorch; raise unless within TOLERANCE."""
+    from cocoer_core.onnx_core import OnnxCore
+
+    inputs = sample_inputs(frames=1, persons=2, seed=1)
+    with torch.no_grad():
+        expected = core(*inputs)
+    got = OnnxCore(path).run(*inputs)
+    worst = max(float((a - torch.from_numpy(b)).abs().max()) for a, b in zip(expected, got, strict=True))
+    if worst > TOLERANCE:
+        raise CheckpointError(f"the ONNX export differs from PyTorch by {worst:.2e} (> {TOLERANCE}); not kept")
+    return worst
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from cocoer_core.runtime import CocoERModel
+
+    parser = argparse.ArgumentParser(prog="python -m cocoer_core.export", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--weights", type=Path, default=Path("checkpoints"), help="the folder holding GWT.pth")
+    parser.add_argument("--out", type=Path, help=f"the ONNX file (default: WEIGHTS/{ONNX_FILE})")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    out = args.out or args.weights / ONNX_FILE
+    try:
+        loaded = CocoERModel.from_directory(args.weights, allow_download=False)
+        export_onnx(loaded.model, loaded.clip, out, loaded.labels, source_stamp(args.weights / GWT_FILE))
+    except CheckpointError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"error: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.0f} MB), checked against PyTorch within {TOLERANCE}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

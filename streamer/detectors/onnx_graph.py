@@ -1,0 +1,160 @@
+"""A TF.js graph (`tfjs_graph.GraphModel`) traced to ONNX once per input size and run in ONNX Runtime.
+
+Our interpreter runs a graph op by op; ONNX Runtime fuses its additions,
+paddings, layout copies and clamps, which is most of the interpreter's time
+(CenterNet: ~3x faster on a CPU, the same outputs). The interpreter folds
+upsampling sizes into constants for the input size it sees, so a trace holds
+for one size: each size a detector meets (one per source resolution) is
+traced once, checked against the interpreter on the same input, and cached as
+`<cache>/<tag>_<W>x<H>.onnx` beside a sidecar naming the graph files it came
+from. A size whose export fails or disagrees runs in the interpreter, said in
+one line; so does everything when onnxruntime is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import warnings
+from collections.abc import Sequence
+from contextlib import suppress
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from streamer.detectors.tfjs_graph import GraphModel
+
+logger = logging.getLogger(__name__)
+
+#: Largest difference allowed between the export and the interpreter, per output (scores; box sides in pixels).
+TOLERANCE = (1e-3, 0.05)
+
+
+def onnxruntime_available() -> bool:
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class _Traced(nn.Module):
+    def __init__(self, graph: GraphModel, input_name: str, outputs: Sequence[str]) -> None:
+        super().__init__()
+        self.graph, self.input_name, self.outputs = graph, input_name, list(outputs)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return tuple(self.graph.run({self.input_name: x}, self.outputs))
+
+
+class OnnxGraph:
+    """`run(x)` for an NHWC float image batch: ONNX Runtime per input size, the interpreter where it cannot."""
+
+    def __init__(
+        self,
+        graph: GraphModel,
+        input_name: str,
+        outputs: Sequence[str],
+        cache_dir: Path,
+        tag: str,
+        source_files: Sequence[Path],
+        threads: int = 0,
+    ) -> None:
+        self.graph = graph
+        self.input_name = input_name
+        self.outputs = list(outputs)
+        self.cache_dir = Path(cache_dir).expanduser()
+        self.tag = tag
+        self.source = [_stamp(p) for p in source_files]
+        self.threads = threads
+        self._sessions: dict[tuple[int, int], Any] = {}
+        self._lock = threading.Lock()
+
+    def run(self, x: torch.Tensor) -> list[torch.Tensor]:
+        size = (int(x.shape[1]), int(x.shape[2]))
+        if size not in self._sessions:
+            with self._lock:
+                if size not in self._sessions:
+                    self._sessions[size] = self._open(size)
+        session = self._sessions[size]
+        if session is False:
+            return self.graph.run({self.input_name: x}, self.outputs)
+        arrays = session.run(None, {"image": np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)})
+        return [torch.from_numpy(a) for a in arrays]
+
+    def _paths(self, size: tuple[int, int]) -> tuple[Path, Path]:
+        h, w = size
+        path = self.cache_dir / f"{self.tag}_{w}x{h}.onnx"
+        return path, path.with_suffix(".json")
+
+    def _settings(self) -> dict[str, Any]:
+        return {"source": self.source, "torch": torch.__version__, "outputs": self.outputs}
+
+    def _open(self, size: tuple[int, int]) -> Any:
+        """A session for this input size (exported first if needed), or False: the interpreter runs it."""
+        import onnxruntime as ort
+
+        path, sidecar = self._paths(size)
+        current = False
+        with suppress(OSError, ValueError):
+            current = path.is_file() and json.loads(sidecar.read_text(encoding="utf-8")) == self._settings()
+        if not current:
+            try:
+                self._export(size, path, sidecar)
+            except Exception as exc:  # the exporter raises many types; any of them means: use the interpreter
+                logger.warning("%s %dx%d: ONNX export failed (%s); it runs in PyTorch", self.tag, size[1], size[0],
+                               _first_line(exc))  # fmt: skip
+                return False
+        options = ort.SessionOptions()
+        if self.threads:
+            options.intra_op_num_threads = self.threads
+        # No busy-waiting between calls: the other stages of the pipeline need the cores.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        try:
+            return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # a damaged cached file
+            logger.warning("%s is not a readable ONNX model (%s); %s runs in PyTorch", path, _first_line(exc), self.tag)
+            return False
+
+    def _export(self, size: tuple[int, int], path: Path, sidecar: Path) -> None:
+        import onnxruntime as ort
+
+        h, w = size
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sample = torch.from_numpy(np.random.default_rng(0).uniform(0, 255, (1, h, w, 3)).astype(np.float32))
+        tmp = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")  # exporters may race
+        try:
+            with warnings.catch_warnings(), torch.no_grad():
+                warnings.simplefilter("ignore")  # tracer warnings about Python ints: sizes are fixed per file
+                torch.onnx.export(
+                    _Traced(self.graph, self.input_name, self.outputs), (sample,), str(tmp),
+                    input_names=["image"], output_names=[f"out{i}" for i in range(len(self.outputs))],
+                    dynamic_axes={"image": {0: "batch"}}, opset_version=17, dynamo=False,
+                )  # fmt: skip
+            check = torch.cat([sample, sample.flip(2)])  # two images: the batch axis is checked too
+            expected = self.graph.run({self.input_name: check}, self.outputs)
+            got = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"]).run(None, {"image": check.numpy()})
+            for k, (a, b) in enumerate(zip(expected, got, strict=True)):
+                diff = float((a.cpu() - torch.from_numpy(b)).abs().max())
+                if diff > TOLERANCE[min(k, len(TOLERANCE) - 1)]:
+                    raise ValueError(f"output {k} differs from the interpreter by {diff:.2e}")
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        sidecar.write_text(json.dumps(self._settings()), encoding="utf-8")
+        logger.info("%s: exported to ONNX for %dx%d input (%s)", self.tag, w, h, path)
+
+
+def _stamp(path: Path) -> dict[str, Any]:
+    stat = Path(path).stat()
+    return {"file": Path(path).name, "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0][:200] if lines else type(exc).__name__
