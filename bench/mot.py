@@ -119,7 +119,10 @@ def main() -> int:
         "hog 2x + tightened": FacePersonDetector(faces, HogPeopleDetector(max_side=0, upscale=2.0, tighten=True)),
     }
     default = build_detector(DetectorConfig(allow_download=False))
-    detectors[f"default ({default.bodies.name if default.bodies else 'none'})"] = default
+    runtime = getattr(default.bodies, "runtime", "torch")
+    detectors[f"default ({default.bodies.name if default.bodies else 'none'}, {runtime})"] = default
+    if runtime != "torch":  # the same detectors in our PyTorch interpreter: what the runtime changes
+        detectors["default, torch runtime"] = build_detector(DetectorConfig(allow_download=False, runtime="torch"))
     if isinstance(default.bodies, CenterNetPeopleDetector):
         # The same CenterNet with its near-duplicate boxes kept: what merging them costs a crowd, if anything.
         unmerged = copy.copy(default.bodies)
