@@ -88,14 +88,11 @@ def main() -> None:
                 torch.cuda.synchronize()
         ours = (time.perf_counter() - start) / args.steps
         model.eval()  # the reference's inner steps need the running statistics to be left alone
-        context = batch.context.to(device)
+        moved = batch.inputs.to(device)
         with torch.no_grad():
-            features = clip(context.half() if cuda else context).float()
+            features = clip(moved.context.half() if cuda else moved.context).float()
         start = time.perf_counter()
-        reference_forward(
-            model, context, batch.body.to(device), batch.head.to(device),
-            batch.coord_body.to(device), batch.coord_head.to(device), features,
-        )  # fmt: skip
+        reference_forward(model, *moved.model_inputs(), features)
         if cuda:
             torch.cuda.synchronize()
         official = time.perf_counter() - start

@@ -65,6 +65,25 @@ class FrameBatch:
     coord_head: torch.Tensor  # [B, 4]
     index: torch.Tensor | None = None  # [B] frame of each person (None: all from frame 0)
 
+    def person_index(self) -> torch.Tensor:
+        """[B] each person's context (all 0 when `index` is None)."""
+        return self.index if self.index is not None else torch.zeros(self.body.shape[0], dtype=torch.long)
+
+    def to(self, device: torch.device) -> FrameBatch:
+        """On `device`, with the person index spelled out."""
+        return FrameBatch(
+            context=self.context.to(device, non_blocking=True),
+            body=self.body.to(device, non_blocking=True),
+            head=self.head.to(device, non_blocking=True),
+            coord_body=self.coord_body.to(device),
+            coord_head=self.coord_head.to(device),
+            index=self.person_index().to(device),
+        )
+
+    def model_inputs(self) -> tuple[torch.Tensor, ...]:
+        """(context, body, head, coord_body, coord_head): CocoER's first five arguments."""
+        return self.context, self.body, self.head, self.coord_body, self.coord_head
+
     @staticmethod
     def concat(batches: Sequence[FrameBatch]) -> FrameBatch:
         """Several single-frame batches as one: contexts stacked, persons mapped to their frame."""
@@ -185,29 +204,14 @@ class CocoERModel:
     def forward_frame(self, batch: FrameBatch) -> CocoEROutput:
         """One call: each frame's context once, every person batched."""
         if self.onnx is not None:
-            index = batch.index if batch.index is not None else torch.zeros(batch.body.shape[0], dtype=torch.long)
-            return self.onnx.output(batch.context, batch.body, batch.head, batch.coord_body, batch.coord_head, index)
-        dev = self.device
-        context = batch.context.to(dev, non_blocking=True)
-        clip_in = context.half() if self.device.type == "cuda" else context
+            return self.onnx.output(*batch.model_inputs(), batch.person_index())
+        moved = batch.to(self.device)
+        clip_in = moved.context.half() if self.device.type == "cuda" else moved.context
         # CUDA: CLIP in fp16 as the release; a CPU with bf16 runs it in bf16 too (the float32 cast follows).
         with self._autocast() if self.device.type == "cpu" else nullcontext():
             clip_features = self.clip(clip_in).float()  # [F, 1024]
-        index = (
-            batch.index.to(dev)
-            if batch.index is not None
-            else torch.zeros(batch.body.shape[0], dtype=torch.long, device=dev)
-        )
         with self._autocast():
-            return self.model(
-                context,
-                batch.body.to(dev, non_blocking=True),
-                batch.head.to(dev, non_blocking=True),
-                batch.coord_body.to(dev),
-                batch.coord_head.to(dev),
-                clip_features,
-                context_index=index,
-            )
+            return self.model(*moved.model_inputs(), clip_features, context_index=moved.index)
 
     def predict(self, image_bgr: np.ndarray, persons: Sequence[PersonRegion]) -> list[EmotionResult | None]:
         return self.predict_frames([FramePersons(image_bgr, tuple(persons))])[0]

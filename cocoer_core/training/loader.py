@@ -24,19 +24,16 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from cocoer_core.data import DatasetError, HeadBoxes, PersonDataset
+from cocoer_core.runtime import FrameBatch
 from cocoer_core.training.augment import PersonViews, plain_views, train_views
 
 
 @dataclass
 class TrainBatch:
-    """Stacked views and targets of a micro-batch; person i's context is context[i]."""
+    """A micro-batch: CocoER's inputs (each person's context its own) and the 0/1 targets."""
 
-    context: torch.Tensor  # [B, 3, 224, 224]
-    body: torch.Tensor  # [B, 3, 224, 224]
-    head: torch.Tensor  # [B, 3, 224, 224]
-    coord_body: torch.Tensor  # [B, 4]
-    coord_head: torch.Tensor  # [B, 4]
-    targets: torch.Tensor  # [B, C] 0/1
+    inputs: FrameBatch  # index = arange(B)
+    targets: torch.Tensor  # [B, C]
 
     def __len__(self) -> int:
         return int(self.targets.shape[0])
@@ -121,14 +118,15 @@ class PersonViewsSet(Dataset[tuple[PersonViews, np.ndarray]]):
 
 def collate(items: Sequence[tuple[PersonViews, np.ndarray]]) -> TrainBatch:
     views = [v for v, _ in items]
-    return TrainBatch(
-        context=torch.stack([v.context for v in views]),
+    inputs = FrameBatch(
+        context=torch.stack([v.context for v in views]),  # [B, 3, 224, 224]
         body=torch.stack([v.body for v in views]),
         head=torch.stack([v.head for v in views]),
-        coord_body=torch.stack([v.coord_body for v in views]),
+        coord_body=torch.stack([v.coord_body for v in views]),  # [B, 4]
         coord_head=torch.stack([v.coord_head for v in views]),
-        targets=torch.from_numpy(np.stack([t for _, t in items])),
+        index=torch.arange(len(views)),
     )
+    return TrainBatch(inputs, torch.from_numpy(np.stack([t for _, t in items])))
 
 
 def epoch_loader(

@@ -91,17 +91,10 @@ def forward_loss(
     network: nn.Module, clip: nn.Module, objective: Objective, batch: TrainBatch, device: torch.device
 ) -> LossParts:
     """CLIP features (frozen, fp16 on CUDA as the release), the model's forward pass and the loss."""
-    context = batch.context.to(device, non_blocking=True)
+    moved = batch.inputs.to(device)
     with torch.no_grad():
-        clip_features = clip(context.half() if device.type == "cuda" else context).float()  # [B, 1024]
-    out = network(
-        context,
-        batch.body.to(device, non_blocking=True),
-        batch.head.to(device, non_blocking=True),
-        batch.coord_body.to(device),
-        batch.coord_head.to(device),
-        clip_features,
-    )
+        clip_features = clip(moved.context.half() if device.type == "cuda" else moved.context).float()  # [B, 1024]
+    out = network(*moved.model_inputs(), clip_features, moved.index)
     return objective(out, batch.targets.to(device))
 
 

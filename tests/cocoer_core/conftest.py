@@ -102,13 +102,7 @@ def emotic(shared_media: Path, tmp_path_factory: pytest.TempPathFactory) -> tupl
 def emotic_heads(emotic: tuple[Path, list[Image]]) -> Path:
     """The head-box tool, run once over the tiny EMOTIC (its real command line)."""
     root, _ = emotic
-    done = subprocess.run(
-        [sys.executable, "-m", "streamer.tools.head_boxes", "--dataset", "emotic", "--root", str(root),
-         "--out", str(root / "heads.json")],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    return root / "heads.json"
+    return head_boxes("emotic", root)
 
 
 @pytest.fixture(scope="session")
@@ -116,10 +110,15 @@ def caer_s(shared_media: Path, tmp_path_factory: pytest.TempPathFactory) -> tupl
     """A tiny CAER-S (7 classes: 14 train, 7 val, 21 test persons) and its head-box file."""
     root = tmp_path_factory.mktemp("caer_s")
     write_caer_s(root, shared_media, per_class=3)
+    return root, head_boxes("caer-s", root)
+
+
+def head_boxes(kind: str, root: Path) -> Path:
+    """`python -m streamer.tools.head_boxes` over a dataset (its real command line): `<root>/heads.json`."""
     done = subprocess.run(
-        [sys.executable, "-m", "streamer.tools.head_boxes", "--dataset", "caer-s", "--root", str(root),
+        [sys.executable, "-m", "streamer.tools.head_boxes", "--dataset", kind, "--root", str(root),
          "--out", str(root / "heads.json")],
         cwd=ROOT, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    return root, root / "heads.json"
+    return root / "heads.json"
