@@ -115,6 +115,8 @@ def _start_run_dir(options: TrainOptions, resume: bool) -> None:
     if not resume and (run_dir / files.LAST_FILE).exists():
         raise CheckpointError(f"{run_dir} already holds a run: --resume {run_dir} to go on, or choose another --out")
     run_dir.mkdir(parents=True, exist_ok=True)
+    for stale in run_dir.glob(".*.tmp"):  # a save cut short by a kill (the file it replaces is whole)
+        stale.unlink(missing_ok=True)
     files.save_json(run_dir / files.OPTIONS_FILE, options.to_json())
 
 

@@ -139,8 +139,11 @@ class Trainer:
         self.metric = selection_metric(o.dataset)
         self.plan = BatchPlan(len(self.train_set), o.batch_size, o.accumulate, world.size, o.seed)
         self.persons = PersonViewsSet(self.train_set, self.heads, o.seed, augment=o.augment)
+        # A resumed run reads its state first (a damaged last.pt says so before minutes of set-up) and
+        # starts from random weights: last.pt replaces them, so nothing is downloaded again.
+        saved = files.load_last(self.run_dir) if resume else None
         initial = initial_model(
-            o.init, len(self.train_set.classes), Path(o.weights_dir),
+            "random" if resume else o.init, len(self.train_set.classes), Path(o.weights_dir),
             Path(o.clip) if o.clip else None, Path(o.vi_weights) if o.vi_weights else None,
             o.inside_lr, o.dropout, o.seed,
         )  # fmt: skip
@@ -166,8 +169,11 @@ class Trainer:
         self._grad_norm: float | None = None
         self._step_epoch = 0
         self._last_eval = -1
-        if resume:
-            self._restore(files.load_last(self.run_dir))
+        if saved is not None:
+            self._restore(saved)
+            del saved
+            resumed = f"weights: resumed at step {self.progress.step} from {self.run_dir / files.LAST_FILE}"
+            self.notes = [resumed, *(n for n in self.notes if not n.startswith("weights"))]
         self.network: nn.Module = self.model
         if world.distributed:
             if self.cuda:

@@ -127,6 +127,18 @@ def test_bad_input_and_offline_pretrained_weights_end_in_one_line(
     ]
     no_resume = _run([*TRAIN, "--resume", str(tmp_path / "nothing")])
     assert no_resume.returncode == 2 and "cannot resume" in no_resume.stderr and "Traceback" not in no_resume.stderr
+    # A run whose last.pt a kill cut short (and the temporary file of the save it was making).
+    cut = tmp_path / "cut"
+    cut.mkdir()
+    options = {"dataset": "emotic", "root": str(root), "heads": str(emotic_heads), "out": str(cut),
+               "init": "random", "batch_size": 2}  # fmt: skip
+    (cut / "train_options.json").write_text(json.dumps(options))
+    (cut / "last.pt").write_bytes(b"PK\x03\x04 cut short")
+    (cut / ".last.pt.tmp").write_bytes(b"half a save")
+    damaged = _run([*TRAIN, "--resume", str(cut)], env_extra={"TORCH_HOME": str(tmp_path)})
+    assert damaged.returncode == 2 and "Traceback" not in damaged.stderr
+    assert damaged.stderr.strip().splitlines()[-1].startswith(f"error: {cut / 'last.pt'} cannot be read")
+    assert not (cut / ".last.pt.tmp").exists(), "the cut save's temporary file is cleared"
     # ImageNet weights neither cached nor reachable (this machine has no internet; TORCH_HOME is empty).
     offline = _run(
         [*TRAIN, *base, "--root", str(root), "--init", "pretrained", "--batch-size", "2"],
