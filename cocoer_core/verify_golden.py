@@ -125,7 +125,6 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as exc:
         print(f"error: cannot read golden file {args.golden}: {exc}", file=sys.stderr)
         return 2
-    torch.set_grad_enabled(False)
     try:
         if args.runtime == "onnxruntime":
             with tempfile.TemporaryDirectory(prefix="cocoer-golden-") as workdir:

@@ -233,7 +233,7 @@ class Trainer:
 
     def _micro_step(self, batch: TrainBatch, sync: bool) -> tuple[float, float, float, float]:
         quiet = self.network.no_sync() if (self.world.distributed and not sync) else nullcontext()  # type: ignore[operator]
-        with quiet:
+        with quiet, torch.enable_grad():  # whatever the caller's grad mode (a library caller may be in no_grad)
             with self._autocast():
                 parts = forward_loss(self.network, self.clip, self.objective, batch, self.device)
             self.scaler.scale(parts.trained / self.options.accumulate).backward()

@@ -50,6 +50,7 @@ def test_golden_forward_passes(name: str, capsys: pytest.CaptureFixture[str]) ->
     if not MEDIA.is_dir():
         pytest.skip(f"media not found at {MEDIA}")
     assert verify_golden([str(DESIGN / name), "--media", str(MEDIA)]) == 0
+    assert torch.is_grad_enabled(), "the command leaves its caller's grad mode as it was (training runs after it)"
     report = capsys.readouterr().out
     assert "PASS" in report and "exclusion sequences: match" in report
     diffs = [float(line.split("= ")[1].split()[0]) for line in report.splitlines() if "max|diff|" in line]
