@@ -36,7 +36,7 @@ from torch import nn
 
 from cocoer_core.checkpoint import GWT_FILE
 from cocoer_core.clip_rn50 import ModifiedResNet
-from cocoer_core.errors import CheckpointError
+from cocoer_core.errors import CheckpointError, first_line
 from cocoer_core.model import CocoER
 
 if TYPE_CHECKING:
@@ -134,18 +134,13 @@ def exported_core(
         try:
             export_onnx(model, clip, path, labels, settings["source"])
         except (CheckpointError, OSError, RuntimeError) as exc:
-            logger.warning("CocoER could not be exported to %s (%s): it runs in PyTorch", path, _first_line(exc))
+            logger.warning("CocoER could not be exported to %s (%s): it runs in PyTorch", path, first_line(exc))
             return None
     try:
         return OnnxCore(path, device)
     except CheckpointError as exc:
         logger.warning("%s: CocoER runs in PyTorch (python -m cocoer_core.export writes it again)", exc)
         return None
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0][:200] if lines else type(exc).__name__
 
 
 def export_onnx(model: CocoER, clip: ModifiedResNet, path: Path, labels: Sequence[str], source: dict[str, Any]) -> None:
@@ -155,7 +150,7 @@ def export_onnx(model: CocoER, clip: ModifiedResNet, path: Path, labels: Sequenc
         model.fold_vi()
     core = ExportedCore(model, clip.eval().float()).eval()
     inputs = sample_inputs()
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # processes sharing a weights folder may race
     started = time.monotonic()
     try:
         with warnings.catch_warnings(), torch.no_grad():

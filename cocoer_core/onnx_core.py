@@ -16,16 +16,11 @@ import numpy as np
 import torch
 
 from cocoer_core.competition import exclusion_order
-from cocoer_core.errors import CheckpointError
+from cocoer_core.errors import CheckpointError, first_line
 from cocoer_core.model import CocoEROutput
 
 #: Preferred first; only those the installed onnxruntime offers are asked for.
 PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0][:200] if lines else type(exc).__name__
 
 
 class OnnxCore:
@@ -48,7 +43,7 @@ class OnnxCore:
         try:
             self.session = ort.InferenceSession(str(path), sess_options=options, providers=wanted)
         except Exception as exc:  # onnxruntime raises its own exception types for damaged files
-            raise CheckpointError(f"{path} is not a readable ONNX model ({_first_line(exc)})") from None
+            raise CheckpointError(f"{path} is not a readable ONNX model ({first_line(exc)})") from None
         names = tuple(i.name for i in self.session.get_inputs())
         outputs = tuple(o.name for o in self.session.get_outputs())
         if names != INPUTS or outputs != OUTPUTS:

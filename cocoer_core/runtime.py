@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
@@ -194,11 +194,8 @@ class CocoERModel:
             onnx = exported_core(weights_dir, model, clip.visual, labels, device, create=runtime == "onnxruntime")
         return cls(model, clip.visual, device, precision, final, level_threshold, labels=labels, onnx=onnx)
 
-    def _autocast(self):  # type: ignore[no-untyped-def]
-        if self.precision == "fp32":
-            return nullcontext()
-        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
-        return torch.autocast(device_type=self.device.type, dtype=dtype)
+    def _autocast(self) -> AbstractContextManager[object]:
+        return autocast_for(self.precision, self.device)
 
     @torch.inference_mode()
     def forward_frame(self, batch: FrameBatch) -> CocoEROutput:
@@ -224,6 +221,14 @@ class CocoERModel:
         batch = FrameBatch.concat([prepare_frame(f.image_bgr, f.persons, self.resize) for f in busy])
         flat = iter(results_from_output(self.forward_frame(batch), self.name, self.labels, self.label_rule))
         return [[next(flat) for _ in f.persons] for f in frames]
+
+
+def autocast_for(precision: str, device: torch.device) -> AbstractContextManager[object]:
+    """Autocast to `precision` (fp16 or bf16) on `device`; nothing for fp32."""
+    if precision == "fp32":
+        return nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 def cpu_has_bf16() -> bool:

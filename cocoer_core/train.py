@@ -37,7 +37,7 @@ from cocoer_core.training.distributed import join, leave
 from cocoer_core.training.initial import INITS
 from cocoer_core.training.objective import WEIGHTINGS
 from cocoer_core.training.options import TrainOptions, option_names, resumed
-from cocoer_core.training.trainer import STOPPED, Interrupted, StopRequests, Trainer, check_inputs
+from cocoer_core.training.trainer import STOPPED, Interrupted, StopRequests, Trainer
 
 logger = logging.getLogger("cocoer_core.train")
 
@@ -110,13 +110,18 @@ def options_from(args: argparse.Namespace) -> TrainOptions:
     return TrainOptions(**given)
 
 
-def _start_run_dir(options: TrainOptions, resume: bool) -> None:
+def _check_run_dir(options: TrainOptions, resume: bool) -> None:
     run_dir = Path(options.out)
     if not resume and (run_dir / files.LAST_FILE).exists():
         raise CheckpointError(f"{run_dir} already holds a run: --resume {run_dir} to go on, or choose another --out")
-    run_dir.mkdir(parents=True, exist_ok=True)
     for stale in run_dir.glob(".*.tmp"):  # a save cut short by a kill (the file it replaces is whole)
         stale.unlink(missing_ok=True)
+
+
+def _start_run_dir(options: TrainOptions) -> None:
+    """Written once the data and the weights have loaded: a start that fails leaves no run folder behind."""
+    run_dir = Path(options.out)
+    run_dir.mkdir(parents=True, exist_ok=True)
     files.save_json(run_dir / files.OPTIONS_FILE, options.to_json())
 
 
@@ -128,11 +133,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         options = options_from(args)
         resume = args.resume is not None
         world = join(options.device)
-        check_inputs(options)
+        _check_run_dir(options, resume)
+        trainer = Trainer(options, world, resume=resume)  # a bad dataset or head-box file: one line, first
         if world.is_main:
-            _start_run_dir(options, resume)
+            _start_run_dir(options)
         world.barrier()
-        trainer = Trainer(options, world, resume=resume)
         if world.is_main:
             for note in trainer.notes:
                 logger.info("%s", note)
@@ -162,7 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         best = summary["best"]
         metric = trainer.metric
         shown = "-" if best is None else f"{best:.4f}"
-        print(f"{trainer.select_split} {metric} {shown} at step {summary['best_step']}; model: {Path(options.out)}")
+        print(f"{options.select_on} {metric} {shown} at step {summary['best_step']}; model: {Path(options.out)}")
     return 0
 
 

@@ -131,10 +131,7 @@ def main(argv: list[str] | None = None) -> int:
                 out, inputs = run_golden_onnx(spec, args.media, Path(workdir))
         else:
             out, inputs = run_golden(spec, args.media, args.fold_vi)
-    except FileNotFoundError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except CheckpointError as exc:
+    except (FileNotFoundError, CheckpointError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     lines, ok = compare(spec, out, inputs)

@@ -34,11 +34,11 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from cocoer_core.data import DatasetError, HeadBoxes, PersonDataset, open_dataset, read_head_boxes
+from cocoer_core.data import DatasetError, PersonDataset, open_dataset, read_head_boxes
 from cocoer_core.errors import CheckpointError
 from cocoer_core.evaluate import caer_metrics, emotic_metrics, score_dataset, thresholds_for
 from cocoer_core.model import CocoER
-from cocoer_core.runtime import LABELS_FILE, THRESHOLDS_FILE, CocoERModel
+from cocoer_core.runtime import LABELS_FILE, THRESHOLDS_FILE, CocoERModel, autocast_for
 from cocoer_core.training import state as files
 from cocoer_core.training.distributed import World
 from cocoer_core.training.initial import initial_model
@@ -132,7 +132,8 @@ class Trainer:
         self.device = world.device(o.device)
         self.cuda = self.device.type == "cuda"
         self.train_set = open_dataset(o.dataset, Path(o.root), "train")
-        self.select_split = o.select_on
+        if not self.train_set.samples:
+            raise DatasetError(f"{o.dataset} train under {o.root} holds no annotated person")
         self.select_set = open_dataset(o.dataset, Path(o.root), o.select_on)
         self.val_set = self.select_set if o.select_on == "val" else open_dataset(o.dataset, Path(o.root), "val")
         self.heads = read_head_boxes(Path(o.heads))
@@ -225,16 +226,10 @@ class Trainer:
 
     # -- one step ----------------------------------------------------------------------------------
 
-    def _autocast(self):  # type: ignore[no-untyped-def]
-        if self.precision == "fp32":
-            return nullcontext()
-        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
-        return torch.autocast(device_type=self.device.type, dtype=dtype)
-
     def _micro_step(self, batch: TrainBatch, sync: bool) -> tuple[float, float, float, float]:
         quiet = self.network.no_sync() if (self.world.distributed and not sync) else nullcontext()  # type: ignore[operator]
         with quiet, torch.enable_grad():  # whatever the caller's grad mode (a library caller may be in no_grad)
-            with self._autocast():
+            with autocast_for(self.precision, self.device):
                 parts = forward_loss(self.network, self.clip, self.objective, batch, self.device)
             self.scaler.scale(parts.trained / self.options.accumulate).backward()
         return parts.total, parts.final, parts.vi, parts.levels
@@ -262,7 +257,7 @@ class Trainer:
 
     def _evaluate_and_select(self) -> None:
         """Process 0: score the selection split, save GWT.pth when it improved, log; then last.pt."""
-        p = self.progress
+        o, p = self.options, self.progress
         if self.world.is_main:
             started = time.monotonic()
             metrics, _ = self.evaluate(self.select_set, refine=False)
@@ -276,13 +271,13 @@ class Trainer:
             files.append_metrics(
                 self.run_dir,
                 {
-                    "kind": "eval", "step": p.step, "epoch": p.epoch, "split": self.select_split,
+                    "kind": "eval", "step": p.step, "epoch": p.epoch, "split": o.select_on,
                     self.metric: value, "levels": metrics["levels"], "best": p.best, "best_step": p.best_step,
                     "seconds": round(time.monotonic() - started, 2),
                 },
             )  # fmt: skip
             files.plot_metrics(self.run_dir, self.metric)
-            logger.info("step %d: %s %s %s", p.step, self.select_split, self.metric, value)
+            logger.info("step %d: %s %s %s", p.step, o.select_on, self.metric, value)
         self.world.barrier()
         self._share_progress()
         self.save_last()
@@ -396,15 +391,4 @@ class Trainer:
         return self.finish()
 
 
-def check_inputs(options: TrainOptions) -> tuple[PersonDataset, HeadBoxes]:
-    """Open the training split and the head boxes once, for a one-line error before any model is built."""
-    dataset = open_dataset(options.dataset, Path(options.root), "train")
-    if not dataset.samples:
-        raise DatasetError(f"{options.dataset} train under {options.root} holds no annotated person")
-    heads = read_head_boxes(Path(options.heads))
-    for sample in dataset.samples:
-        heads.head_of(sample)
-    return dataset, heads
-
-
-__all__ = ["STOPPED", "CheckpointError", "Interrupted", "StopRequests", "Trainer", "check_inputs"]
+__all__ = ["STOPPED", "CheckpointError", "Interrupted", "StopRequests", "Trainer"]

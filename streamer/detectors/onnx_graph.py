@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from cocoer_core.errors import first_line
 from streamer.detectors.tfjs_graph import GraphModel
 
 logger = logging.getLogger(__name__)
@@ -108,7 +109,7 @@ class OnnxGraph:
                 self._export(size, path, sidecar)
             except Exception as exc:  # the exporter raises many types; any of them means: use the interpreter
                 logger.warning("%s %dx%d: ONNX export failed (%s); it runs in PyTorch", self.tag, size[1], size[0],
-                               _first_line(exc))  # fmt: skip
+                               first_line(exc))  # fmt: skip
                 return False
         options = ort.SessionOptions()
         if self.threads:
@@ -118,7 +119,7 @@ class OnnxGraph:
         try:
             return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # a damaged cached file
-            logger.warning("%s is not a readable ONNX model (%s); %s runs in PyTorch", path, _first_line(exc), self.tag)
+            logger.warning("%s is not a readable ONNX model (%s); %s runs in PyTorch", path, first_line(exc), self.tag)
             return False
 
     def _export(self, size: tuple[int, int], path: Path, sidecar: Path) -> None:
@@ -153,8 +154,3 @@ class OnnxGraph:
 def _stamp(path: Path) -> dict[str, Any]:
     stat = Path(path).stat()
     return {"file": Path(path).name, "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0][:200] if lines else type(exc).__name__
