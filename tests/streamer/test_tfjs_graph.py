@@ -89,6 +89,40 @@ def test_fused_conv_same_padding_relu6_and_mean_match_tensorflow_semantics(tmp_p
     np.testing.assert_allclose(pooled.numpy(), expected.mean(axis=(1, 2), keepdims=True), atol=1e-5)
 
 
+def _reference_legacy_resize(x: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
+    """TF1's ResizeBilinear on NHWC: each output sample at source = dest * in / out, blended from the samples
+    either side (the next one clamped at the far edge); bilinear is one axis after the other."""
+
+    def along(a: np.ndarray, axis: int, out: int) -> np.ndarray:
+        n = a.shape[axis]
+        samples = []
+        for d in range(out):
+            source = d * n / out
+            low = min(int(np.floor(source)), n - 1)
+            high = min(low + 1, n - 1)
+            t = source - low
+            samples.append(np.take(a, low, axis) * (1 - t) + np.take(a, high, axis) * t)
+        return np.stack(samples, axis)
+
+    return along(along(x.astype(np.float64), 1, out_h), 2, out_w)
+
+
+@pytest.mark.parametrize("size", [(10, 14), (8, 11), (3, 4)], ids=["doubled", "uneven", "smaller"])
+def test_tf1_bilinear_resize_matches_tensorflow_semantics(tmp_path: Path, size: tuple[int, int]) -> None:
+    """CenterNet upsamples with TF1's ResizeBilinear (no half-pixel centres): the doubling CenterNet does has
+    its own path of slices, other sizes gather; both are TensorFlow's samples."""
+    x = np.random.default_rng(1).normal(size=(1, 5, 7, 3)).astype(np.float32)
+    shape = {"shape": {"dim": [{"size": str(d)} for d in x.shape]}}
+    nodes = [
+        {"name": "x", "op": "Placeholder", "attr": {"shape": shape}},
+        {"name": "up", "op": "ResizeBilinear", "input": ["x", "size"], "attr": {}},
+    ]
+    graph = GraphModel(_write_graph(tmp_path, {"size": np.array(size, np.int32)}, nodes, set()))
+    (up,) = graph.run({"x": torch.from_numpy(x)}, ["up"])
+    assert up.shape == (1, *size, 3)
+    np.testing.assert_allclose(up.numpy(), _reference_legacy_resize(x, *size), atol=1e-5)
+
+
 def test_an_unsupported_op_is_refused_when_the_graph_is_read(tmp_path: Path) -> None:
     nodes = [{"name": "x", "op": "Placeholder", "attr": {}}, {"name": "y", "op": "Einsum", "input": ["x"], "attr": {}}]
     with pytest.raises(GraphModelError, match="unsupported ops Einsum"):
