@@ -106,6 +106,23 @@ def queue_policy(info: SourceInfo, config: SourceConfig) -> QueuePolicy:
     return QueuePolicy(config.policy)
 
 
+#: Live, the edges after capture hold this many items: work already done is kept through a burst (see pipeline.py).
+LIVE_BURST = 4
+
+
+def queue_sizes(config: AppConfig, policy: QueuePolicy, interval: int = 1) -> tuple[int, int]:
+    """The capture edge's size and the later edges' (detect->emotion, emotion->output) for a source's policy.
+
+    Live, the capture edge holds one detection cycle (`interval` frames): a
+    detection frame takes longer than a frame's time and the predicted ones
+    after it almost none, so it is the cycle that must keep up, not each frame.
+    """
+    if policy is QueuePolicy.LATEST:
+        first = max(config.live_queue_size, interval)
+        return first, max(first, LIVE_BURST)
+    return config.queue_size, config.queue_size
+
+
 def zones_for(config: AppConfig, source: SourceConfig) -> ZoneFilter:
     """A source's zones: the run's (privacy.mask, analysis.ignore) and its own (a sources file's mask/ignore)."""
     masks = (parse_zones(config.privacy.mask, "privacy.mask"), parse_zones(source.mask, "source.mask"))
@@ -114,14 +131,23 @@ def zones_for(config: AppConfig, source: SourceConfig) -> ZoneFilter:
 
 
 def detect_track_stage_for(
-    config: AppConfig, detector: PersonDetector, kind: SourceKind, source: SourceConfig, device: str
+    config: AppConfig,
+    detector: PersonDetector,
+    kind: SourceKind,
+    source: SourceConfig,
+    device: str,
+    live: bool = False,
 ) -> DetectTrackStage:
-    """A source's detect+track stage (both backends build it here), with its zones."""
+    """A source's detect+track stage (both backends build it here), with its zones.
+
+    A live source gets the live default of `detector.interval` (auto) that keeps it in real time.
+    """
     # A still image needs no identities over time (nor a detection interval).
     image = kind is SourceKind.IMAGE
-    interval = 1 if image else config.detector.interval
+    interval = 1 if image else config.detector.interval_for(live)
     tracker = build_tracker(TrackerConfig(kind="none") if image else config.tracker, device, interval)
-    return DetectTrackStage(detector, tracker, source.keep_tracks_s, interval, zones_for(config, source))
+    zones = zones_for(config, source)
+    return DetectTrackStage(detector, tracker, source.keep_tracks_s, interval, zones, config.detector.faces_in_persons)
 
 
 def session_for(

@@ -27,6 +27,7 @@ from streamer.backends.assembly import (
     detect_track_stage_for,
     open_sources,
     queue_policy,
+    queue_sizes,
     session_for,
 )
 from streamer.backends.base import RunJob, RunReport
@@ -40,7 +41,7 @@ from streamer.outputs import ensure_writable_dir
 from streamer.outputs.claim import refuse_if_busy
 from streamer.privacy.declaration import write_declaration
 from streamer.sources import Source
-from streamer.stages.pipeline import EdgeQueue, EndOfStream, ErrorRelay, Pipeline, PipelineThread, QueuePolicy
+from streamer.stages.pipeline import EdgeQueue, EndOfStream, ErrorRelay, Pipeline, PipelineThread
 from streamer.types import FrameResult
 from streamer.view.display import GridWindow
 
@@ -149,14 +150,16 @@ class _LocalRun:
         for opened in self.opened:
             info = opened.source.info
             policy = queue_policy(info, opened.config)
-            size = config.live_queue_size if policy is QueuePolicy.LATEST else config.queue_size
             detector: PersonDetector = self.shared.lane() if self.shared else components.detector
-            detect = detect_track_stage_for(config, detector, info.kind, opened.config, components.device)
-            pipeline = Pipeline(opened.source.frames, [("detect+track", detect.process)], size, policy)
+            detect = detect_track_stage_for(
+                config, detector, info.kind, opened.config, components.device, live=info.is_live
+            )
+            size, later = queue_sizes(config, policy, detect.interval)
+            pipeline = Pipeline(opened.source.frames, [("detect+track", detect.process)], size, policy, later)
             session = session_for(
                 config, opened.name, info, components.card, job.live_view, job.on_frame, opened.config
             )
-            outbox = EdgeQueue[FrameResult](f"emotion->output:{opened.name}", size, policy)
+            outbox = EdgeQueue[FrameResult](f"emotion->output:{opened.name}", later, policy)
             self.runs.append(SourceRun(opened.source, pipeline, Lane(session, pipeline.outbox, outbox)))
 
     def run(self) -> RunReport:

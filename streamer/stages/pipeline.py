@@ -5,6 +5,10 @@ capture -> [q] -> detect+track -> [q] -> (the backend: emotion, outputs)
 - Each edge has a policy: `block` (files: never drop, keep order) or
   `latest` (live: when full, drop the oldest item and count it, so the
   pipeline always works on recent frames and latency stays bounded).
+  Live, only the capture edge is short: a frame dropped there cost nothing,
+  while the later edges hold a burst (LIVE_BURST) so that work already done
+  is not thrown away when a stage emits two results at once (a detection
+  frame, then the tracker's instant prediction for the next one).
 - Every get/put uses a short timeout and re-checks the stop event, so no
   thread can block forever (the supervision `process_video` hang).
 - Each stage posts END in `finally`; an exception in any stage is recorded,
@@ -77,6 +81,10 @@ class EdgeQueue(Generic[T]):
         self.dropped = 0
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=maxsize)
         self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        """Items waiting now (an end marker included)."""
+        return self._queue.qsize()
 
     def put(self, item: T, stop: threading.Event) -> bool:
         """Enqueue; False if the pipeline stopped before there was room."""
@@ -267,7 +275,8 @@ class PipelineStats:
 class Pipeline:
     """A source and a chain of stages, each in its own thread.
 
-    The last stage's outputs wait in `outbox` for the backend. Always call
+    `queue_size` bounds the capture edge, `later_size` (default: the same)
+    the ones after it. The last stage's outputs wait in `outbox` for the backend. Always call
     `close()` (it joins the threads and re-raises a stage's error).
     """
 
@@ -277,12 +286,17 @@ class Pipeline:
         stages: list[tuple[str, Callable[[Any], Any]]],
         queue_size: int,
         policy: QueuePolicy,
+        later_size: int | None = None,
     ) -> None:
         self.stop = threading.Event()
         self.errors = ErrorRelay(self.stop)
         names = ["capture"] + [name for name, _ in stages]
         self._queues: list[EdgeQueue[Any]] = [
-            EdgeQueue(f"{names[i]}->{names[i + 1] if i + 1 < len(names) else 'main'}", queue_size, policy)
+            EdgeQueue(
+                f"{names[i]}->{names[i + 1] if i + 1 < len(names) else 'main'}",
+                queue_size if i == 0 or later_size is None else later_size,
+                policy,
+            )
             for i in range(len(names))
         ]
         self._capture = CaptureThread(frames, self._queues[0], self.stop, self.errors)
@@ -313,6 +327,8 @@ class Pipeline:
                 thread.join(max(deadline - time.monotonic(), 0.1))
                 if thread.is_alive():
                     logger.warning("thread %s did not stop in time", thread.name)
+        if self.stats.dropped:
+            logger.debug("dropped as stale: %s", ", ".join(f"{q.name} {q.dropped}" for q in self._queues if q.dropped))
         if self.errors.error is not None:
             raise self.errors.error
 

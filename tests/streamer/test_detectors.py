@@ -12,7 +12,8 @@ from streamer.config import DetectorConfig
 from streamer.detectors import build_detector
 from streamer.detectors.association import associate, body_from_face
 from streamer.detectors.base import ScoredBox, nms
-from streamer.detectors.faces import HaarFaceDetector, MtcnnFaceDetector
+from streamer.detectors.faces import HaarFaceDetector, MtcnnFaceDetector, person_areas, search_cost
+from streamer.detectors.mtcnn_cascade import SearchArea
 from streamer.detectors.people import HogPeopleDetector
 from streamer.types import Box
 from tests.conftest import media_file
@@ -129,3 +130,87 @@ def test_extrapolated_body_contains_the_face_and_stays_in_frame() -> None:
 def test_nms_keeps_the_best_of_overlapping_boxes() -> None:
     kept = nms([_sb(0, 0, 10, 10, 0.5), _sb(1, 1, 11, 11, 0.9), _sb(50, 50, 60, 60, 0.3)], 0.5)
     assert [k.score for k in kept] == [0.9, 0.3]
+
+
+def _iou(a: Box, b: Box) -> float:
+    inter = max(min(a.x2, b.x2) - max(a.x1, b.x1), 0) * max(min(a.y2, b.y2) - max(a.y1, b.y1), 0)
+    return inter / (a.area + b.area - inter) if inter else 0.0
+
+
+def _frame(shared_media: Path, clip: str, index: int):
+    capture = cv2.VideoCapture(str(media_file(shared_media, clip)))
+    for _ in range(index + 1):
+        ok, image = capture.read()
+    capture.release()
+    assert ok, f"{clip} has no frame {index}"
+    return image
+
+
+@pytest.mark.parametrize(
+    ("clip", "index"),
+    [
+        pytest.param("face_woman_talking_pexels.mp4", 40, id="close-up"),
+        pytest.param("faces_two_people_head_pose.mp4", 10, id="two-people"),
+        pytest.param("face_selfie_expressions.mp4", 80, id="selfie-face-off-the-frame"),
+        pytest.param("group_five_friends.jpg", -1, id="five-friends"),
+    ],
+)
+def test_our_cascade_finds_the_faces_facenet_pytorchs_driver_finds(
+    shared_media: Path, mtcnn: MtcnnFaceDetector, clip: str, index: int
+) -> None:
+    """The same three networks and weights, driven by facenet-pytorch's MTCNN (the reference): the same faces
+    at the same places (its boxes start a pixel later: 1-based), a face larger than the frame included."""
+    from facenet_pytorch import MTCNN
+
+    image = _read(shared_media, clip) if index < 0 else _frame(shared_media, clip, index)
+    reference = MTCNN(min_face_size=20, thresholds=[0.6, 0.7, 0.7], factor=0.709, keep_all=True, device="cpu")
+    boxes, probs = reference.detect(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
+    h, w = image.shape[:2]
+    expected = [Box(*map(float, b)).clip(w, h) for b, p in zip(boxes, probs, strict=True) if p >= 0.9]
+    found = mtcnn.detect(image)
+    assert len(found) == len(expected) >= 1
+    for box in expected:
+        assert max(_iou(box, face.box) for face in found) > 0.7
+
+
+@pytest.mark.parametrize(
+    ("clip", "index", "cheaper"),
+    [
+        pytest.param("face_woman_talking_pexels.mp4", 40, True, id="close-up"),
+        pytest.param("face_man_head_pose.mp4", 20, True, id="head-pose"),
+        pytest.param("people_walking_and_pausing_faces.mp4", 30, False, id="several-people"),
+    ],
+)
+def test_faces_searched_inside_the_persons_are_those_of_the_whole_frame(
+    shared_media: Path, centernet_dir: Path, clip: str, index: int, cheaper: bool
+) -> None:
+    """`detector.face_search: persons`: the body detector first, then faces only inside its boxes, each no
+    smaller than its body implies: the same persons with the same faces, for a fraction of the search on a
+    close-up; where the persons' areas would cost as much as the frame, the frame is searched."""
+    image = _frame(shared_media, clip, index)
+    detector = build_detector(DetectorConfig(face="mtcnn", person="centernet", allow_download=False))
+    assert detector.can_search_in_persons()
+    whole = detector.detect(image, faces_in_persons=False)
+    inside = detector.detect(image, faces_in_persons=True)
+    heads = [p.head_box for p in whole if p.head_box is not None]
+    found = [p.head_box for p in inside if p.head_box is not None]
+    assert len(found) == len(heads) >= 1
+    for head in heads:
+        assert max(_iou(head, other) for other in found) > 0.9
+    h, w = image.shape[:2]
+    bodies = [ScoredBox(p.body_box, 1.0) for p in whole]
+    areas = person_areas(bodies, w, h, 20)
+    whole_frame = SearchArea(Box(0, 0, w, h), 20)
+    if cheaper:
+        assert sum(map(search_cost, areas)) < 0.6 * search_cost(whole_frame)
+    else:
+        assert areas == [whole_frame]
+
+
+def test_many_people_in_a_small_frame_are_searched_as_one_frame() -> None:
+    """Overlapping areas would cost more than the frame: then the frame is searched, once."""
+    crowd = [_sb(x, 10, x + 60, 200) for x in range(0, 300, 20)]
+    assert person_areas(crowd, 320, 240, 20) == [SearchArea(Box(0, 0, 320, 240), 20)]
+    one = person_areas([_sb(100, 50, 400, 360)], 640, 360, 20)  # a close-up: 300 px wide
+    assert len(one) == 1 and one[0].min_face == 30, "no face smaller than a tenth of its body"
+    assert one[0].box.x1 < 100 and one[0].box.y1 < 50 and one[0].box.x2 > 400, "a margin above and beside it"

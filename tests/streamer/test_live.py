@@ -297,6 +297,8 @@ def test_cli_records_an_rtsp_camera_through_a_restart(shared_media: Path, rtsp_s
     assert len(gaps) == 1 and gaps[0]["gap_s"] >= 1.0
     indices = [r["frame"] for r in records]
     assert indices == sorted(set(indices)), "stale frames were dropped, the rest kept in order"
+    predicted = sum(r.get("detected") is False for r in records)
+    assert 0.3 * len(records) < predicted <= 0.5 * len(records) + 1, "live: detection on every other frame (auto)"
     segments = sorted(tmp_path.glob("*.mp4"))
     assert len(segments) >= 2
     decoded = 0

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from streamer.config import SourceConfig
+from streamer.backends.assembly import LIVE_BURST, queue_sizes
+from streamer.config import LIVE_INTERVAL, AppConfig, DetectorConfig, SourceConfig
 from streamer.sources import open_source
 from streamer.stages.pipeline import END, EdgeQueue, Pipeline, QueuePolicy
 from streamer.types import Frame
@@ -58,6 +59,62 @@ def test_latest_policy_drops_stale_frames_and_counts_them() -> None:
     assert got == sorted(got), "order is kept even when dropping"
     assert len(got) < 60 and got[-1] == 59, "the newest frame always gets through"
     assert pipeline.stats.dropped == 60 - len(got)
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize(("later_size", "dropped"), [(None, 1), (3, 0)])
+def test_live_edges_after_capture_keep_a_burst_of_finished_work(later_size: int | None, dropped: int) -> None:
+    """A stage may finish two frames back to back (a detection frame, then the tracker's prediction for the
+    next): live, the edges after capture hold them both while the next stage is busy, instead of throwing
+    away work already done; a one-item edge (the capture edge's size) drops the first."""
+    image = np.zeros((8, 8, 3), np.uint8)
+    taken = [threading.Event() for _ in range(3)]
+    second_busy = threading.Event()
+
+    def frames(stop: threading.Event) -> Iterator[Frame]:
+        for i in range(3):
+            if i:
+                assert taken[i - 1].wait(5)  # the next frame comes once the first stage took this one: none dropped
+                assert second_busy.wait(5)
+            yield Frame("live", i, i * 0.04, time.monotonic(), image)
+
+    def first(frame: Frame) -> Frame:
+        taken[frame.index].set()
+        return frame
+
+    def second(frame: Frame) -> Frame:
+        if frame.index == 0:  # busy while the first stage finishes the other two
+            second_busy.set()
+            between = pipeline._queues[1]
+            deadline = time.monotonic() + 5
+            while len(between) + between.dropped < 2 and time.monotonic() < deadline:
+                time.sleep(0.005)
+        return frame
+
+    pipeline = Pipeline(
+        frames, [("first", first), ("second", second)], queue_size=1, policy=QueuePolicy.LATEST, later_size=later_size
+    )
+    pipeline.start()
+    got = [frame.index for frame in drain(pipeline)]
+    pipeline.close()
+    assert pipeline._queues[0].dropped == 0, "nothing was dropped at capture"
+    assert pipeline._queues[1].dropped == dropped
+    assert got[-1] == 2 and (got == [0, 1, 2] or later_size is None)
+
+
+def test_live_sources_detect_every_other_frame_and_queue_a_whole_detection_cycle() -> None:
+    """`detector.interval: auto`: 2 live (a detection frame, then a predicted one), 1 for files; live, the
+    capture edge holds one cycle and the later edges a burst; files keep `queue_size` everywhere."""
+    config = AppConfig()
+    assert (config.detector.interval_for(live=True), config.detector.interval_for(live=False)) == (LIVE_INTERVAL, 1)
+    assert DetectorConfig(interval="3").interval_for(live=True) == 3
+    assert queue_sizes(config, QueuePolicy.LATEST, LIVE_INTERVAL) == (LIVE_INTERVAL, LIVE_BURST)
+    assert queue_sizes(config, QueuePolicy.LATEST, 1) == (config.live_queue_size, LIVE_BURST)
+    assert queue_sizes(config, QueuePolicy.BLOCK, 1) == (config.queue_size, config.queue_size)
+    with pytest.raises(ValueError, match=r"detector\.interval must be auto or a whole number"):
+        DetectorConfig(interval="often")
+    with pytest.raises(ValueError, match=r"detector\.face_search must be one of"):
+        DetectorConfig(face_search="everywhere")
 
 
 def test_latest_queue_drops_the_oldest() -> None:

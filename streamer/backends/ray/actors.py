@@ -17,14 +17,14 @@ from typing import Any
 import ray
 
 from cocoer_core.api import EmotionResult, FramePersons
-from streamer.backends.assembly import build_model, detect_track_stage_for, model_device, queue_policy
+from streamer.backends.assembly import build_model, detect_track_stage_for, model_device, queue_policy, queue_sizes
 from streamer.backends.base import ModelFactory
 from streamer.config import AppConfig, SourceConfig
 from streamer.errors import UserError
 from streamer.sources import Source, SourceInfo, open_source
 from streamer.stages.emotion import ModelCard, infer_batched
 from streamer.stages.models import resolve_device
-from streamer.stages.pipeline import END, Pipeline, QueuePolicy
+from streamer.stages.pipeline import END, Pipeline
 from streamer.types import Frame
 
 #: What `SourceActor.next` hands back once the source has ended.
@@ -59,14 +59,14 @@ class SourceActor:
         device = resolve_device(self.config.device)
         info = source.info
         detector = build_detector(self.config.detector, device)
-        detect = detect_track_stage_for(self.config, detector, info.kind, self.source_config, device)
+        detect = detect_track_stage_for(self.config, detector, info.kind, self.source_config, device, live=info.is_live)
         policy = queue_policy(info, self.source_config)
 
         def frames(stop: threading.Event) -> Iterator[Frame]:
             return (f for f in source.frames(stop) if f.index >= skip)
 
-        size = self.config.live_queue_size if policy is QueuePolicy.LATEST else self.config.queue_size
-        self.pipeline = Pipeline(frames, [("detect+track", detect.process)], size, policy)
+        size, later = queue_sizes(self.config, policy, detect.interval)
+        self.pipeline = Pipeline(frames, [("detect+track", detect.process)], size, policy, later)
         self.pipeline.start()
         return os.getpid()
 

@@ -1,0 +1,125 @@
+"""Does every frame of a 25 fps 640x360 camera get analysed, with the default settings, on this machine?
+
+    python bench/live_camera.py [--video NAME] [--fps 25] [--seconds 15] [--variants "KEY=VALUE ..." ...]
+
+A ../shared/media clip (default: the 640x360 woman talking to the camera) is
+re-timed to `--fps` (the same frames re-encoded at that rate, crf 17) and
+served over RTSP from GStreamer's server on 127.0.0.1, in real time, as a
+camera would; the whole pipeline runs on it as `run_stream.py --source
+rtsp://...` does with no other flag (live policy: the newest frame, stale
+ones dropped and counted; H.264 + JSONL written). For the defaults and each
+variant (a space-separated list of config overrides) it prints frames
+captured, analysed and dropped (in all, and after the stream's first 2 s:
+the frames that queued up while the models loaded arrive at once and are
+dropped as stale), the analysed rate,
+capture-to-overlay latency and each stage's busy time per frame.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import tempfile
+import threading
+import time
+from fractions import Fraction
+from pathlib import Path
+
+from common import MEDIA, ROOT, device_name, percentile
+
+from streamer.api import Analyzer
+from streamer.config import load_config
+
+sys.path.insert(0, str(ROOT))
+from tests.support.servers import RtspServer, rtsp_server_available
+
+
+def retimed(video: Path, fps: int, out: Path, min_frames: int) -> Path:
+    """The clip's frames re-encoded at `fps` (H.264, crf 17), played back and forth until `min_frames`:
+    a camera of that rate showing them (a short clip would end the stream and reconnect every few seconds)."""
+    import av
+
+    with av.open(str(video)) as src:
+        frames = [frame.to_ndarray(format="rgb24") for frame in src.decode(video=0)]
+    order = list(range(len(frames))) + list(range(len(frames) - 2, 0, -1))
+    with av.open(str(out), "w") as dst:
+        stream = dst.add_stream("libx264", rate=fps, options={"crf": "17", "preset": "veryfast", "bf": "0"})
+        stream.height, stream.width = frames[0].shape[:2]
+        stream.pix_fmt = "yuv420p"
+        for index in range(max(min_frames, len(frames))):
+            image = av.VideoFrame.from_ndarray(frames[order[index % len(order)]], format="rgb24")
+            image.pts = index  # in 1/fps: the camera's clock
+            image.time_base = Fraction(1, fps)
+            for packet in stream.encode(image.reformat(format="yuv420p")):
+                dst.mux(packet)
+        for packet in stream.encode():
+            dst.mux(packet)
+    return out
+
+
+def run(url: str, fps: int, overrides: list[str], seconds: float, out_dir: str) -> str:
+    config = load_config(None, [f"source.spec={url}", "detector.allow_download=false", *overrides])
+    config.sink.out_dir = out_dir
+    config.sink.report = False
+    latencies: list[float] = []
+    seen: list[int] = []
+    stop = threading.Event()
+    started = {"at": 0.0}
+
+    def opened() -> None:
+        started["at"] = time.monotonic()
+
+    def observe(record) -> None:  # type: ignore[no-untyped-def]
+        latencies.append(record.latency_s)
+        seen.append(record.frame)
+        if time.monotonic() > started["at"] + seconds:
+            stop.set()  # as Ctrl+C: the sinks are finalized
+
+    report = Analyzer(config).run(config.source.spec, on_frame=observe, stop=stop, on_open=opened)
+    elapsed = time.monotonic() - started["at"]
+    s = report.sources[0]
+    captured = s.frames + s.dropped
+    # The frames that queued up while the models loaded arrive at once and are dropped as stale: counted apart.
+    settled = sum(1 for index in set(range(max(seen, default=0) + 1)) - set(seen) if index >= 2 * fps)
+    busy = ", ".join(f"{name} {ms:.1f}" for name, ms in report.stage_ms.items())
+    return (
+        f"captured {captured:4d}  analysed {s.frames:4d}  dropped {s.dropped:3d} ({100 * s.dropped / max(captured, 1):4.1f}%)"
+        f" after 2 s {settled:3d}  {s.frames / elapsed:5.1f} fps  latency p50 {1000 * percentile(latencies, 50):4.0f} ms"
+        f" p95 {1000 * percentile(latencies, 95):4.0f} ms\n      busy ms per frame: {busy}"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--video", default="face_woman_talking_pexels.mp4", help="a clip in ../shared/media")
+    parser.add_argument("--fps", type=int, default=25)
+    parser.add_argument("--seconds", type=float, default=15.0, help="of each run, from the stream's opening")
+    parser.add_argument(
+        "--variants",
+        nargs="*",
+        default=["detector.interval=1", "detector.face_search=persons", "detector.runtime=torch"],
+        help="config overrides, one quoted space-separated list per extra row",
+    )
+    args = parser.parse_args()
+    reason = rtsp_server_available()
+    if reason:
+        print(f"cannot run: {reason}", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory() as tmp:
+        clip = retimed(MEDIA / args.video, args.fps, Path(tmp) / "camera.mp4", int(args.fps * (args.seconds + 20)))
+        server = RtspServer(["--file", str(clip)]).start()
+        try:
+            print(
+                f"{args.video} re-timed to {args.fps} fps, over RTSP/TCP from 127.0.0.1; device={device_name('auto')}"
+            )
+            for variant in ["", *args.variants]:
+                print(f"  {variant or 'defaults':<34}", end=" ", flush=True)
+                print(run(server.url(), args.fps, shlex.split(variant), args.seconds, tmp), flush=True)
+        finally:
+            server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
