@@ -40,6 +40,7 @@ class SourceActor:
         self.error: str | None = None
         self.pipeline: Pipeline | None = None
         self.source: Source | None = None
+        self._ending = False  # the end was read behind frames not yet handed over
         try:
             self.source = open_source(spec, source_config)
         except UserError as exc:
@@ -78,11 +79,13 @@ class SourceActor:
         out: list[Any] = []
         deadline = time.monotonic() + wait_s
         while len(out) < max_items:
-            item = pipeline.outbox.get_nowait()
+            item = END if self._ending else pipeline.outbox.get_nowait()
             if item is END:
+                if out:  # these first: closing re-raises the source's error, and a raising call returns nothing
+                    self._ending = True
+                    return out
                 pipeline.close()  # re-raises the source's own error (a file broken for good)
-                out.append(END_MARK)
-                return out
+                return [END_MARK]
             if item is None:
                 if out or time.monotonic() > deadline:
                     return out
