@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -115,3 +116,38 @@ def test_a_killed_source_actor_restarts_and_its_file_continues_while_the_other_f
     assert new_ids and min(new_ids) > max(old_ids), "ids after the restart never reuse the old ones"
     other = jsonl_lines(other_path)
     assert other_report.error is None and [x["frame"] for x in other] == list(range(23)), "the other source finished"
+
+
+@pytest.fixture(scope="module")
+def cocoer_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A checkpoints/ folder in the official formats, golden-filled (see tests/cocoer_core/conftest.py)."""
+    import torch
+
+    from cocoer_core.verify_golden import build_golden_models
+    from tests.cocoer_core.conftest import golden_spec, write_rn50_archive
+
+    model, clip = build_golden_models(golden_spec("cocoer_golden_A.json"))
+    folder = tmp_path_factory.mktemp("checkpoints")
+    torch.save({"model": model.state_dict(), "iter": 1000, "cur_epoch": 3}, folder / "GWT.pth")
+    write_rn50_archive(clip, folder / "RN50.pt")
+    return folder
+
+
+def test_the_emotion_runtime_choice_reaches_the_inference_actor(
+    cluster, cocoer_weights: Path, shared_media: Path, tmp_path: Path
+) -> None:
+    """`emotion.runtime` travels with the config to the node that builds CocoER: the actor exports it and
+    runs it in ONNX Runtime (left alone, a folder with no export runs PyTorch), and run.json says what ran."""
+    from streamer.backends.base import RunJob
+    from streamer.backends.ray import RayBackend
+
+    config = _config(tmp_path, "source.max_frames=3", "emotion.model=cocoer", f"emotion.weights={cocoer_weights}",
+                     "emotion.runtime=onnxruntime", "emotion.allow_download=false")  # fmt: skip
+    spec = str(media_file(shared_media, "person_in_context_liveportrait_s32.mp4"))
+    report = RayBackend().run(RunJob(config, entries_from_specs([spec], config.source)))
+    assert [s.error for s in report.sources] == [None] and report.persons_inferred > 0
+    emotion = json.loads((tmp_path / "run.json").read_text())["runtimes"]["emotion"]
+    assert emotion.startswith("CocoER") and emotion.endswith("(onnxruntime CPU fp32)"), emotion
+    assert (cocoer_weights / "cocoer.onnx").is_file(), "exported on the node, beside the weights"
+    lines = jsonl_lines(tmp_path / "person_in_context_liveportrait_s32.jsonl")
+    assert len(lines) == 3 and any(p.get("raw") for line in lines for p in line["persons"]), "CocoER ran on the node"
