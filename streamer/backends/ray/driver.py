@@ -74,6 +74,7 @@ class RemoteSource:
     max_id: int = 0
     pending_end: tuple[int, ...] = ()
     dropped_here: int = 0
+    error: BaseException | None = None  # the source's own error, raised behind frames still to be written
 
     @property
     def info(self) -> SourceInfo:
@@ -186,6 +187,7 @@ class RayRun:
                     self._request_frames()
                     self._submit_batches()
                     self._wait_and_handle()
+                    self._fail_drained()
                     if time.monotonic() - last_status > STATUS_EVERY_S:
                         last_status = time.monotonic()
                         self._refresh_figures()
@@ -193,6 +195,7 @@ class RayRun:
             except KeyboardInterrupt:  # library use without the CLI's graceful handler
                 stop.set()
             finally:
+                self._fail_drained(force=True)
                 self._close()
             self._refresh_figures()
             monitor.update(sessions)
@@ -321,8 +324,16 @@ class RayRun:
                 self._on_frames(s, ray.get(ref))
             except RayActorError:
                 self._on_source_died(s)
-            except RayTaskError as exc:  # the source's own error (a file broken for good): it ends alone
-                s.session.fail(cause_of(exc))
+            except RayTaskError as exc:  # the source's own error (a stream gone for good): it ends alone, once
+                s.ended = True  # the frames it delivered before are written (see _fail_drained)
+                s.error = cause_of(exc)
+
+    def _fail_drained(self, force: bool = False) -> None:
+        """Sources whose own error came behind frames fail once those are written (or, `force`, now)."""
+        for s in self.sources:
+            if s.error is not None and (force or (not s.queue and not s.in_batch)):
+                s.session.fail(s.error)
+                s.error = None
 
     def _on_inference(self, ref: Any, batch: _Batch) -> None:
         try:
