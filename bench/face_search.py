@@ -57,14 +57,9 @@ def frames_of(clip: str, count: int) -> list[np.ndarray]:
     return images
 
 
-def iou(a: Box, b: Box) -> float:
-    inter = max(min(a.x2, b.x2) - max(a.x1, b.x1), 0) * max(min(a.y2, b.y2) - max(a.y1, b.y1), 0)
-    return inter / (a.area + b.area - inter) if inter else 0.0
-
-
 def matched(reference: list[Box], ours: list[Box]) -> list[float]:
     """The best IoU of each reference face among ours, where it is >= 0.5."""
-    best = [max((iou(r, o) for o in ours), default=0.0) for r in reference]
+    best = [max((r.iou(o) for o in ours), default=0.0) for r in reference]
     return [value for value in best if value >= 0.5]
 
 

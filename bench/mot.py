@@ -69,7 +69,7 @@ def track(kind: str, interval: int, found, seconds, frames: list[Frame]):  # typ
     cursor = {"i": 0, "det_s": 0.0}
 
     class Cached:
-        def detect(self, image: np.ndarray, faces_in_persons: bool = False) -> list[PersonDetection]:
+        def detect(self, image: np.ndarray) -> list[PersonDetection]:
             cursor["det_s"] += seconds[cursor["i"]]
             return found[cursor["i"]]
 

@@ -140,11 +140,6 @@ class DetectorConfig:
         """`interval`, where auto is 2 for live sources (see LIVE_INTERVAL) and 1 for the others."""
         return (LIVE_INTERVAL if live else 1) if self.interval == "auto" else int(self.interval)
 
-    @property
-    def faces_in_persons(self) -> bool:
-        """`face_search: persons`: faces are looked for only inside the person boxes found."""
-        return self.face_search == "persons"
-
 
 @dataclass
 class EmotionConfig:

@@ -146,8 +146,7 @@ def detect_track_stage_for(
     image = kind is SourceKind.IMAGE
     interval = 1 if image else config.detector.interval_for(live)
     tracker = build_tracker(TrackerConfig(kind="none") if image else config.tracker, device, interval)
-    zones = zones_for(config, source)
-    return DetectTrackStage(detector, tracker, source.keep_tracks_s, interval, zones, config.detector.faces_in_persons)
+    return DetectTrackStage(detector, tracker, source.keep_tracks_s, interval, zones_for(config, source))
 
 
 def session_for(

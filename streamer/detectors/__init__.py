@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -38,6 +38,7 @@ class FacePersonDetector:
         bodies: BodyDetector | None,
         bodies_from_faces: bool = True,
         notes: tuple[str, ...] = (),
+        faces_in_persons: bool = False,
     ) -> None:
         if faces is None and bodies is None:
             raise ValueError("at least one of the face and person detectors is needed")
@@ -45,28 +46,27 @@ class FacePersonDetector:
         self.bodies = bodies
         self.bodies_from_faces = bodies_from_faces
         self.notes = notes
+        # `detector.face_search: persons`, where the face detector can search given areas (MTCNN)
+        self._search_in: Callable[..., list[list[ScoredBox]]] | None = (
+            getattr(faces, "detect_in", None) if faces_in_persons and bodies is not None else None
+        )
 
-    def detect(self, image_bgr: np.ndarray, faces_in_persons: bool = False) -> list[PersonDetection]:
-        return self.detect_many([image_bgr], [faces_in_persons])[0]
+    def detect(self, image_bgr: np.ndarray) -> list[PersonDetection]:
+        return self.detect_many([image_bgr])[0]
 
-    def detect_many(
-        self, images_bgr: list[np.ndarray], faces_in_persons: Sequence[bool] | None = None
-    ) -> list[list[PersonDetection]]:
+    def detect_many(self, images_bgr: list[np.ndarray]) -> list[list[PersonDetection]]:
         """Several frames at once: each detector that can batches them (see detectors/shared.py).
 
-        `faces_in_persons` (per frame): look for faces only inside the person
-        boxes, each for faces no smaller than its size implies (`face_search:
-        persons`, where the face detector can): the body detector runs first,
-        then a face search that costs a fraction of a whole-frame one.
-        Otherwise, with both detectors, the body detector runs in a helper
-        thread while this one finds faces: each alone leaves a CPU core mostly
-        idle (1.37x on 2 cores at 640x360, MTCNN + CenterNet).
+        `face_search: persons` (where the face detector can): faces are looked for only inside the person
+        boxes, each for faces no smaller than its size implies: the body
+        detector runs first, then a face search that costs a fraction of a
+        whole-frame one. Otherwise, with both detectors, the body detector
+        runs in a helper thread while this one finds faces: each alone leaves
+        a CPU core mostly idle (1.37x on 2 cores at 640x360, MTCNN + CenterNet).
         """
-        inside = list(faces_in_persons) if faces_in_persons is not None else [False] * len(images_bgr)
-        search_in = getattr(self.faces, "detect_in", None)
-        if self.bodies is not None and search_in is not None and any(inside):
+        if self._search_in is not None and self.bodies is not None:
             bodies = self.bodies.detect_many(images_bgr)
-            faces = search_in(images_bgr, [b if want else None for b, want in zip(bodies, inside, strict=True)])
+            faces = self._search_in(images_bgr, bodies)
         elif self.faces is not None and self.bodies is not None:
             pending = _helpers().submit(self.bodies.detect_many, images_bgr)
             try:
@@ -80,9 +80,10 @@ class FacePersonDetector:
             for image, f, b in zip(images_bgr, faces, bodies, strict=True)
         ]
 
-    def can_search_in_persons(self) -> bool:
-        """Whether `faces_in_persons` changes anything: a person detector and a face detector that can."""
-        return self.bodies is not None and hasattr(self.faces, "detect_in")
+    @property
+    def searches_in_persons(self) -> bool:
+        """Whether faces are looked for only inside the persons found (`detector.face_search: persons`)."""
+        return self._search_in is not None
 
     def close(self) -> None:
         """Nothing to release: the models live as long as the run's components."""
@@ -237,7 +238,7 @@ def build_detector(config: DetectorConfig, device: str = "cpu") -> FacePersonDet
     bodies = _build_bodies(config, device, notes)
     if faces is None and bodies is None:
         raise UserError("detector.face and detector.person are both 'none': nothing to detect")
-    return FacePersonDetector(faces, bodies, config.bodies_from_faces, tuple(notes))
+    return FacePersonDetector(faces, bodies, config.bodies_from_faces, tuple(notes), config.face_search == "persons")
 
 
 __all__ = ["FacePersonDetector", "PersonDetector", "build_detector"]

@@ -44,9 +44,7 @@ class BodyDetector(Protocol):
 class PersonDetector(Protocol):
     """Finds people with their faces: what the detect+track stage calls."""
 
-    def detect(self, image_bgr: np.ndarray, faces_in_persons: bool = False) -> list[PersonDetection]:
-        """People with their faces; `faces_in_persons`: faces searched only inside the person boxes found."""
-        ...
+    def detect(self, image_bgr: np.ndarray) -> list[PersonDetection]: ...
 
     def describe(self) -> str:
         """One line naming the detectors in use."""

@@ -26,7 +26,6 @@ logger = logging.getLogger(__name__)
 @dataclass
 class _Request:
     image: np.ndarray
-    faces_in_persons: bool
     done: threading.Event = field(default_factory=threading.Event)
     result: list[PersonDetection] | None = None
     error: BaseException | None = None
@@ -64,8 +63,8 @@ class SharedDetector:
     def describe(self) -> str:
         return self.detector.describe() + ", batched across sources"
 
-    def _submit(self, image: np.ndarray, faces_in_persons: bool) -> list[PersonDetection]:
-        request = _Request(image, faces_in_persons)
+    def _submit(self, image: np.ndarray) -> list[PersonDetection]:
+        request = _Request(image)
         with self._cond:
             if self._closed:
                 raise RuntimeError("the shared detector is closed")
@@ -100,7 +99,7 @@ class SharedDetector:
     def _run(self) -> None:
         while (batch := self._take_batch()) is not None:
             try:
-                found = self.detector.detect_many([r.image for r in batch], [r.faces_in_persons for r in batch])
+                found = self.detector.detect_many([r.image for r in batch])
             except BaseException as exc:  # handed to every waiting source thread
                 for r in batch:
                     r.error = exc
@@ -119,8 +118,8 @@ class Lane:
         self._shared = shared
         self._open = True
 
-    def detect(self, image_bgr: np.ndarray, faces_in_persons: bool = False) -> list[PersonDetection]:
-        return self._shared._submit(image_bgr, faces_in_persons)
+    def detect(self, image_bgr: np.ndarray) -> list[PersonDetection]:
+        return self._shared._submit(image_bgr)
 
     def describe(self) -> str:
         return self._shared.describe()

@@ -23,9 +23,6 @@ class DetectTrackStage:
     the tracker predicts the boxes in between, as DeepStream's `interval`;
     the first frame after a gap is always detected.
 
-    `faces_in_persons`: the detector looks for faces only inside the person
-    boxes it finds (`detector.face_search`).
-
     `zones` are applied first: mask zones are filled before the detector (or
     any output) sees the frame; people in ignore zones are dropped before
     tracking, their faces kept among those the outputs hide.
@@ -38,10 +35,8 @@ class DetectTrackStage:
         keep_tracks_s: float = 5.0,
         interval: int = 1,
         zones: ZoneFilter | None = None,
-        faces_in_persons: bool = False,
     ) -> None:
         self.detector = detector
-        self.faces_in_persons = faces_in_persons
         self.zones = zones if zones is not None else ZoneFilter()
         self.tracker = tracker
         self.keep_tracks_s = keep_tracks_s
@@ -60,7 +55,7 @@ class DetectTrackStage:
             tracked = TrackedFrame(frame, update.persons, update.ended, detected=False, faces=self._faces)
         else:
             self._since_detect = 0
-            detections = self.detector.detect(frame.image, self.faces_in_persons)
+            detections = self.detector.detect(frame.image)
             self._faces = tuple(d.head_box for d in detections if d.head_box is not None)
             if self.zones.ignore:
                 detections = [d for d in detections if not self.zones.ignores(d.body_box, frame.width, frame.height)]

@@ -132,11 +132,6 @@ def test_nms_keeps_the_best_of_overlapping_boxes() -> None:
     assert [k.score for k in kept] == [0.9, 0.3]
 
 
-def _iou(a: Box, b: Box) -> float:
-    inter = max(min(a.x2, b.x2) - max(a.x1, b.x1), 0) * max(min(a.y2, b.y2) - max(a.y1, b.y1), 0)
-    return inter / (a.area + b.area - inter) if inter else 0.0
-
-
 def _frame(shared_media: Path, clip: str, index: int):
     capture = cv2.VideoCapture(str(media_file(shared_media, clip)))
     for _ in range(index + 1):
@@ -170,7 +165,7 @@ def test_our_cascade_finds_the_faces_facenet_pytorchs_driver_finds(
     found = mtcnn.detect(image)
     assert len(found) == len(expected) >= 1
     for box in expected:
-        assert max(_iou(box, face.box) for face in found) > 0.7
+        assert max(box.iou(face.box) for face in found) > 0.7
 
 
 @pytest.mark.parametrize(
@@ -188,15 +183,18 @@ def test_faces_searched_inside_the_persons_are_those_of_the_whole_frame(
     smaller than its body implies: the same persons with the same faces, for a fraction of the search on a
     close-up; where the persons' areas would cost as much as the frame, the frame is searched."""
     image = _frame(shared_media, clip, index)
-    detector = build_detector(DetectorConfig(face="mtcnn", person="centernet", allow_download=False))
-    assert detector.can_search_in_persons()
-    whole = detector.detect(image, faces_in_persons=False)
-    inside = detector.detect(image, faces_in_persons=True)
+    frame, persons = (
+        build_detector(DetectorConfig(face="mtcnn", person="centernet", face_search=where, allow_download=False))
+        for where in ("frame", "persons")
+    )
+    assert persons.searches_in_persons and not frame.searches_in_persons
+    whole = frame.detect(image)
+    inside = persons.detect(image)
     heads = [p.head_box for p in whole if p.head_box is not None]
     found = [p.head_box for p in inside if p.head_box is not None]
     assert len(found) == len(heads) >= 1
     for head in heads:
-        assert max(_iou(head, other) for other in found) > 0.9
+        assert max(head.iou(other) for other in found) > 0.9
     h, w = image.shape[:2]
     bodies = [ScoredBox(p.body_box, 1.0) for p in whole]
     areas = person_areas(bodies, w, h, 20)

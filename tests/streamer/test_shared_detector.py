@@ -75,7 +75,7 @@ def test_a_closed_lane_is_not_waited_for_and_errors_reach_every_caller(detector,
     shared.close()
 
     class Broken:
-        def detect_many(self, images, faces_in_persons=None):
+        def detect_many(self, images):
             raise RuntimeError("CUDA error: out of memory")
 
         def describe(self) -> str:

@@ -142,7 +142,7 @@ def test_one_person_one_track_through_a_detection_gap(shared_media: Path) -> Non
     class Blinking:
         calls = 0
 
-        def detect(self, image, faces_in_persons=False):
+        def detect(self, image):
             self.calls += 1
             return [] if 10 <= self.calls - 1 < 45 else detector.detect(image)
 

@@ -35,7 +35,7 @@ class Replay:
         self.calls: list[int] = []
         self.index = 0
 
-    def detect(self, image: np.ndarray, faces_in_persons: bool = False) -> list[PersonDetection]:
+    def detect(self, image: np.ndarray) -> list[PersonDetection]:
         self.calls.append(self.index)
         return self.found[self.index]
 
