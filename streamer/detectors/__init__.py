@@ -172,7 +172,8 @@ def _build_faces(config: DetectorConfig, device: str) -> FaceDetector | None:
 
 
 def detector_runtime(choice: str, device: str) -> str:
-    """auto: ONNX Runtime on a CPU when it is installed (the graph traced per input size, checked), else torch."""
+    """auto on a CPU with onnxruntime installed: CenterNet picks the faster (the graph traced per input size,
+    checked, timed once against our interpreter); torch elsewhere."""
     from streamer.detectors.onnx_graph import onnxruntime_available
 
     if choice == "torch" or (choice == "auto" and device != "cpu"):
@@ -181,7 +182,7 @@ def detector_runtime(choice: str, device: str) -> str:
         if choice == "onnxruntime":
             logger.warning("detector.runtime: onnxruntime is not installed, CenterNet runs in PyTorch")
         return "torch"
-    return "onnxruntime"
+    return choice
 
 
 def _centernet(config: DetectorConfig, device: str, notes: list[str]) -> BodyDetector | None:

@@ -13,13 +13,11 @@ one line; so does everything when onnxruntime is missing.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
 import warnings
 from collections.abc import Sequence
-from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +26,7 @@ import torch
 from torch import nn
 
 from cocoer_core.errors import first_line
+from cocoer_core.speed_choice import faster, read_sidecar, write_sidecar
 from streamer.detectors.tfjs_graph import GraphModel
 
 logger = logging.getLogger(__name__)
@@ -92,6 +91,21 @@ class OnnxGraph:
         arrays = session.run(None, {"image": np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)})
         return [torch.from_numpy(a) for a in arrays]
 
+    def faster_here(self, size: tuple[int, int]) -> str:
+        """`onnxruntime` or `torch` (the interpreter), whichever runs an image of `size` (h, w) faster on this
+        machine: timed once, stored in that size's sidecar. torch where the size cannot be exported."""
+        x = torch.from_numpy(np.random.default_rng(1).uniform(0, 255, (1, *size, 3)).astype(np.float32))
+        self.run(x)  # exports (and checks) this size if needed
+        session = self._sessions[size]
+        if session is False:
+            return "torch"
+        feed = {"image": x.numpy()}
+        calls = {"torch": lambda: self.graph.run({self.input_name: x}, self.outputs),
+                 "onnxruntime": lambda: session.run(None, feed)}  # fmt: skip
+        chosen, timings = faster(self._paths(size)[1], f"detector ({self.tag})", calls)
+        logger.debug("%s %dx%d ms per image: %s", self.tag, size[1], size[0], timings)
+        return chosen
+
     def _paths(self, size: tuple[int, int]) -> tuple[Path, Path]:
         h, w = size
         path = self.cache_dir / f"{self.tag}_{w}x{h}.onnx"
@@ -110,9 +124,8 @@ class OnnxGraph:
         import onnxruntime as ort
 
         path, sidecar = self._paths(size)
-        current = False
-        with suppress(OSError, ValueError):
-            current = path.is_file() and json.loads(sidecar.read_text(encoding="utf-8")) == self._settings()
+        meta = read_sidecar(sidecar)  # the settings it was made with (and the runtimes' timings, see faster())
+        current = path.is_file() and all(meta.get(k) == v for k, v in self._settings().items())
         if not current:
             try:
                 self._export(size, path, sidecar)
@@ -156,7 +169,7 @@ class OnnxGraph:
             os.replace(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
-        sidecar.write_text(json.dumps(self._settings()), encoding="utf-8")
+        write_sidecar(sidecar, self._settings())  # replaced whole: timings of an earlier export no longer hold
         logger.info("%s: exported to ONNX for %dx%d input (%s)", self.tag, w, h, path)
 
 

@@ -52,6 +52,6 @@ def build_emotion_model(config: EmotionConfig, device: str) -> EmotionModel | No
             )
         from cocoer_core.baseline import FaceExpressionBaseline
 
-        return FaceExpressionBaseline(device=device, face_margin=config.face_margin)
+        return FaceExpressionBaseline(device=device, face_margin=config.face_margin, runtime=config.runtime)
     except CheckpointError as exc:
         raise UserError(str(exc)) from exc

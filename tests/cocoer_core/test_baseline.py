@@ -132,3 +132,116 @@ def test_a_batch_over_several_frames_equals_per_frame_calls(shared_media: Path, 
         for a, b in zip(got, baseline.predict(image, region), strict=True):
             np.testing.assert_allclose(a.scores[Level.FINAL], b.scores[Level.FINAL], atol=1e-5)
     assert len(mixed[0]) == 5 and len(mixed[1]) == 1
+
+
+# The baseline in ONNX Runtime (cocoer_core.baseline_onnx): exported from the same network, checked, cached.
+
+
+@pytest.fixture(scope="module")
+def onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("baseline_onnx")
+
+
+@pytest.fixture(scope="module")
+def exported(onnx_cache: Path) -> FaceExpressionBaseline:
+    pytest.importorskip("onnxruntime", reason="onnxruntime is in requirements.txt")
+    return FaceExpressionBaseline(runtime="onnxruntime", cache_dir=onnx_cache)
+
+
+@pytest.mark.parametrize(
+    "photo", ["expr_happy_man.png", "expr_angry_man.png", "expr_sad_woman.png", "group_five_friends.jpg"]
+)
+def test_onnx_runtime_gives_pytorchs_results_on_real_faces(
+    shared_media: Path, baseline, exported: FaceExpressionBaseline, faces, photo: str
+) -> None:
+    assert exported.onnx is not None and exported.description.endswith("(embedded baseline; onnxruntime CPU)")
+    assert baseline.onnx is None and baseline.description.endswith("(embedded baseline; torch)")
+    image = cv2.imread(str(media_file(shared_media, photo)))
+    regions = [PersonRegion((0, 0, 1, 1), f.box.as_tuple()) for f in faces.detect(image)]
+    ours, theirs = exported.predict(image, regions), baseline.predict(image, regions)
+    assert len(ours) == len(regions) >= 1
+    for got, want in zip(ours, theirs, strict=True):
+        assert got is not None and want is not None
+        np.testing.assert_allclose(got.scores[Level.FINAL], want.scores[Level.FINAL], atol=1e-4)
+        assert got.pred == want.pred
+    singles = [exported.predict(image, [r])[0] for r in regions]
+    for together, alone in zip(ours, singles, strict=True):
+        np.testing.assert_allclose(together.scores[Level.FINAL], alone.scores[Level.FINAL], atol=1e-5)
+
+
+def test_the_export_command_writes_a_checked_baseline(tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    from cocoer_core.baseline_onnx import BASELINE_ONNX
+    from tests.conftest import ROOT
+
+    pytest.importorskip("onnxruntime", reason="onnxruntime is in requirements.txt")
+    out = tmp_path / BASELINE_ONNX
+    done = subprocess.run(
+        [sys.executable, "-m", "cocoer_core.export", "--model", "baseline", "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert f"wrote {out}" in done.stdout and "checked against PyTorch" in done.stdout
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert meta["source"]["file"] == "emotion_model.hdf5" and meta["max_difference"] <= 1e-4
+    made = out.stat().st_mtime_ns
+    reused = FaceExpressionBaseline(runtime="onnxruntime", cache_dir=tmp_path)
+    assert reused.onnx is not None and out.stat().st_mtime_ns == made, "a current export is used as it is"
+
+
+def test_auto_runs_the_faster_and_anything_wrong_falls_back_in_one_line(
+    exported: FaceExpressionBaseline, onnx_cache: Path, caplog: pytest.LogCaptureFixture, monkeypatch
+) -> None:
+    import json
+    import logging
+    import sys
+
+    from cocoer_core.baseline_onnx import BASELINE_ONNX
+    from cocoer_core.speed_choice import machine_key, record
+
+    onnx_file, sidecar = onnx_cache / BASELINE_ONNX, onnx_cache / "fer2013-mini-xception.json"
+    auto = FaceExpressionBaseline(runtime="auto", cache_dir=onnx_cache)
+    timed = json.loads(sidecar.read_text())["speed"][machine_key()]
+    assert (auto.onnx is not None) == (timed["onnxruntime"] < timed["torch"])
+    for faster_one, slower_one in (("torch", "onnxruntime"), ("onnxruntime", "torch")):
+        record(sidecar, machine_key(), {faster_one: 1.0, slower_one: 2.0})
+        chosen = FaceExpressionBaseline(runtime="auto", cache_dir=onnx_cache)
+        assert chosen.runtime.startswith(faster_one) and (chosen.onnx is not None) == (faster_one == "onnxruntime")
+    # A damaged cache file: one line naming it, and it is exported again.
+    onnx_file.write_bytes(onnx_file.read_bytes()[:500])
+    with caplog.at_level(logging.WARNING):
+        again = FaceExpressionBaseline(runtime="onnxruntime", cache_dir=onnx_cache)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and str(onnx_file) in warnings[0] and "exported again" in warnings[0]
+    assert again.onnx is not None
+    # Made from another weights file (its sidecar says so): exported again.
+    meta = json.loads(sidecar.read_text())
+    sidecar.write_text(json.dumps({**meta, "source": {**meta["source"], "bytes": 1}}))
+    made = onnx_file.stat().st_mtime_ns
+    assert FaceExpressionBaseline(runtime="onnxruntime", cache_dir=onnx_cache).onnx is not None
+    assert onnx_file.stat().st_mtime_ns != made
+    # onnxruntime missing: one line, PyTorch runs.
+    caplog.clear()
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    with caplog.at_level(logging.WARNING):
+        alone = FaceExpressionBaseline(runtime="auto", cache_dir=onnx_cache)
+    assert alone.onnx is None and alone.runtime == "torch"
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == [
+        "emotion.runtime: onnxruntime is not installed, the face baseline runs in PyTorch"
+    ]
+
+
+def test_the_pipeline_builder_passes_the_runtime_choice(monkeypatch, tmp_path: Path) -> None:
+    """The local pipeline and the Ray inference actors build the model with build_emotion_model."""
+    from streamer.config import EmotionConfig
+    from streamer.stages.models import build_emotion_model
+
+    pytest.importorskip("onnxruntime", reason="onnxruntime is in requirements.txt")
+    monkeypatch.setattr("cocoer_core.baseline_onnx.DEFAULT_CACHE", tmp_path)
+    for runtime, expected in (("onnxruntime", "onnxruntime CPU"), ("torch", "torch")):
+        built = build_emotion_model(EmotionConfig(model="baseline", runtime=runtime), "cpu")
+        assert isinstance(built, FaceExpressionBaseline) and built.runtime == expected
+    assert (tmp_path / "fer2013-mini-xception.onnx").is_file()

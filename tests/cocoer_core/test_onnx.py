@@ -16,6 +16,7 @@ import pytest
 
 from cocoer_core.api import Level, PersonRegion
 from cocoer_core.runtime import CocoERModel
+from cocoer_core.speed_choice import machine_key, record
 from tests.conftest import ROOT, media_file
 
 pytest.importorskip("onnxruntime", reason="onnxruntime is in requirements.txt")
@@ -94,8 +95,21 @@ def test_auto_takes_a_current_export_and_anything_wrong_falls_back_to_pytorch_in
 ) -> None:
     onnx_file, sidecar = weights / "cocoer.onnx", weights / "cocoer.json"
     made = onnx_file.stat().st_mtime_ns
+    # The first auto run on a machine times both runtimes and stores the figures beside the export.
     auto = CocoERModel.from_directory(weights, allow_download=False, runtime="auto")
-    assert auto.onnx is not None and onnx_file.stat().st_mtime_ns == made, "a current export is reused as it is"
+    assert onnx_file.stat().st_mtime_ns == made, "a current export is reused as it is"
+    timed = json.loads(sidecar.read_text())["speed"][machine_key()]
+    assert set(timed) == {"torch", "onnxruntime"} and all(ms > 0 for ms in timed.values())
+    assert (auto.onnx is not None) == (timed["onnxruntime"] < timed["torch"])
+    # Later runs read them: whichever this machine ran faster is the one that runs.
+    for faster_one, slower_one in (("torch", "onnxruntime"), ("onnxruntime", "torch")):
+        record(sidecar, machine_key(), {faster_one: 1.0, slower_one: 2.0})
+        chosen = CocoERModel.from_directory(weights, allow_download=False, runtime="auto")
+        assert chosen.runtime.startswith(faster_one) and faster_one in chosen.description
+        assert (chosen.onnx is not None) == (faster_one == "onnxruntime")
+    # A reduced precision asked for keeps auto on PyTorch (the export is fp32).
+    reduced = CocoERModel.from_directory(weights, allow_download=False, runtime="auto", precision="bf16")
+    assert reduced.onnx is None
     # Made from another checkpoint (its sidecar says so): auto does not use it.
     meta = json.loads(sidecar.read_text())
     stale = {**meta, "source": {**meta["source"], "bytes": 1}}
@@ -146,3 +160,18 @@ def test_the_runtime_choice_reaches_the_model_builder_that_both_backends_use(
     assert built is not None and "onnxruntime" in built.description
     with pytest.raises(ValueError, match=r"emotion\.runtime"):
         EmotionConfig(runtime="tensorflow")
+
+
+def test_a_gpu_asks_for_tensorrt_in_fp16_with_a_cached_engine_then_cuda(tmp_path: Path) -> None:
+    """Which execution providers a session asks for (no GPU here: the choice, not TensorRT itself)."""
+    from cocoer_core.onnx_core import provider_choice
+
+    everything = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    gpu = provider_choice(everything, "cuda", "fp16", tmp_path / "tensorrt")
+    assert gpu[1:] == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    name, options = gpu[0]
+    assert name == "TensorrtExecutionProvider" and options["trt_fp16_enable"] is True
+    assert options["trt_engine_cache_enable"] is True and options["trt_engine_cache_path"] == str(tmp_path / "tensorrt")
+    assert provider_choice(everything, "cuda", "fp32", tmp_path)[0][1]["trt_fp16_enable"] is False
+    assert provider_choice(everything, "cpu", "fp16", tmp_path) == ["CPUExecutionProvider"]
+    assert provider_choice(["CPUExecutionProvider"], "cuda", "fp16", tmp_path) == ["CPUExecutionProvider"]

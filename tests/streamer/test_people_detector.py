@@ -90,6 +90,27 @@ def test_centernet_in_onnx_runtime_finds_what_the_interpreter_finds(
     assert [d.box for d in found] == [d.box for d in centernet.detect(frames[0].image)]
 
 
+def test_auto_runs_centernet_where_it_ran_faster_on_this_machine(centernet_dir: Path, tmp_path: Path) -> None:
+    """Timed once per machine on a 16:9 frame (the figures go beside the export), then read."""
+    import json
+
+    from cocoer_core.speed_choice import machine_key, record
+
+    pytest.importorskip("onnxruntime", reason="onnxruntime is in requirements.txt")
+    model = centernet_dir / "models" / "centernet.json"
+    first = CenterNetPeopleDetector(model, runtime="auto", cache_dir=tmp_path)
+    w, h = first.input_size(1280, 720)
+    sidecar = tmp_path / f"centernet_{w}x{h}.json"
+    timed = json.loads(sidecar.read_text())["speed"][machine_key()]
+    assert first.runtime == min(timed, key=timed.__getitem__) and (first.onnx is not None) == (
+        first.runtime == "onnxruntime"
+    )
+    for faster_one, slower_one in (("torch", "onnxruntime"), ("onnxruntime", "torch")):
+        record(sidecar, machine_key(), {faster_one: 1.0, slower_one: 2.0})
+        chosen = CenterNetPeopleDetector(model, runtime="auto", cache_dir=tmp_path)
+        assert chosen.runtime == faster_one and (chosen.onnx is not None) == (faster_one == "onnxruntime")
+
+
 def test_the_detector_runtime_falls_back_to_pytorch_in_one_line_without_onnxruntime(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -102,6 +123,8 @@ def test_the_detector_runtime_falls_back_to_pytorch_in_one_line_without_onnxrunt
     with caplog.at_level("WARNING"):
         assert detector_runtime("auto", "cpu") == "torch"
         assert detector_runtime("onnxruntime", "cpu") == "torch"
+    monkeypatch.delitem(sys.modules, "onnxruntime")
+    assert detector_runtime("auto", "cpu") == "auto", "with onnxruntime, CenterNet times both"
     assert [r.getMessage() for r in caplog.records] == [
         "detector.runtime: onnxruntime is not installed, CenterNet runs in PyTorch"
     ]

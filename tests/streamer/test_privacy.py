@@ -83,8 +83,19 @@ def test_a_default_run_writes_no_face_in_its_video_its_report_or_a_still(
     assert declared["privacy"]["faces"] == "blur" and declared["privacy"]["notice"]
     assert declared["models"]["faces"] == {"name": "mtcnn", "licence": "MIT (facenet-pytorch's bundled MTCNN weights)"}
     assert declared["models"]["people"]["name"] == "centernet" and declared["sources"] == [clip.stem]
-    assert declared["runtimes"]["people"] == "onnxruntime", "the default on a CPU, and run.json says so"
+    # auto on a CPU: the runtime this machine ran faster (timed once, stored beside the exports), said in run.json.
+    from cocoer_core.speed_choice import machine_key
+    from streamer.config import DetectorConfig
+
+    onnx_cache = Path(DetectorConfig().models_dir).expanduser() / "onnx"
+    timed = json.loads((onnx_cache / "centernet_640x352.json").read_text())["speed"][machine_key()]
+    assert declared["runtimes"]["people"] == min(timed, key=timed.__getitem__)
     assert declared["runtimes"]["faces"] == "torch" and "baseline" in declared["runtimes"]["emotion"].lower()
+    from cocoer_core.baseline_onnx import DEFAULT_CACHE
+
+    timed = json.loads((DEFAULT_CACHE.expanduser() / "fer2013-mini-xception.json").read_text())
+    fastest = min(timed["speed"][machine_key()], key=timed["speed"][machine_key()].__getitem__)
+    assert declared["runtimes"]["emotion"].endswith(f"(embedded baseline; {fastest}{' CPU' * (fastest != 'torch')})")
     page = (tmp_path / f"{clip.stem}.html").read_text()
     assert "declared use: context unspecified" in page and "faces in outputs: blur" in page
     assert "people: centernet — licence: MIT" in page
