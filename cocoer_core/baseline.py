@@ -30,7 +30,7 @@ from cocoer_core.labels import FER2013_LABELS
 from cocoer_core.postprocess import LabelRule
 
 if TYPE_CHECKING:
-    from cocoer_core.baseline_onnx import OnnxFaces
+    from cocoer_core.onnx_cache import OnnxNetwork
 
 logger = logging.getLogger(__name__)
 
@@ -246,7 +246,7 @@ class FaceExpressionBaseline:
         self.runtime = "torch" if self.onnx is None else f"onnxruntime {_provider_name(self.onnx.providers[0])}"
         self.description = f"FER2013 mini-Xception, 7 classes, face only (embedded baseline; {self.runtime})"
 
-    def _exported(self, runtime: str, weights: Path, cache_dir: Path | None) -> OnnxFaces | None:
+    def _exported(self, runtime: str, weights: Path, cache_dir: Path | None) -> OnnxNetwork | None:
         from cocoer_core.baseline_onnx import DEFAULT_CACHE, exported_baseline
         from cocoer_core.speed_choice import faster
 
@@ -256,7 +256,7 @@ class FaceExpressionBaseline:
         if exported is None or runtime != "auto":
             return exported
         faces = torch.rand(2, 1, INPUT_SIZE, INPUT_SIZE) * 2 - 1  # two faces: a frame's usual few
-        calls = {"torch": lambda: self._torch_logits(faces), "onnxruntime": lambda: exported.logits(faces)}
+        calls = {"torch": lambda: self._torch_logits(faces), "onnxruntime": lambda: exported(faces)}
         chosen, _ = faster(exported.path.with_suffix(".json"), "emotion (face baseline)", calls, str(self.device))
         return exported if chosen == "onnxruntime" else None
 
@@ -266,7 +266,7 @@ class FaceExpressionBaseline:
 
     def predict_probabilities(self, faces: torch.Tensor) -> np.ndarray:
         """[N, 1, 64, 64] preprocessed faces -> [N, 7] softmax probabilities."""
-        logits = self.onnx.logits(faces) if self.onnx is not None else self._torch_logits(faces)
+        logits = self.onnx(faces)[0] if self.onnx is not None else self._torch_logits(faces)
         return torch.softmax(logits.float(), dim=1).cpu().numpy()
 
     def predict(self, image_bgr: np.ndarray, persons: Sequence[PersonRegion]) -> list[EmotionResult | None]:

@@ -186,7 +186,7 @@ def test_the_export_command_writes_a_checked_baseline(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert f"wrote {out}" in done.stdout and "checked against PyTorch" in done.stdout
     meta = json.loads(out.with_suffix(".json").read_text())
-    assert meta["source"]["file"] == "emotion_model.hdf5" and meta["max_difference"] <= 1e-4
+    assert meta["source"][0]["file"] == "emotion_model.hdf5" and meta["max_difference"] <= 1e-4
     made = out.stat().st_mtime_ns
     reused = FaceExpressionBaseline(runtime="onnxruntime", cache_dir=tmp_path)
     assert reused.onnx is not None and out.stat().st_mtime_ns == made, "a current export is used as it is"
@@ -219,7 +219,7 @@ def test_auto_runs_the_faster_and_anything_wrong_falls_back_in_one_line(
     assert again.onnx is not None
     # Made from another weights file (its sidecar says so): exported again.
     meta = json.loads(sidecar.read_text())
-    sidecar.write_text(json.dumps({**meta, "source": {**meta["source"], "bytes": 1}}))
+    sidecar.write_text(json.dumps({**meta, "source": [{**meta["source"][0], "bytes": 1}]}))
     made = onnx_file.stat().st_mtime_ns
     assert FaceExpressionBaseline(runtime="onnxruntime", cache_dir=onnx_cache).onnx is not None
     assert onnx_file.stat().st_mtime_ns != made
@@ -230,7 +230,7 @@ def test_auto_runs_the_faster_and_anything_wrong_falls_back_in_one_line(
         alone = FaceExpressionBaseline(runtime="auto", cache_dir=onnx_cache)
     assert alone.onnx is None and alone.runtime == "torch"
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == [
-        "emotion.runtime: onnxruntime is not installed, the face baseline runs in PyTorch"
+        "onnxruntime is not installed: the face baseline runs in PyTorch"
     ]
 
 

@@ -1,0 +1,147 @@
+"""Small networks exported to ONNX on first use, checked against PyTorch, cached, and run in ONNX Runtime.
+
+For networks that export in a second (the face baseline: baseline_onnx), so
+making the file when it is missing, out of date or damaged is cheaper than
+asking the user to. (MTCNN's three networks were tried this way: ONNX Runtime
+ran R-Net and O-Net 2-3.5x faster, but the cascade as a whole no faster, as
+P-Net's large levels dominate and run as fast in PyTorch.) Each file has a JSON sidecar: the settings it was made
+from (the weights' size and time, the exporting torch), which must match for
+it to be used, and what the check found. A file is kept only when ONNX
+Runtime gives PyTorch's outputs within the tolerance on inputs other than the
+trace's (other batch sizes and, for fully convolutional networks, other image
+sizes). Anything wrong is one warning line and PyTorch runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from cocoer_core.errors import CheckpointError, first_line
+from cocoer_core.onnx_core import open_session
+from cocoer_core.speed_choice import read_sidecar, write_sidecar
+
+logger = logging.getLogger(__name__)
+
+OPSET = 17
+
+
+@dataclass(frozen=True)
+class ExportSpec:
+    """How to trace a network and what to check it on."""
+
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    example: tuple[torch.Tensor, ...]  # traced with these
+    checks: tuple[tuple[torch.Tensor, ...], ...]  # checked with these (other shapes than the example's)
+    dynamic_axes: dict[str, dict[int, str]] = field(default_factory=dict)
+    tolerance: float = 1e-4
+
+
+class OnnxNetwork:
+    """A cached export in ONNX Runtime, called like the PyTorch network: tensors in, a tuple of tensors out."""
+
+    def __init__(self, path: Path, spec: ExportSpec, what: str, device: str = "cpu", threads: int = 0) -> None:
+        self.session = open_session(path, what, device, threads)
+        names = tuple(i.name for i in self.session.get_inputs())
+        outputs = tuple(o.name for o in self.session.get_outputs())
+        if names != spec.inputs or outputs != spec.outputs:
+            raise CheckpointError(f"{path} is not an exported {what} (inputs {', '.join(names)})")
+        self.path = path
+        self.spec = spec
+        self.providers = tuple(self.session.get_providers())
+
+    def __call__(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        feed = {
+            name: np.ascontiguousarray(t.detach().cpu().numpy(), dtype=np.float32)
+            for name, t in zip(self.spec.inputs, inputs, strict=True)
+        }
+        return tuple(torch.from_numpy(a) for a in self.session.run(None, feed))
+
+
+def settings_of(weights: Sequence[Path]) -> dict[str, Any]:
+    """What an export depends on: the weight files (name, size, modification time) and the exporting torch."""
+    stamps = [{"file": p.name, "bytes": p.stat().st_size, "mtime_ns": p.stat().st_mtime_ns} for p in weights]
+    return {"source": stamps, "torch": torch.__version__}
+
+
+def export_checked(network: nn.Module, spec: ExportSpec, path: Path, settings: dict[str, Any], what: str) -> float:
+    """Trace `network` to `path`, check it in ONNX Runtime, keep it with its sidecar; the largest difference."""
+    network = network.eval().float().cpu()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")  # exporters may race
+    started = time.monotonic()
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer warnings
+            torch.onnx.export(
+                network, spec.example, str(tmp), input_names=list(spec.inputs), output_names=list(spec.outputs),
+                dynamic_axes=spec.dynamic_axes, opset_version=OPSET, dynamo=False,
+            )  # fmt: skip
+        exported = OnnxNetwork(tmp, spec, what)
+        worst = 0.0
+        for inputs in spec.checks:
+            with torch.no_grad():
+                expected = network(*inputs)
+            expected = expected if isinstance(expected, tuple) else (expected,)
+            for a, b in zip(expected, exported(*inputs), strict=True):
+                worst = max(worst, float((a - b).abs().max()))
+        if worst > spec.tolerance:
+            raise CheckpointError(f"the {what} export differs from PyTorch by {worst:.2e} (> {spec.tolerance})")
+        del exported  # the session holds the file open on some systems
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    meta = {**settings, "opset": OPSET, "exporter": f"torch {torch.__version__} (TorchScript)",
+            "max_difference": worst, "seconds": round(time.monotonic() - started, 2)}  # fmt: skip
+    write_sidecar(path.with_suffix(".json"), meta)  # replaced whole: timings of an earlier export no longer hold
+    return worst
+
+
+def cached_network(
+    network: nn.Module,
+    spec: ExportSpec,
+    path: Path,
+    weights: Sequence[Path],
+    what: str,
+    device: str = "cpu",
+    create: bool = True,
+    threads: int = 0,
+) -> OnnxNetwork | None:
+    """The export at `path` in ONNX Runtime, made first (when `create`) if it is missing, stale or damaged.
+
+    None (PyTorch runs) when onnxruntime is missing or the file cannot be made or read, each in one line.
+    """
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        logger.warning("onnxruntime is not installed: the %s runs in PyTorch", what)
+        return None
+    settings = settings_of(weights)
+    meta = read_sidecar(path.with_suffix(".json"))
+    if path.is_file() and all(meta.get(k) == v for k, v in settings.items()):
+        try:
+            return OnnxNetwork(path, spec, what, device, threads)
+        except CheckpointError as exc:  # a damaged cache file: said, then made again (a second's work)
+            logger.warning("%s%s", exc, ": exported again" if create else f": the {what} runs in PyTorch")
+    if not create:
+        return None
+    try:
+        export_checked(network, spec, path, settings, what)
+        exported = OnnxNetwork(path, spec, what, device, threads)
+    except (CheckpointError, OSError, RuntimeError) as exc:
+        logger.warning("the %s could not be exported to %s (%s): it runs in PyTorch", what, path, first_line(exc))
+        return None
+    logger.info("%s exported to ONNX (%s), checked against PyTorch", what, path)
+    return exported
