@@ -283,9 +283,12 @@ def test_two_torchrun_processes_train_as_one_does(
 def test_training_lowers_the_loss_and_fits_its_tiny_set(
     emotic: tuple[Path, list[Image]], emotic_heads: Path, clip_file: str, run_root: Path
 ) -> None:
-    """From random weights, 15 steps on 9 persons: the loss falls and the training split's mAP rises.
+    """From random weights, 15 steps on 9 persons: the loss falls, in training and scored in eval mode.
 
-    (Memorising it outright takes hundreds of steps from random weights: minutes too many on 2 cores.)
+    Scored as the evaluation does, the final probabilities come closer to the labels (binary cross-entropy
+    over the 26 classes). Not the split's mAP: on 9 persons after 15 steps it moved with a face box's few
+    pixels (a change to MTCNN's resampling turned +0.10 into -0.02); memorising the set outright takes
+    hundreds of steps from random weights, minutes too many on 2 cores.
     """
     from cocoer_core.training.distributed import World
     from cocoer_core.training.options import TrainOptions
@@ -296,15 +299,16 @@ def test_training_lowers_the_loss_and_fits_its_tiny_set(
                            init="random", clip=clip_file, batch_size=3, max_steps=15, lr=1e-3, lr_step=100,
                            dropout=0.0, augment=False, log_every=1, eval_every=100)  # fmt: skip
     trainer = Trainer(options, World())
-    before, _ = trainer.evaluate(trainer.train_set, refine=False)
+    before, scores_before = trainer.evaluate(trainer.train_set, refine=False)
     with StopRequests() as stop:
         trainer.run(stop)
-    after, _ = trainer.evaluate(trainer.train_set, refine=False)
+    after, scores_after = trainer.evaluate(trainer.train_set, refine=False)
     final = [r["final"] for r in _metrics(run_root) if r["kind"] == "train"]
     assert len(final) == 15 and np.mean(final[-3:]) < 0.6 * np.mean(final[:3]), f"the loss falls: {final}"
-    # 0.30 -> 0.40-0.41 here; the last hundredth moves with the float summation order (threads, the process's
-    # earlier tests), so the bar is half the gain, not all of it.
-    assert after["mAP"] > before["mAP"] + 0.05, (before["mAP"], after["mAP"])
+    targets = trainer.train_set.targets()
+    loss_before, loss_after = (_bce(s.levels["final"], targets) for s in (scores_before, scores_after))
+    print(f"eval BCE {loss_before:.4f} -> {loss_after:.4f}, mAP {before['mAP']} -> {after['mAP']}")
+    assert loss_after < 0.8 * loss_before, (loss_before, loss_after)
 
 
 @pytest.mark.integration
@@ -344,3 +348,9 @@ def test_a_7_class_caer_s_model_trains_and_runs_in_the_live_pipeline(
     person = lines[-1]["persons"][0]  # tracks show from their 3rd detection
     assert set(person["raw"]["scores"]["final"]) == set(CAER_S_LABELS), "the checkpoint's own 7 classes"
     assert set(person["raw"]["pred"]) <= set(CAER_S_LABELS)
+
+
+def _bce(probabilities: np.ndarray, targets: np.ndarray) -> float:
+    """Mean binary cross-entropy of probabilities against 0/1 targets."""
+    p = np.clip(probabilities.astype(np.float64), 1e-7, 1 - 1e-7)
+    return float(-np.mean(targets * np.log(p) + (1 - targets) * np.log(1 - p)))
