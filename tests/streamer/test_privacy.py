@@ -57,6 +57,26 @@ def test_each_mode_leaves_no_face_a_detector_can_find(shared_media: Path, faces:
             assert np.array_equal(hidden[untouched], image[untouched]), "only the faces change"
 
 
+def test_blur_is_the_full_size_blur_at_a_fraction_of_its_cost(shared_media: Path, faces: MtcnnFaceDetector) -> None:
+    """Blur smooths the face's few cells small and stretches them: the picture a Gaussian a quarter of the
+    region's side gives on the full-size region (what blur was), within two grey levels, on a close-up."""
+    from streamer.privacy.faces import CELLS
+
+    (image,) = _frames(media_file(shared_media, "face_woman_talking_pexels.mp4"), 1)
+    (face,) = faces.detect(image)
+    hidden = hide_faces(image.copy(), [face.box], "blur")
+    dx, dy = 0.25 * face.box.width, 0.25 * face.box.height
+    x1, y1 = max(int(np.floor(face.box.x1 - dx)), 0), max(int(np.floor(face.box.y1 - dy)), 0)
+    x2, y2 = min(int(np.ceil(face.box.x2 + dx)), image.shape[1]), min(int(np.ceil(face.box.y2 + dy)), image.shape[0])
+    roi = image[y1:y2, x1:x2]
+    h, w = roi.shape[:2]
+    assert min(h, w) > 150, "a close-up: the full-size kernel is large"
+    small = cv2.resize(roi, (CELLS, CELLS), interpolation=cv2.INTER_AREA)
+    k = (min(w, h) // 4) | 1
+    full_size = cv2.GaussianBlur(cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR), (k, k), 0)
+    assert np.abs(hidden[y1:y2, x1:x2].astype(int) - full_size).max() <= 2
+
+
 def test_off_changes_nothing_and_a_bad_mode_is_refused(shared_media: Path, faces: MtcnnFaceDetector) -> None:
     (image,) = _frames(media_file(shared_media, CLIP), 1)
     boxes = [f.box for f in faces.detect(image)]
