@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from cocoer_core.errors import CheckpointError, first_line
-from cocoer_core.onnx_core import open_session
+from cocoer_core.onnx_session import open_session
 from cocoer_core.speed_choice import read_sidecar, write_sidecar
 
 logger = logging.getLogger(__name__)

@@ -39,8 +39,8 @@ import cv2
 
 import numpy as np
 import torch
-from torchvision.ops import batched_nms
 
+from streamer.detectors.mtcnn_networks import load_networks
 from streamer.types import Box
 
 #: P-Net's window and the stride of its output map, in pixels of the pyramid level.
@@ -66,10 +66,8 @@ class MtcnnCascade:
         thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7),
         factor: float = 0.709,
     ) -> None:
-        from facenet_pytorch.models.mtcnn import ONet, PNet, RNet
-
         self.device = torch.device(device)
-        self.pnet, self.rnet, self.onet = (net().to(self.device).eval() for net in (PNet, RNet, ONet))
+        self.pnet, self.rnet, self.onet = load_networks(self.device)
         self.thresholds = thresholds
         self.factor = factor
 
@@ -171,15 +169,18 @@ def _square(boxes: np.ndarray) -> np.ndarray:
 
 
 def _nms(rows: np.ndarray, threshold: float, smaller: bool = False) -> np.ndarray:
-    """Rows kept by greedy suppression per frame, best score first: by IoU, or overlap over the smaller box."""
+    """Rows kept by greedy suppression per frame, best score first: a row goes when its overlap with a kept
+    one exceeds `threshold`, by IoU (OpenCV's batched NMS: torchvision's result, without importing it) or,
+    with `smaller`, by the intersection over the smaller box."""
     if len(rows) < 2:
         return np.arange(len(rows))
-    if not smaller:
-        t = torch.from_numpy(np.ascontiguousarray(rows, dtype=np.float32))
-        return batched_nms(t[:, :4], t[:, SCORE], t[:, FRAME].long(), threshold).numpy()
     x1, y1, x2, y2, score, frame = (rows[:, k] for k in (0, 1, 2, 3, SCORE, FRAME))
+    if not smaller:
+        xywh = np.stack([x1, y1, x2 - x1, y2 - y1], axis=1).tolist()
+        kept = cv2.dnn.NMSBoxesBatched(xywh, score.tolist(), frame.astype(int).tolist(), -1.0, threshold)
+        return np.asarray(kept, dtype=np.int64).reshape(-1)
     area = (x2 - x1) * (y2 - y1)
-    order, keep = np.argsort(-score), []
+    order, keep = np.argsort(-score, kind="stable"), []
     while len(order):
         best, rest = order[0], order[1:]
         keep.append(best)

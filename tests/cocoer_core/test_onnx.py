@@ -164,7 +164,7 @@ def test_the_runtime_choice_reaches_the_model_builder_that_both_backends_use(
 
 def test_a_gpu_asks_for_tensorrt_in_fp16_with_a_cached_engine_then_cuda(tmp_path: Path) -> None:
     """Which execution providers a session asks for (no GPU here: the choice, not TensorRT itself)."""
-    from cocoer_core.onnx_core import provider_choice
+    from cocoer_core.onnx_session import provider_choice
 
     everything = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
     gpu = provider_choice(everything, "cuda", "fp16", tmp_path / "tensorrt")

@@ -212,3 +212,65 @@ def test_many_people_in_a_small_frame_are_searched_as_one_frame() -> None:
     one = person_areas([_sb(100, 50, 400, 360)], 640, 360, 20)  # a close-up: 300 px wide
     assert len(one) == 1 and one[0].min_face == 30, "no face smaller than a tenth of its body"
     assert one[0].box.x1 < 100 and one[0].box.y1 < 50 and one[0].box.x2 > 400, "a margin above and beside it"
+
+
+def test_our_mtcnn_networks_give_facenet_pytorchs_outputs() -> None:
+    """Built here and filled from the same weight files: the same outputs as facenet-pytorch's modules."""
+    import torch
+    from facenet_pytorch.models.mtcnn import ONet, PNet, RNet
+
+    from streamer.detectors.mtcnn_networks import load_networks
+
+    g = torch.Generator().manual_seed(0)
+    ours = load_networks(torch.device("cpu"))
+    for mine, theirs, shape in zip(
+        ours, (PNet(), RNet(), ONet()), ((1, 3, 216, 384), (7, 3, 24, 24), (5, 3, 48, 48)), strict=True
+    ):
+        x = torch.rand(*shape, generator=g) * 2 - 1
+        with torch.no_grad():
+            got, want = mine(x), theirs.eval()(x)
+        assert len(got) == len(want)
+        for a, b in zip(got, want, strict=True):
+            assert a.shape == b.shape and float((a - b).abs().max()) < 1e-6
+
+
+def test_mtcnn_suppression_keeps_what_torchvisions_keeps() -> None:
+    """IoU suppression per frame (our NumPy one spares start-up torchvision's import) on many random boxes."""
+    import numpy as np
+    import torch
+    from torchvision.ops import batched_nms
+
+    from streamer.detectors.mtcnn_cascade import _nms
+
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        n = int(rng.integers(2, 300))
+        xy = rng.uniform(0, 200, (n, 2))
+        rows = np.zeros((n, 10), np.float32)
+        rows[:, :2], rows[:, 2:4] = xy, xy + rng.uniform(5, 60, (n, 2))
+        rows[:, 4], rows[:, 9] = rng.uniform(0, 1, n), rng.integers(0, 3, n)
+        for threshold in (0.5, 0.7):
+            t = torch.from_numpy(rows)
+            want = batched_nms(t[:, :4], t[:, 4], t[:, 9].long(), threshold).numpy()
+            assert sorted(_nms(rows, threshold).tolist()) == sorted(want.tolist())
+
+
+def test_a_default_run_does_not_import_torchvision() -> None:
+    """Its detection ops pull in torch's compiler stack: ~2 s of every start-up, for nothing the default needs."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    code = (
+        "import sys\n"
+        "from streamer.config import DetectorConfig, EmotionConfig\n"
+        "from streamer.detectors import build_detector\n"
+        "from streamer.stages.models import build_emotion_model\n"
+        "build_detector(DetectorConfig(allow_download=False), 'cpu')\n"
+        "build_emotion_model(EmotionConfig(model='baseline'), 'cpu')\n"
+        "print(sorted(m for m in ('torchvision', 'facenet_pytorch', 'torch._dynamo') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]"
