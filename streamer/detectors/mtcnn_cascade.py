@@ -1,7 +1,7 @@
 """MTCNN's three-stage cascade (Zhang et al. 2016), driven with OpenCV resampling, in given areas of frames.
 
-The three networks and their weights are facenet-pytorch's (MIT, inside its
-wheel); the driver is ours. facenet-pytorch's resamples every pyramid level
+The weights are facenet-pytorch's (MIT, inside its wheel), in networks built
+in mtcnn_networks.py; the driver is ours. facenet-pytorch's resamples every pyramid level
 and every candidate face with PyTorch's adaptive average pooling, ~40% of its
 time on a 640x360 frame; `cv2.resize(INTER_AREA)` averages the same pixels in
 a fraction of that. Over seven real clips the whole cascade takes 1.7x less
