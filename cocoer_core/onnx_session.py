@@ -16,6 +16,11 @@ from cocoer_core.errors import CheckpointError, first_line
 PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 
 
+def runtime_label(providers: Sequence[str]) -> str:
+    """What runs a session, for the log and run.json: "onnxruntime CPU", "onnxruntime Tensorrt", ..."""
+    return f"onnxruntime {providers[0].removesuffix('ExecutionProvider')}"
+
+
 def provider_choice(available: Sequence[str], device: str, precision: str, cache: Path) -> list[Any]:
     """The execution providers to ask for, best first: on a GPU TensorRT (its engine built once and cached in
     `cache`, fp16 unless fp32 is asked for), then CUDA; the CPU always, last."""

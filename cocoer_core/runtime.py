@@ -38,6 +38,7 @@ from cocoer_core.errors import CheckpointError
 from cocoer_core.labels import CAER_S_LABELS, EMOTIC_LABELS
 from cocoer_core.model import CocoER, CocoEROutput
 from cocoer_core.onnx_core import OnnxCore
+from cocoer_core.onnx_session import runtime_label
 from cocoer_core.postprocess import FINAL_THRESHOLD, LEVEL_THRESHOLD, LabelRule, Threshold
 from cocoer_core.preprocess import boxes_to_224, crop, integer_box, resize_224, to_tensor
 
@@ -143,7 +144,7 @@ class CocoERModel:
         self.label_rule = LabelRule(final_threshold, level_threshold)
         self.resize = resize
         self.precision = choose_precision(precision, self.device) if onnx is None else onnx.precision
-        self.runtime = f"onnxruntime {onnx.providers[0].removesuffix('ExecutionProvider')}" if onnx else "torch"
+        self.runtime = runtime_label(onnx.providers) if onnx else "torch"
         self.kind = kind
         self.description = self.describe()
         if fold:

@@ -13,16 +13,15 @@ the timing is done again next time.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import platform
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
 
 import torch
+
+from cocoer_core.sidecar import read_sidecar, write_sidecar
 
 logger = logging.getLogger(__name__)
 
@@ -63,14 +62,6 @@ def best_ms(call: Callable[[], object], repeats: int) -> float:
     return 1e3 * min(times)
 
 
-def read_sidecar(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 def recorded(sidecar: Path, key: str, names: tuple[str, ...]) -> dict[str, float] | None:
     """The timings stored for this machine, when there are some for every runtime."""
     speed = read_sidecar(sidecar).get(SPEED_KEY)
@@ -80,16 +71,6 @@ def recorded(sidecar: Path, key: str, names: tuple[str, ...]) -> dict[str, float
     if not all(isinstance(v, int | float) and v > 0 for v in entry.values()):
         return None
     return {name: float(entry[name]) for name in names}
-
-
-def write_sidecar(path: Path, data: dict[str, Any]) -> None:
-    """Replace the sidecar whole (another process may be reading it); OSError when it can't be written."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def record(sidecar: Path, key: str, timings: Mapping[str, float]) -> None:

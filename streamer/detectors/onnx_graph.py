@@ -26,7 +26,8 @@ import torch
 from torch import nn
 
 from cocoer_core.errors import first_line
-from cocoer_core.speed_choice import faster, read_sidecar, write_sidecar
+from cocoer_core.sidecar import file_stamp, is_current, write_sidecar
+from cocoer_core.speed_choice import faster
 from streamer.detectors.tfjs_graph import GraphModel
 
 logger = logging.getLogger(__name__)
@@ -74,7 +75,7 @@ class OnnxGraph:
         self.outputs = list(outputs)
         self.cache_dir = Path(cache_dir).expanduser()
         self.tag = tag
-        self.source = [_stamp(p) for p in source_files]
+        self.source = [file_stamp(p) for p in source_files]
         self.threads = threads
         self._sessions: dict[tuple[int, int], Any] = {}
         self._lock = threading.Lock()
@@ -124,9 +125,7 @@ class OnnxGraph:
         import onnxruntime as ort
 
         path, sidecar = self._paths(size)
-        meta = read_sidecar(sidecar)  # the settings it was made with (and the runtimes' timings, see faster())
-        current = path.is_file() and all(meta.get(k) == v for k, v in self._settings().items())
-        if not current:
+        if not is_current(path, self._settings()):  # the sidecar may also hold the runtimes' timings (faster())
             try:
                 self._export(size, path, sidecar)
             except Exception as exc:  # the exporter raises many types; any of them means: use the interpreter
@@ -171,8 +170,3 @@ class OnnxGraph:
             tmp.unlink(missing_ok=True)
         write_sidecar(sidecar, self._settings())  # replaced whole: timings of an earlier export no longer hold
         logger.info("%s: exported to ONNX for %dx%d input (%s)", self.tag, w, h, path)
-
-
-def _stamp(path: Path) -> dict[str, Any]:
-    stat = Path(path).stat()
-    return {"file": Path(path).name, "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}

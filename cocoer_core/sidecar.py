@@ -1,0 +1,47 @@
+"""The JSON file beside an exported model (`X.onnx` -> `X.json`): what it was made from, read and replaced whole.
+
+Every export (CocoER, the face baseline, CenterNet per input size) writes the
+settings it was made from there; it is used only while those still hold
+(`is_current`). `speed_choice` adds the runtimes' timings to the same file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+
+def sidecar_of(path: Path) -> Path:
+    return path.with_suffix(".json")
+
+
+def file_stamp(path: Path) -> dict[str, Any]:
+    """A file as an export depends on it: name, size, modification time (a replaced file is noticed)."""
+    stat = Path(path).stat()
+    return {"file": Path(path).name, "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def read_sidecar(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def write_sidecar(path: Path, data: dict[str, Any]) -> None:
+    """Replace the sidecar whole (another process may be reading it); OSError when it can't be written."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def is_current(path: Path, settings: dict[str, Any]) -> bool:
+    """The export at `path` exists and its sidecar says it was made from these settings (other keys may follow)."""
+    meta = read_sidecar(sidecar_of(path))
+    return path.is_file() and all(meta.get(k) == v for k, v in settings.items())
