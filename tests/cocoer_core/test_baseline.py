@@ -192,6 +192,23 @@ def test_the_export_command_writes_a_checked_baseline(tmp_path: Path) -> None:
     assert reused.onnx is not None and out.stat().st_mtime_ns == made, "a current export is used as it is"
 
 
+def test_the_export_command_names_a_place_it_cannot_write_in_one_line(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    done = subprocess.run(
+        [sys.executable, "-m", "cocoer_core.export", "--model", "baseline", "--out", str(blocker / "x.onnx")],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {blocker}") and not list(tmp_path.glob("**/*.onnx"))
+
+
 def test_auto_runs_the_faster_and_anything_wrong_falls_back_in_one_line(
     exported: FaceExpressionBaseline, onnx_cache: Path, caplog: pytest.LogCaptureFixture, monkeypatch
 ) -> None:
