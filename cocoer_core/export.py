@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 import time
 import warnings
@@ -38,7 +37,7 @@ from cocoer_core.checkpoint import GWT_FILE
 from cocoer_core.clip_rn50 import ModifiedResNet
 from cocoer_core.errors import CheckpointError, first_line
 from cocoer_core.model import CocoER
-from cocoer_core.sidecar import file_stamp, is_current, sidecar_of, write_sidecar
+from cocoer_core.sidecar import file_stamp, is_current, replaced_whole, sidecar_of, write_sidecar
 
 if TYPE_CHECKING:
     from cocoer_core.onnx_core import OnnxCore
@@ -141,9 +140,8 @@ def export_onnx(
         model.fold_vi()
     core = ExportedCore(model, clip.eval().float()).eval()
     inputs = sample_inputs()
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # processes sharing a weights folder may race
     started = time.monotonic()
-    try:
+    with replaced_whole(path) as tmp:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer warnings
             torch.onnx.export(
@@ -161,9 +159,6 @@ def export_onnx(
                 dynamo=False,  # the dynamo exporter needs onnxscript, which requirements.txt does not install
             )
         worst = check_against_torch(core, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     meta = {
         **settings_of(model, labels, source),
         "num_class": len(labels),

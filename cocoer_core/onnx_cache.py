@@ -15,8 +15,6 @@ sizes). Anything wrong is one warning line and PyTorch runs.
 from __future__ import annotations
 
 import logging
-import os
-import threading
 import time
 import warnings
 from collections.abc import Sequence
@@ -30,7 +28,7 @@ from torch import nn
 
 from cocoer_core.errors import CheckpointError, first_line
 from cocoer_core.onnx_session import open_session
-from cocoer_core.sidecar import file_stamp, is_current, sidecar_of, write_sidecar
+from cocoer_core.sidecar import file_stamp, is_current, replaced_whole, sidecar_of, write_sidecar
 
 logger = logging.getLogger(__name__)
 
@@ -79,9 +77,8 @@ def export_checked(network: nn.Module, spec: ExportSpec, path: Path, settings: d
     """Trace `network` to `path`, check it in ONNX Runtime, keep it with its sidecar; the largest difference."""
     network = network.eval().float().cpu()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")  # exporters may race
     started = time.monotonic()
-    try:
+    with replaced_whole(path) as tmp:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer warnings
             torch.onnx.export(
@@ -99,9 +96,6 @@ def export_checked(network: nn.Module, spec: ExportSpec, path: Path, settings: d
         if worst > spec.tolerance:
             raise CheckpointError(f"the {what} export differs from PyTorch by {worst:.2e} (> {spec.tolerance})")
         del exported  # the session holds the file open on some systems
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     meta = {**settings, "opset": OPSET, "exporter": f"torch {torch.__version__} (TorchScript)",
             "max_difference": worst, "seconds": round(time.monotonic() - started, 2)}  # fmt: skip
     write_sidecar(sidecar_of(path), meta)  # replaced whole: timings of an earlier export no longer hold

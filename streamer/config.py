@@ -112,7 +112,7 @@ class DetectorConfig:
     max_side: int = 1280
     bodies_from_faces: bool = True
     face_search: str = "frame"
-    interval: Any = "auto"
+    interval: int | str = "auto"  # auto, or detect every n-th frame
     batch_sources: str = "auto"
     batch_wait_ms: float = 5.0
     insightface_root: str = "~/.insightface"

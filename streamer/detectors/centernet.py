@@ -52,9 +52,11 @@ class CenterNetPeopleDetector(SizeBatched):
         nms_iou: float = 0.6,
         runtime: str = "torch",
         cache_dir: Path | None = None,
+        threads: int = 0,
     ) -> None:
         """`runtime`: torch (our interpreter), onnxruntime (traced per input size into `cache_dir`), or auto:
-        whichever of the two runs a 16:9 frame faster on this machine (timed once, remembered in the cache)."""
+        whichever of the two runs a 16:9 frame faster on this machine (timed once, remembered in the cache).
+        `threads`: ONNX Runtime's threads (0: one per core)."""
         self.graph = GraphModel(model_json, device)
         if INPUT not in self.graph.inputs:
             raise ValueError(f"{model_json}: not the CenterNet graph (no input {INPUT})")
@@ -66,7 +68,7 @@ class CenterNetPeopleDetector(SizeBatched):
         if runtime in ("onnxruntime", "auto"):
             sources = [Path(model_json), Path(model_json).with_suffix(".bin")]
             cache = cache_dir or Path(model_json).parent / "onnx"
-            self.onnx = OnnxGraph(self.graph, INPUT, [HEATMAP, SIDES], cache, "centernet", sources)
+            self.onnx = OnnxGraph(self.graph, INPUT, [HEATMAP, SIDES], cache, "centernet", sources, threads)
         if runtime == "auto" and self.onnx is not None:
             w, h = self.input_size(1280, 720)
             runtime = self.onnx.faster_here((h, w))

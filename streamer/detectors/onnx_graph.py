@@ -14,7 +14,6 @@ one line; so does everything when onnxruntime is missing.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import warnings
 from collections.abc import Sequence
@@ -26,7 +25,7 @@ import torch
 from torch import nn
 
 from cocoer_core.errors import first_line
-from cocoer_core.sidecar import file_stamp, is_current, write_sidecar
+from cocoer_core.sidecar import file_stamp, is_current, replaced_whole, write_sidecar
 from cocoer_core.speed_choice import faster
 from streamer.detectors.tfjs_graph import GraphModel
 
@@ -149,8 +148,7 @@ class OnnxGraph:
         h, w = size
         path.parent.mkdir(parents=True, exist_ok=True)
         sample = torch.from_numpy(np.random.default_rng(0).uniform(0, 255, (1, h, w, 3)).astype(np.float32))
-        tmp = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")  # exporters may race
-        try:
+        with replaced_whole(path) as tmp:
             with warnings.catch_warnings(), torch.no_grad():
                 warnings.simplefilter("ignore")  # tracer warnings about Python ints: sizes are fixed per file
                 torch.onnx.export(
@@ -165,8 +163,5 @@ class OnnxGraph:
                 diff = float((a.cpu() - torch.from_numpy(b)).abs().max())
                 if diff > TOLERANCE[min(k, len(TOLERANCE) - 1)]:
                     raise ValueError(f"output {k} differs from the interpreter by {diff:.2e}")
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
         write_sidecar(sidecar, self._settings())  # replaced whole: timings of an earlier export no longer hold
         logger.info("%s: exported to ONNX for %dx%d input (%s)", self.tag, w, h, path)

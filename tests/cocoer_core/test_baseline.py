@@ -192,6 +192,50 @@ def test_the_export_command_writes_a_checked_baseline(tmp_path: Path) -> None:
     assert reused.onnx is not None and out.stat().st_mtime_ns == made, "a current export is used as it is"
 
 
+def test_an_export_killed_midway_leaves_a_file_the_next_export_removes(tmp_path: Path) -> None:
+    """SIGKILL between writing the export and moving it into place: the next export clears what it left behind,
+    and leaves alone the file of a writer still running."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from cocoer_core.baseline_onnx import BASELINE_ONNX
+    from tests.conftest import ROOT
+
+    pytest.importorskip("onnxruntime", reason="onnxruntime is in requirements.txt")
+    out = tmp_path / BASELINE_ONNX
+    killed_midway = (
+        "import os, signal, sys\n"
+        "import cocoer_core.onnx_cache as cache\n"
+        "def die(*args, **kwargs):\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)  # the export is written, not yet checked nor moved\n"
+        "cache.OnnxNetwork = die\n"
+        "from cocoer_core.export import main\n"
+        f"sys.exit(main(['--model', 'baseline', '--out', {str(out)!r}]))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", killed_midway], cwd=ROOT, capture_output=True, timeout=300)
+    assert done.returncode == -signal.SIGKILL
+    (left,) = tmp_path.glob(f".{BASELINE_ONNX}.*.tmp")
+    assert left.stat().st_size > 100_000 and not out.exists()
+    writing = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        busy = tmp_path / f".{BASELINE_ONNX}.{writing.pid}-1.tmp"
+        busy.write_bytes(b"still being written")
+        for file in (left, busy):
+            os.utime(file, (file.stat().st_atime - 120, file.stat().st_mtime - 120))  # two minutes untouched
+        again = subprocess.run(
+            [sys.executable, "-m", "cocoer_core.export", "--model", "baseline", "--out", str(out)],
+            cwd=ROOT, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert again.returncode == 0, again.stderr
+        assert out.is_file() and not left.exists(), "the killed export's file is gone"
+        assert busy.exists(), "a running writer's file is kept"
+    finally:
+        writing.kill()
+        writing.wait()
+
+
 def test_the_export_command_names_a_place_it_cannot_write_in_one_line(tmp_path: Path) -> None:
     import subprocess
     import sys

@@ -90,6 +90,27 @@ def test_centernet_in_onnx_runtime_finds_what_the_interpreter_finds(
     assert [d.box for d in found] == [d.box for d in centernet.detect(frames[0].image)]
 
 
+def test_centernet_beside_a_whole_frame_face_search_gets_half_the_cores(
+    pets09, centernet_dir: Path, tmp_path: Path
+) -> None:
+    """The two detectors run at once (FacePersonDetector); each taking every core costs more CPU than halves."""
+    import torch
+
+    pytest.importorskip("onnxruntime", reason="onnxruntime is in requirements.txt")
+    frames, _ = pets09
+    base = {"insightface_root": str(tmp_path), "runtime": "onnxruntime"}
+    for settings, threads in (
+        ({}, max(1, torch.get_num_threads() // 2)),
+        ({"face": "none"}, 0),
+        ({"face_search": "persons"}, 0),
+    ):
+        detector = build_detector(DetectorConfig(**base, **settings))
+        assert isinstance(detector.bodies, CenterNetPeopleDetector) and detector.bodies.onnx is not None
+        detector.detect(frames[0].image)
+        (session,) = detector.bodies.onnx._sessions.values()
+        assert session.get_session_options().intra_op_num_threads == threads, settings
+
+
 def test_auto_runs_centernet_where_it_ran_faster_on_this_machine(centernet_dir: Path, tmp_path: Path) -> None:
     """Timed once per machine on a 16:9 frame (the figures go beside the export), then read."""
     import json
