@@ -24,8 +24,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import time
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,7 +35,8 @@ from cocoer_core.checkpoint import GWT_FILE
 from cocoer_core.clip_rn50 import ModifiedResNet
 from cocoer_core.errors import CheckpointError, first_line
 from cocoer_core.model import CocoER
-from cocoer_core.sidecar import file_stamp, is_current, replaced_whole, sidecar_of, write_sidecar
+from cocoer_core.onnx_cache import ExportSpec, export_checked
+from cocoer_core.sidecar import file_stamp, is_current
 
 if TYPE_CHECKING:
     from cocoer_core.onnx_core import OnnxCore
@@ -47,7 +46,6 @@ logger = logging.getLogger(__name__)
 ONNX_FILE = "cocoer.onnx"
 INPUTS = ("context", "body", "head", "coord_body", "coord_head", "index")
 OUTPUTS = ("final", "vi", "head_logits", "body_logits", "context_logits", "level_losses", "fused")
-OPSET = 17
 TOLERANCE = 1e-4
 
 
@@ -134,56 +132,26 @@ def exported_core(
 def export_onnx(
     model: CocoER, clip: ModifiedResNet, path: Path, labels: Sequence[str], source: dict[str, Any]
 ) -> float:
-    """Export, check in ONNX Runtime against PyTorch, then move into place with its sidecar; the worst difference."""
+    """Export, check in ONNX Runtime against PyTorch on other shapes than the trace's, then move into place with
+    its sidecar (onnx_cache.export_checked); the largest difference."""
     model = model.eval().float()
     if not model.vocabulary.is_folded:
         model.fold_vi()
-    core = ExportedCore(model, clip.eval().float()).eval()
-    inputs = sample_inputs()
-    started = time.monotonic()
-    with replaced_whole(path) as tmp:
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer warnings
-            torch.onnx.export(
-                core,
-                inputs,
-                str(tmp),
-                input_names=list(INPUTS),
-                output_names=list(OUTPUTS),
-                dynamic_axes={
-                    "context": {0: "frames"},
-                    **{name: {0: "persons"} for name in INPUTS[1:]},
-                    **{name: {0: "persons"} for name in OUTPUTS},
-                },
-                opset_version=OPSET,
-                dynamo=False,  # the dynamo exporter needs onnxscript, which requirements.txt does not install
-            )
-        worst = check_against_torch(core, tmp)
-    meta = {
-        **settings_of(model, labels, source),
-        "num_class": len(labels),
-        "inputs": list(INPUTS),
-        "outputs": list(OUTPUTS),
-        "opset": OPSET,
-        "exporter": f"torch {torch.__version__} (TorchScript)",
-        "seconds": round(time.monotonic() - started, 1),
-    }
-    write_sidecar(sidecar_of(path), meta)  # replaced whole: timings of an earlier export no longer hold
-    return worst
-
-
-def check_against_torch(core: ExportedCore, path: Path) -> float:
-    """Run other shapes than the trace's through the file and PyTorch; raise unless within TOLERANCE."""
-    from cocoer_core.onnx_core import OnnxCore
-
-    inputs = sample_inputs(frames=1, persons=2, seed=1)
-    with torch.no_grad():
-        expected = core(*inputs)
-    got = OnnxCore(path).run(*inputs)
-    worst = max(float((a - torch.from_numpy(b)).abs().max()) for a, b in zip(expected, got, strict=True))
-    if worst > TOLERANCE:
-        raise CheckpointError(f"the ONNX export differs from PyTorch by {worst:.2e} (> {TOLERANCE}); not kept")
-    return worst
+    spec = ExportSpec(
+        inputs=INPUTS,
+        outputs=OUTPUTS,
+        example=sample_inputs(),
+        checks=(sample_inputs(frames=1, persons=2, seed=1),),
+        dynamic_axes={
+            "context": {0: "frames"},
+            **{name: {0: "persons"} for name in INPUTS[1:]},
+            **{name: {0: "persons"} for name in OUTPUTS},
+        },
+        tolerance=TOLERANCE,
+    )
+    described = {**settings_of(model, labels, source), "num_class": len(labels), "inputs": list(INPUTS),
+                 "outputs": list(OUTPUTS)}  # fmt: skip
+    return export_checked(ExportedCore(model, clip.eval().float()), spec, path, described, "CocoER")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

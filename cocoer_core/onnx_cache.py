@@ -34,6 +34,10 @@ logger = logging.getLogger(__name__)
 
 OPSET = 17
 
+#: ONNX Runtime's input type names -> what to feed.
+_NUMPY: dict[str, type] = {"tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(int64)": np.int64,
+                           "tensor(int32)": np.int32, "tensor(bool)": np.bool_}  # fmt: skip
+
 
 @dataclass(frozen=True)
 class ExportSpec:
@@ -59,11 +63,13 @@ class OnnxNetwork:
         self.path = path
         self.spec = spec
         self.providers = tuple(self.session.get_providers())
+        # Each input as the graph declares it (CocoER's boxes and frame indices are int64, images float).
+        self._dtypes = [_NUMPY.get(i.type, np.float32) for i in self.session.get_inputs()]
 
     def __call__(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        feed = {
-            name: np.ascontiguousarray(t.detach().cpu().numpy(), dtype=np.float32)
-            for name, t in zip(self.spec.inputs, inputs, strict=True)
+        feed: dict[str, np.ndarray] = {
+            name: np.ascontiguousarray(t.detach().cpu().numpy(), dtype=dtype)
+            for name, t, dtype in zip(self.spec.inputs, inputs, self._dtypes, strict=True)
         }
         return tuple(torch.from_numpy(a) for a in self.session.run(None, feed))
 
@@ -74,8 +80,18 @@ def settings_of(weights: Sequence[Path]) -> dict[str, Any]:
 
 
 def export_checked(network: nn.Module, spec: ExportSpec, path: Path, settings: dict[str, Any], what: str) -> float:
-    """Trace `network` to `path`, check it in ONNX Runtime, keep it with its sidecar; the largest difference."""
-    network = network.eval().float().cpu()
+    """Trace `network` to `path`, check it in ONNX Runtime, keep it with its sidecar; the largest difference.
+
+    The trace and the check run on the CPU; a network that was on a GPU is moved back there, failed or not.
+    """
+    device = next(network.parameters(), torch.empty(0)).device
+    try:
+        return _export_checked(network.eval().float().cpu(), spec, path, settings, what)
+    finally:
+        network.to(device)
+
+
+def _export_checked(network: nn.Module, spec: ExportSpec, path: Path, settings: dict[str, Any], what: str) -> float:
     path.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     with replaced_whole(path) as tmp:
