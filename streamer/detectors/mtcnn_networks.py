@@ -12,23 +12,21 @@ Outputs, as the cascade expects them: box regression first, face probability
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from cocoer_core.package_files import package_file
+
 
 def weight_file(name: str) -> Path:
     """facenet-pytorch's `<name>.pt` (pnet, rnet or onet), found without importing the package."""
-    spec = importlib.util.find_spec("facenet_pytorch")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("facenet-pytorch is not installed (it holds MTCNN's weights)")
-    path = Path(next(iter(spec.submodule_search_locations))) / "data" / f"{name}.pt"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing: reinstall facenet-pytorch")
-    return path
+    try:
+        return package_file("facenet_pytorch", "data", f"{name}.pt")
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f"MTCNN's weights come from facenet-pytorch: {exc}") from None
 
 
 def _caffe_flat(x: torch.Tensor) -> torch.Tensor:
