@@ -13,6 +13,7 @@ import contextlib
 import glob
 import json
 import os
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -23,6 +24,8 @@ from typing import Any
 ABANDONED_S = 60.0
 #: ...and one untouched this long is, whoever wrote it (a writer on another machine sharing the folder).
 FORGOTTEN_S = 86400.0
+#: The part of a temporary name that says who writes it: process id, then thread id (older names: the process).
+_WRITER = re.compile(r"(\d+)(?:-\d+)?")
 
 
 def sidecar_of(path: Path) -> Path:
@@ -72,12 +75,14 @@ def remove_leftovers(path: Path) -> list[Path]:
     removed = []
     now = time.time()
     for leftover in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
-        writer = leftover.name[len(path.name) + 2 : -len(".tmp")].split("-")[0]
+        writer = _WRITER.fullmatch(leftover.name[len(path.name) + 2 : -len(".tmp")])
+        if writer is None:
+            continue  # not a name replaced_whole gives (another file's, say `X.onnx.data`)
         try:
             idle = now - leftover.stat().st_mtime
         except OSError:
             continue  # its writer has just moved it into place
-        gone = not writer.isdigit() or not _running(int(writer))
+        gone = not _running(int(writer.group(1)))
         if (gone and idle > ABANDONED_S) or idle > FORGOTTEN_S:
             with contextlib.suppress(OSError):
                 leftover.unlink()
