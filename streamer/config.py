@@ -119,6 +119,7 @@ class DetectorConfig:
     models_dir: str = "~/.cache/cocoer/models"
     allow_download: bool = False
     runtime: str = "auto"
+    threads: int = 0
 
     def __post_init__(self) -> None:
         _check_choice("detector.face", self.face, ("auto", "insightface", "mtcnn", "haar", "none"))
@@ -135,6 +136,7 @@ class DetectorConfig:
         _check_choice("detector.batch_sources", self.batch_sources, ("auto", "yes", "no"))
         _check_min("detector.batch_wait_ms", self.batch_wait_ms, 0.0)
         _check_min("detector.centernet_input", self.centernet_input, 32)
+        _check_min("detector.threads", self.threads, 0)
 
     def interval_for(self, live: bool) -> int:
         """`interval`, where auto is 2 for live sources (see LIVE_INTERVAL) and 1 for the others."""

@@ -187,11 +187,13 @@ def detector_runtime(choice: str, device: str) -> str:
 
 
 def beside_faces_threads(config: DetectorConfig) -> int:
-    """ONNX Runtime threads for a person detector that runs beside the face detector (0: its default, a thread
-    per core). Both searching the whole frame at once, each on half the cores: 2 threads each on 2 cores spend
-    ~10% more CPU and time on a 640x360 frame than one each (MTCNN + CenterNet), waiting on each other's cores."""
+    """ONNX Runtime threads for the person detector: `detector.threads` when set, else (0) half the cores when it
+    runs beside a whole-frame face search (on 2 cores, each taking both spent ~10% more CPU and time on a 640x360
+    frame than one each, MTCNN + CenterNet, waiting on each other's threads), else ONNX Runtime's own choice."""
     import torch
 
+    if config.threads > 0:
+        return config.threads
     if config.face == "none" or config.face_search == "persons":
         return 0
     return max(1, torch.get_num_threads() // 2)

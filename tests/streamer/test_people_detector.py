@@ -103,6 +103,7 @@ def test_centernet_beside_a_whole_frame_face_search_gets_half_the_cores(
         ({}, max(1, torch.get_num_threads() // 2)),
         ({"face": "none"}, 0),
         ({"face_search": "persons"}, 0),
+        ({"threads": 3}, 3),
     ):
         detector = build_detector(DetectorConfig(**base, **settings))
         assert isinstance(detector.bodies, CenterNetPeopleDetector) and detector.bodies.onnx is not None
