@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -24,8 +23,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from cocoer_core.errors import first_line
-from cocoer_core.sidecar import file_stamp, is_current, replaced_whole, write_sidecar
+from cocoer_core.errors import CheckpointError, first_line
+from cocoer_core.onnx_cache import ExportSpec, export_checked
+from cocoer_core.onnx_session import open_session
+from cocoer_core.sidecar import file_stamp, is_current
 from cocoer_core.speed_choice import faster
 from streamer.detectors.tfjs_graph import GraphModel
 
@@ -121,47 +122,32 @@ class OnnxGraph:
 
     def _open(self, size: tuple[int, int]) -> Any:
         """A session for this input size (exported first if needed), or False: the interpreter runs it."""
-        import onnxruntime as ort
-
-        path, sidecar = self._paths(size)
+        path, _ = self._paths(size)
         if not is_current(path, self._settings()):  # the sidecar may also hold the runtimes' timings (faster())
             try:
-                self._export(size, path, sidecar)
+                self._export(size, path)
             except Exception as exc:  # the exporter raises many types; any of them means: use the interpreter
                 logger.warning("%s %dx%d: ONNX export failed (%s); it runs in PyTorch", self.tag, size[1], size[0],
                                first_line(exc))  # fmt: skip
                 return False
-        options = ort.SessionOptions()
-        if self.threads:
-            options.intra_op_num_threads = self.threads
-        # No busy-waiting between calls: the other stages of the pipeline need the cores.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
-            return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # a damaged cached file
-            logger.warning("%s is not a readable ONNX model (%s); %s runs in PyTorch", path, first_line(exc), self.tag)
+            return open_session(path, self.tag, "cpu", self.threads)
+        except CheckpointError as exc:  # a damaged cached file
+            logger.warning("%s; %s runs in PyTorch", exc, self.tag)
             return False
 
-    def _export(self, size: tuple[int, int], path: Path, sidecar: Path) -> None:
-        import onnxruntime as ort
-
+    def _export(self, size: tuple[int, int], path: Path) -> None:
+        """Trace the interpreter at this input size, check it on two images (the batch axis too), keep it."""
         h, w = size
-        path.parent.mkdir(parents=True, exist_ok=True)
         sample = torch.from_numpy(np.random.default_rng(0).uniform(0, 255, (1, h, w, 3)).astype(np.float32))
-        with replaced_whole(path) as tmp:
-            with warnings.catch_warnings(), torch.no_grad():
-                warnings.simplefilter("ignore")  # tracer warnings about Python ints: sizes are fixed per file
-                torch.onnx.export(
-                    _Traced(self.graph, self.input_name, self.outputs), (sample,), str(tmp),
-                    input_names=["image"], output_names=[f"out{i}" for i in range(len(self.outputs))],
-                    dynamic_axes={"image": {0: "batch"}}, opset_version=17, dynamo=False,
-                )  # fmt: skip
-            check = torch.cat([sample, sample.flip(2)])  # two images: the batch axis is checked too
-            expected = self.graph.run({self.input_name: check}, self.outputs)
-            got = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"]).run(None, {"image": check.numpy()})
-            for k, (a, b) in enumerate(zip(expected, got, strict=True)):
-                diff = float((a.cpu() - torch.from_numpy(b)).abs().max())
-                if diff > TOLERANCE[min(k, len(TOLERANCE) - 1)]:
-                    raise ValueError(f"output {k} differs from the interpreter by {diff:.2e}")
-        write_sidecar(sidecar, self._settings())  # replaced whole: timings of an earlier export no longer hold
+        spec = ExportSpec(
+            inputs=("image",),
+            outputs=tuple(f"out{i}" for i in range(len(self.outputs))),
+            example=(sample,),
+            checks=((torch.cat([sample, sample.flip(2)]),),),
+            dynamic_axes={"image": {0: "batch"}},
+            tolerance=TOLERANCE,
+        )
+        export_checked(_Traced(self.graph, self.input_name, self.outputs), spec, path, self._settings(),
+                       f"{self.tag} {w}x{h}")  # fmt: skip
         logger.info("%s: exported to ONNX for %dx%d input (%s)", self.tag, w, h, path)
