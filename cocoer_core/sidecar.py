@@ -98,7 +98,7 @@ def _running(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except (PermissionError, OverflowError, OSError):
+    except (OverflowError, OSError):  # PermissionError among them
         return True  # another user's process, or not ours to ask: assume it is writing
     return True
 
