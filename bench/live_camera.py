@@ -10,8 +10,9 @@ rtsp://...` does with no other flag (live policy: the newest frame, stale
 ones dropped and counted; H.264 + JSONL written). For the defaults and each
 variant (a space-separated list of config overrides) it prints frames
 captured, analysed and dropped (in all, and after the stream's first 2 s:
-the frames that queued up while the models loaded arrive at once and are
-dropped as stale), the analysed rate,
+the start, where a stream probed for long, e.g. `source.stream_probe_s=5`,
+hands ~1 s of frames over at once and a live run drops them as stale), the
+analysed rate,
 capture-to-overlay latency and each stage's busy time per frame.
 """
 
@@ -80,7 +81,7 @@ def run(url: str, fps: int, overrides: list[str], seconds: float, out_dir: str) 
     elapsed = time.monotonic() - started["at"]
     s = report.sources[0]
     captured = s.frames + s.dropped
-    # The frames that queued up while the models loaded arrive at once and are dropped as stale: counted apart.
+    # The start is counted apart: a long stream probe hands ~1 s of frames over at once (see the docstring).
     settled = sum(1 for index in set(range(max(seen, default=0) + 1)) - set(seen) if index >= 2 * fps)
     busy = ", ".join(f"{name} {ms:.1f}" for name, ms in report.stage_ms.items())
     return (

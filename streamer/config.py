@@ -64,6 +64,7 @@ class SourceConfig:
     rtsp_transport: str = "tcp"
     open_timeout_s: float = 5.0
     read_timeout_s: float = 5.0
+    stream_probe_s: float = 0.04
     reconnect: bool = True
     reconnect_attempts: int = 0
     backoff_initial_s: float = 0.5
@@ -87,7 +88,14 @@ class SourceConfig:
             raise ValueError("source.spec is empty: give a video file, an image, a camera index, a URL or 'demo'")
         _check_min("source.max_frames", self.max_frames, 0)
         _check_min("source.reconnect_attempts", self.reconnect_attempts, 0)
-        for name in ("open_timeout_s", "read_timeout_s", "backoff_initial_s", "backoff_max_s", "demo_seconds"):
+        for name in (
+            "open_timeout_s",
+            "read_timeout_s",
+            "stream_probe_s",
+            "backoff_initial_s",
+            "backoff_max_s",
+            "demo_seconds",
+        ):
             _check_min(f"source.{name}", getattr(self, name), 0.0, inclusive=False)
         _check_min("source.keep_tracks_s", self.keep_tracks_s, 0.0)
         _check_min("source.demo_fps", self.demo_fps, 1)

@@ -156,20 +156,26 @@ class StreamSource(LiveSource):
         # Named by host and path only: a query string may hold credentials (?password=...).
         self.info = self._live_info(mask_url(url), url_name(url), SourceKind.STREAM)
 
-    def _options(self) -> dict[str, str]:
-        if self.url.lower().startswith(("rtsp://", "rtsps://")):
-            return {"rtsp_transport": self.config.rtsp_transport}
-        return {}
+    def _options(self, probe: bool) -> dict[str, str]:
+        if not self.url.lower().startswith(("rtsp://", "rtsps://")):
+            return {}
+        options = {"rtsp_transport": self.config.rtsp_transport}
+        if not probe:
+            # FFmpeg reads ~1 s of a real-time stream to learn its frame rate before it returns the first
+            # frame, then hands over all it read at once: a live run would drop those as stale, on every
+            # (re)connect. The SDP already describes the stream; the frame rate comes from the probe.
+            options["analyzeduration"] = str(max(1, round(self.config.stream_probe_s * 1e6)))
+        return options
 
-    def _connect(self) -> av.container.InputContainer:
+    def _connect(self, probe: bool = False) -> av.container.InputContainer:
         # The read timeout turns a stalled stream into an exception we reconnect from.
         return av.open(
-            self.url, options=self._options(), timeout=(self.config.open_timeout_s, self.config.read_timeout_s)
+            self.url, options=self._options(probe), timeout=(self.config.open_timeout_s, self.config.read_timeout_s)
         )
 
     def _probe(self) -> tuple[int, int, float | None]:
         try:
-            container = self._connect()
+            container = self._connect(probe=True)
         except (av.error.FFmpegError, OSError, TimeoutError) as exc:
             reason = redact_text(ffmpeg_reason(exc), self._secrets)
             raise SourceError(f"cannot open {mask_url(self.url)} ({reason})") from None

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -58,6 +59,20 @@ def test_reads_rtsp_as_a_live_source(shared_media: Path, rtsp_server) -> None:
     assert all(b.pts_s > a.pts_s for a, b in itertools.pairwise(frames))
     assert frames[0].image.shape == (512, 512, 3) and frames[30].image.std() > 10
     assert elapsed > 1.2, "a live source delivers at the camera's pace (25 fps), not as fast as it can"
+
+
+def test_the_first_frames_come_at_the_cameras_pace_not_in_a_burst(shared_media: Path, rtsp_server) -> None:
+    # FFmpeg's own stream probe reads ~1 s before the first frame and hands it all over at once: a live run
+    # dropped those 25 frames as stale on every (re)connect. `stream_probe_s` keeps that read to a frame.
+    server = rtsp_server("--file", _clip(shared_media, "face_expressive_liveportrait_d12.mp4"))
+    spans = {}
+    for probe_s in (FAST.stream_probe_s, 2.0):
+        source = open_source(server.url(), replace(FAST, stream_probe_s=probe_s))
+        frames = _frames(source, 10)
+        source.close()
+        spans[probe_s] = frames[-1].captured_at - frames[0].captured_at
+    assert spans[FAST.stream_probe_s] > 0.25, f"10 frames at 25 fps take 0.36 s to come; got {spans}"
+    assert spans[2.0] < 0.15, f"a long probe delivers its frames in one burst; got {spans}"
 
 
 def test_udp_transport(shared_media: Path, rtsp_server) -> None:
