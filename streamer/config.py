@@ -101,8 +101,9 @@ class SourceConfig:
         _check_min("source.demo_fps", self.demo_fps, 1)
 
 
-#: `detector.interval: auto` on live sources: detection on every 2nd frame, the tracker's predictions between,
-#: keeps a 25 fps 640x360 camera whole on 2 CPU cores at 0.006 less person recall on PETS09 (bench/mot.py).
+#: `detector.interval: auto` on live sources starts at detection on every 2nd frame (the tracker's predictions
+#: between; 0.006 less person recall on PETS09 than every frame, bench/mot.py), then follows what the machine
+#: keeps up with (`streamer.stages.interval`: 1 to 5).
 LIVE_INTERVAL = 2
 
 
@@ -147,7 +148,7 @@ class DetectorConfig:
         _check_min("detector.threads", self.threads, 0)
 
     def interval_for(self, live: bool) -> int:
-        """`interval`, where auto is 2 for live sources (see LIVE_INTERVAL) and 1 for the others."""
+        """`interval`, where auto is 2 for live sources (where it then adapts; see LIVE_INTERVAL), 1 for others."""
         return (LIVE_INTERVAL if live else 1) if self.interval == "auto" else int(self.interval)
 
 

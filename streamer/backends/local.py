@@ -154,7 +154,7 @@ class _LocalRun:
             detect = detect_track_stage_for(
                 config, detector, info.kind, opened.config, components.device, live=info.is_live
             )
-            size, later = queue_sizes(config, policy, detect.interval)
+            size, later = queue_sizes(config, policy, detect.longest_interval)
             pipeline = Pipeline(opened.source.frames, [("detect+track", detect.process)], size, policy, later)
             session = session_for(
                 config, opened.name, info, components.card, job.live_view, job.on_frame, opened.config

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import time
 
 from streamer.detectors.base import PersonDetector
 from streamer.privacy.zones import ZoneFilter
+from streamer.stages.interval import AdaptiveInterval
 from streamer.types import Box, Frame, TrackedFrame
 from trackers.base import Tracker
 
@@ -21,7 +23,8 @@ class DetectTrackStage:
     With `interval` k > 1 the detector runs on every k-th frame this stage
     gets (counted in frames it processed, so live drops don't shift it) and
     the tracker predicts the boxes in between, as DeepStream's `interval`;
-    the first frame after a gap is always detected.
+    the first frame after a gap is always detected. With `adaptive` (a live
+    source's `interval: auto`) k follows what the machine keeps up with.
 
     `zones` are applied first: mask zones are filled before the detector (or
     any output) sees the frame; people in ignore zones are dropped before
@@ -35,16 +38,24 @@ class DetectTrackStage:
         keep_tracks_s: float = 5.0,
         interval: int = 1,
         zones: ZoneFilter | None = None,
+        adaptive: AdaptiveInterval | None = None,
     ) -> None:
         self.detector = detector
         self.zones = zones if zones is not None else ZoneFilter()
         self.tracker = tracker
         self.keep_tracks_s = keep_tracks_s
-        self.interval = max(1, interval)
+        self.adaptive = adaptive
+        self.interval = adaptive.value if adaptive else max(1, interval)
         self._since_detect: int | None = None  # frames since the detector last ran
         self._faces: tuple[Box, ...] = ()  # the faces it found then
 
+    @property
+    def longest_interval(self) -> int:
+        """The most frames apart detections can be in this run (a live capture edge holds one such cycle)."""
+        return self.adaptive.highest if self.adaptive else self.interval
+
     def process(self, frame: Frame) -> TrackedFrame:
+        started = time.perf_counter()
         frame = self.zones.masked(frame)
         if frame.gap_s > self.keep_tracks_s:
             logger.info("%.1f s gap: starting new tracks", frame.gap_s)
@@ -63,4 +74,7 @@ class DetectTrackStage:
             tracked = TrackedFrame(frame, update.persons, update.ended, faces=self._faces)
         if frame.is_last:
             self.detector.close()  # a shared detector's lane: stop waiting for this source's frames
+        if self.adaptive:
+            self.adaptive.observe(frame, tracked.detected, time.perf_counter() - started)
+            self.interval = self.adaptive.value
         return tracked

@@ -66,7 +66,7 @@ class SourceActor:
         def frames(stop: threading.Event) -> Iterator[Frame]:
             return (f for f in source.frames(stop) if f.index >= skip)
 
-        size, later = queue_sizes(self.config, policy, detect.interval)
+        size, later = queue_sizes(self.config, policy, detect.longest_interval)
         self.pipeline = Pipeline(frames, [("detect+track", detect.process)], size, policy, later)
         self.pipeline.start()
         return os.getpid()
