@@ -181,11 +181,12 @@ def _log_report(report: RunReport, several: bool) -> None:
     for done in report.sources:
         outputs = ", ".join(str(p) for p in done.paths if p.exists())  # only what is really there
         logger.info(
-            "%s%d frames in %.1f s (%.1f fps)%s: wrote %s",
+            "%s%d frames in %.1f s (%.1f fps)%s%s: wrote %s",
             f"{done.name}: " if several else "",
             done.frames,
             done.seconds,
             done.frames / done.seconds if done.seconds else 0.0,
+            f", the detector ran on {done.detections}" if done.detections < done.frames else "",
             f", {done.dropped} stale frames dropped" if done.dropped else "",
             outputs or "nothing",
         )

@@ -9,7 +9,8 @@ fer`) analyses each decoded frame of the clip with `FER(mtcnn=True)
 pipeline on the same file (decode, detect, track, emotion, overlay, H.264
 and JSONL written) as `run_stream.py --source FILE` does: every frame
 (`detector.interval` 1, a file's default), and as a live camera gets it
-(interval 2, what `auto` picks for a live source), and so with faces only
+(interval 2, where `auto` starts on a live source before it adapts to the
+machine: 2-3 for this clip on 2 cores), and so with faces only
 (`detector.person: none`, as fer: no person detector). Prints frames per second
 of each and the ratio to fer, and how many frames each found a face in.
 Model loading is not timed on either side (fer: its first frame is not timed).

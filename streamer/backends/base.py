@@ -83,6 +83,8 @@ class SourceReport:
     seconds: float
     error: BaseException | None
     restarts: int = 0
+    #: Frames the detector ran on; the others carry the tracker's predictions (`detector.interval`).
+    detections: int = 0
 
 
 @dataclass

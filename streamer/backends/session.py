@@ -58,6 +58,8 @@ class SourceSession:
     window: bool = False
     manifest: Manifest | None = None
     frames: int = 0
+    #: Frames the detector ran on (the others carry the tracker's predictions: `detector.interval`).
+    detections: int = 0
     persons: int = 0
     dropped: int = 0
     reconnects: int = 0
@@ -102,6 +104,7 @@ class SourceSession:
             record = record_of(result, self.stage.model.name, self.name)
             self.outputs.write(annotated, record)
             self.frames += 1
+            self.detections += result.detected
             self.persons = len(result.persons)
             if self.window:
                 # The local window alone may show faces (privacy.display_faces): drawn again on the raw frame.
@@ -184,4 +187,5 @@ class SourceSession:
             time.monotonic() - self.started,
             self.error,
             self.restarts,
+            self.detections,
         )

@@ -318,6 +318,7 @@ def test_cli_records_an_rtsp_camera_through_a_restart(shared_media: Path, rtsp_s
     runs = "".join("p" if p else "d" for p in predicted).split("d")
     assert max(len(run) for run in runs) <= HIGHEST - 1, "no more than HIGHEST frames from one detection to the next"
     assert gaps[0].get("detected", True), "the first frame after the gap is detected"
+    assert f"the detector ran on {len(records) - sum(predicted)}" in stderr, "the run's summary says how often"
     segments = sorted(tmp_path.glob("*.mp4"))
     assert len(segments) >= 2
     decoded = 0
