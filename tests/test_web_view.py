@@ -84,6 +84,7 @@ def test_the_api_lists_the_source_and_its_persons(live: LiveRun) -> None:
     assert status == 200
     source = json.loads(body)["sources"][0]
     assert source["name"] == NAME and source["state"] == "running" and source["fps"] > 0
+    assert 0 < source["detections"] <= source["frames"], "how many frames the detector ran on"
     person = source["persons"][0]
     assert person["top"][0]["label"] and isinstance(person["uncertain"], bool)
     assert re.fullmatch(r"#[0-9a-f]{6}", person["color"]) and person["color"] == track_hex(person["track_id"])

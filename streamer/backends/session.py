@@ -176,6 +176,7 @@ class SourceSession:
             self.reconnects,
             self.restarts,
             self.node,
+            self.detections,
         )
 
     def report(self) -> SourceReport:

@@ -51,6 +51,8 @@ class SourceStatus:
     reconnects: int
     restarts: int = 0
     node: str = ""
+    #: Frames the detector ran on (the others carry the tracker's predictions: `detector.interval`).
+    detections: int = 0
 
 
 class StatusTable:
