@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
+
 from cocoer_core.api import EmotionModel
 from streamer.backends.base import ModelFactory, OnFrame
 from streamer.backends.session import SourceSession
@@ -122,6 +124,14 @@ def queue_sizes(config: AppConfig, policy: QueuePolicy, interval: int = 1) -> tu
         first = max(config.live_queue_size, interval)
         return first, max(first, LIVE_BURST)
     return config.queue_size, config.queue_size
+
+
+def warm_up(detector: PersonDetector, info: SourceInfo) -> None:
+    """One detection on a black frame of a live source's size before its stream opens: the first camera frame
+    then doesn't pay for what a new size sets up (CenterNet's ONNX session, or its export at a size never
+    seen: seconds), while the camera's frames pile up and are dropped as stale."""
+    if info.is_live and info.width > 1 and info.height > 1:
+        detector.detect(np.zeros((info.height, info.width, 3), np.uint8))
 
 
 def zones_for(config: AppConfig, source: SourceConfig) -> ZoneFilter:

@@ -29,6 +29,7 @@ from streamer.backends.assembly import (
     queue_policy,
     queue_sizes,
     session_for,
+    warm_up,
 )
 from streamer.backends.base import RunJob, RunReport
 from streamer.backends.inference_worker import InferenceWorker, Lane
@@ -147,8 +148,12 @@ class _LocalRun:
 
     def _prepare(self) -> None:
         config, job, components = self.job.config, self.job, self.components
+        warmed: set[tuple[int, int]] = set()
         for opened in self.opened:
             info = opened.source.info
+            if (info.width, info.height) not in warmed:
+                warm_up(components.detector, info)
+                warmed.add((info.width, info.height))
             policy = queue_policy(info, opened.config)
             detector: PersonDetector = self.shared.lane() if self.shared else components.detector
             detect = detect_track_stage_for(

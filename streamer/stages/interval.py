@@ -28,8 +28,9 @@ HIGHEST = 5
 RAISE_AT = 0.95
 #: k is lowered only when the next smaller one fits in this share (hysteresis against flapping).
 LOWER_AT = 0.75
-#: Detections measured before the first decision (the first ones pay for warm-up: sessions, allocations).
-WARMUP = 3
+#: Detections before the first decision. The very first is not measured (it pays for first-call set-up); the
+#: second is: at 2 frames apart, a detection that takes 3 frames' time has the capture edge full in ~4 cycles.
+WARMUP = 1
 #: Weight of the newest measure in the running averages (~10 detections' memory).
 WEIGHT = 0.1
 

@@ -76,6 +76,28 @@ def test_the_first_frames_come_at_the_cameras_pace_not_in_a_burst(shared_media: 
     assert spans[2.0] < 0.15, f"a long probe delivers its frames in one burst; got {spans}"
 
 
+def test_a_new_camera_size_is_set_up_before_its_stream_opens(
+    shared_media: Path, rtsp_server, centernet_dir: Path, tmp_path: Path
+) -> None:
+    """CenterNet exports its ONNX graph once per input size (seconds): for a live source of a size never seen
+    that happens on a black frame before the stream opens, not on the first camera frames (dropped meanwhile)."""
+    from streamer.api import Analyzer
+    from streamer.config import load_config
+
+    pytest.importorskip("onnxruntime", reason="onnxruntime is in requirements.txt")
+    models = tmp_path / "models"  # the real CenterNet files, with an empty export cache beside them
+    models.mkdir()
+    (models / centernet_dir.name).symlink_to(centernet_dir)
+    server = rtsp_server("--file", _clip(shared_media, "face_expressive_liveportrait_d12.mp4"))  # 512x512
+    config = load_config(None, [f"source.spec={server.url()}", f"detector.models_dir={models}",
+                                "detector.runtime=onnxruntime", "source.max_frames=10", f"sink.out_dir={tmp_path}"])  # fmt: skip
+    exported = models / "onnx" / "centernet_640x640.onnx"
+    at_open: list[bool] = []
+    report = Analyzer(config).run(config.source.spec, on_open=lambda: at_open.append(exported.is_file()))
+    assert at_open == [True], "the size was exported before the stream opened"
+    assert report.sources[0].frames > 0 and not report.errors
+
+
 def test_udp_transport(shared_media: Path, rtsp_server) -> None:
     server = rtsp_server("--pattern")
     source = open_source(server.url(), SourceConfig(rtsp_transport="udp", read_timeout_s=3.0))

@@ -17,7 +17,14 @@ from typing import Any
 import ray
 
 from cocoer_core.api import EmotionResult, FramePersons
-from streamer.backends.assembly import build_model, detect_track_stage_for, model_device, queue_policy, queue_sizes
+from streamer.backends.assembly import (
+    build_model,
+    detect_track_stage_for,
+    model_device,
+    queue_policy,
+    queue_sizes,
+    warm_up,
+)
 from streamer.backends.base import ModelFactory
 from streamer.config import AppConfig, SourceConfig
 from streamer.errors import UserError
@@ -60,6 +67,7 @@ class SourceActor:
         device = resolve_device(self.config.device)
         info = source.info
         detector = build_detector(self.config.detector, device)
+        warm_up(detector, info)
         detect = detect_track_stage_for(self.config, detector, info.kind, self.source_config, device, live=info.is_live)
         policy = queue_policy(info, self.source_config)
 
