@@ -103,7 +103,7 @@ class SourceConfig:
 
 #: `detector.interval: auto` on live sources starts at detection on every 2nd frame (the tracker's predictions
 #: between; 0.006 less person recall on PETS09 than every frame, bench/mot.py), then follows what the machine
-#: keeps up with (`streamer.stages.interval`: 1 to 5).
+#: keeps up with (`streamer.stages.interval`: from every frame to 0.2 s apart).
 LIVE_INTERVAL = 2
 
 

@@ -31,7 +31,7 @@ from streamer.sources import Source, SourceInfo, SourceKind, open_source
 from streamer.sources.entries import SourceEntry, unique_names
 from streamer.stages.detect_track import DetectTrackStage
 from streamer.stages.emotion import EmotionStage, ModelCard
-from streamer.stages.interval import AdaptiveInterval
+from streamer.stages.interval import AdaptiveInterval, highest_for
 from streamer.stages.models import build_emotion_model, resolve_device
 from streamer.stages.pipeline import QueuePolicy
 from streamer.stages.smoothing import SmoothingBank
@@ -148,6 +148,7 @@ def detect_track_stage_for(
     source: SourceConfig,
     device: str,
     live: bool = False,
+    fps: float | None = None,
 ) -> DetectTrackStage:
     """A source's detect+track stage (both backends build it here), with its zones.
 
@@ -156,7 +157,8 @@ def detect_track_stage_for(
     # A still image needs no identities over time (nor a detection interval).
     image = kind is SourceKind.IMAGE
     interval = 1 if image else config.detector.interval_for(live)
-    adaptive = AdaptiveInterval(interval) if live and not image and config.detector.interval == "auto" else None
+    auto = live and not image and config.detector.interval == "auto"
+    adaptive = AdaptiveInterval(interval, highest_for(fps)) if auto else None
     tracker = build_tracker(TrackerConfig(kind="none") if image else config.tracker, device, interval)
     return DetectTrackStage(detector, tracker, source.keep_tracks_s, interval, zones_for(config, source), adaptive)
 

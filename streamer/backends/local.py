@@ -157,7 +157,7 @@ class _LocalRun:
             policy = queue_policy(info, opened.config)
             detector: PersonDetector = self.shared.lane() if self.shared else components.detector
             detect = detect_track_stage_for(
-                config, detector, info.kind, opened.config, components.device, live=info.is_live
+                config, detector, info.kind, opened.config, components.device, live=info.is_live, fps=info.fps
             )
             size, later = queue_sizes(config, policy, detect.longest_interval)
             pipeline = Pipeline(opened.source.frames, [("detect+track", detect.process)], size, policy, later)

@@ -7,8 +7,8 @@ that must fit in k frames' time. A fixed k fits one frame size on one machine:
 2 keeps a 640x360 camera whole on 2 cores, but a 640x480 webcam there dropped
 a third of its frames, and a fast machine could detect on every frame. This
 measures both costs and the camera's frame time as the run goes and picks the
-smallest k whose cycle fits, up to `highest` (past that, frames are dropped as
-stale, as before). It raises k as soon as a cycle no longer fits and lowers it
+smallest k whose cycle fits, up to 0.2 s of predictions (`highest`; past that,
+frames are dropped as stale, as before). It raises k as soon as a cycle no longer fits and lowers it
 only when the smaller one fits with room to spare, so it does not flap.
 """
 
@@ -21,7 +21,9 @@ from streamer.types import Frame
 
 logger = logging.getLogger(__name__)
 
-#: The most frames apart detections may be (at 25 fps: 0.2 s of the tracker's predictions between two).
+#: The longest the tracker's predictions may stand in for the detector (people move; past it frames are dropped).
+LONGEST_S = 0.2
+#: The most frames apart detections may be when the camera's rate is not known (0.2 s at 25 fps).
 HIGHEST = 5
 #: A cycle "fits" k frames when it takes at most this share of their time: the rest is for the stages beside
 #: detection (decoding, the emotion model, encoding) and a slow frame now and then.
@@ -33,6 +35,11 @@ LOWER_AT = 0.75
 WARMUP = 1
 #: Weight of the newest measure in the running averages (~10 detections' memory).
 WEIGHT = 0.1
+
+
+def highest_for(fps: float | None) -> int:
+    """The most frames apart detections may be at this frame rate: `LONGEST_S`, at least 2 frames."""
+    return max(2, round(LONGEST_S * fps)) if fps and fps > 0 else HIGHEST
 
 
 @dataclass

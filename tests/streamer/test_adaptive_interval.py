@@ -106,6 +106,10 @@ def test_auto_adapts_on_live_sources_only_and_the_capture_edge_holds_its_longest
     live = detect_track_stage_for(config, detector, SourceKind.STREAM, SourceConfig(), "cpu", live=True)
     assert live.adaptive is not None and live.interval == LIVE_INTERVAL and live.longest_interval == HIGHEST
     assert queue_sizes(config, QueuePolicy.LATEST, live.longest_interval)[0] == HIGHEST
+    # At most 0.2 s of predictions between two detections, whatever the camera's rate (at least 2 frames).
+    for fps, longest in ((30.0, 6), (25.0, 5), (60.0, 12), (7.0, 2)):
+        stage = detect_track_stage_for(config, detector, SourceKind.CAMERA, SourceConfig(), "cpu", True, fps)
+        assert stage.longest_interval == longest
     file = detect_track_stage_for(config, detector, SourceKind.FILE, SourceConfig(), "cpu")
     assert file.adaptive is None and file.interval == 1 == file.longest_interval
     config.detector.interval = 2  # a number is kept as it is, live too

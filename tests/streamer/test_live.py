@@ -23,7 +23,7 @@ from streamer.outputs.video import Mp4Writer, VideoOutput
 from streamer.sources import SourceKind, open_source
 from streamer.sources.container import ContainerSource
 from streamer.sources.live import StreamSource
-from streamer.stages.interval import HIGHEST
+from streamer.stages.interval import highest_for
 from streamer.stages.pipeline import Pipeline, QueuePolicy
 from tests.conftest import ROOT, media_file
 from tests.support.pipelines import drain
@@ -338,7 +338,7 @@ def test_cli_records_an_rtsp_camera_through_a_restart(shared_media: Path, rtsp_s
     predicted = [r.get("detected") is False for r in records]
     assert 0 < sum(predicted) < len(records), "live: the tracker predicts between detections (interval auto)"
     runs = "".join("p" if p else "d" for p in predicted).split("d")
-    assert max(len(run) for run in runs) <= HIGHEST - 1, "no more than HIGHEST frames from one detection to the next"
+    assert max(len(run) for run in runs) < highest_for(30.0), "at most 0.2 s from one detection to the next"
     assert gaps[0].get("detected", True), "the first frame after the gap is detected"
     assert f"the detector ran on {len(records) - sum(predicted)}" in stderr, "the run's summary says how often"
     segments = sorted(tmp_path.glob("*.mp4"))

@@ -68,7 +68,9 @@ class SourceActor:
         info = source.info
         detector = build_detector(self.config.detector, device)
         warm_up(detector, info)
-        detect = detect_track_stage_for(self.config, detector, info.kind, self.source_config, device, live=info.is_live)
+        detect = detect_track_stage_for(
+            self.config, detector, info.kind, self.source_config, device, live=info.is_live, fps=info.fps
+        )
         policy = queue_policy(info, self.source_config)
 
         def frames(stop: threading.Event) -> Iterator[Frame]:
