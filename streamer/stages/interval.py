@@ -4,12 +4,13 @@ A detection frame costs far more than a frame's time on a CPU (CenterNet and
 MTCNN: 60-120 ms against 40 ms at 25 fps) and a frame the tracker predicts
 almost nothing, so it is a detection *cycle* (one detection, k-1 predictions)
 that must fit in k frames' time. A fixed k fits one frame size on one machine:
-2 keeps a 640x360 camera whole on 2 cores, but a 640x480 webcam there dropped
-a third of its frames, and a fast machine could detect on every frame. This
+2 keeps a 640x360 camera whole on 2 cores, but a 512x480 one there dropped a
+third of its frames, and a fast machine could detect on every frame. This
 measures both costs and the camera's frame time as the run goes and picks the
-smallest k whose cycle fits, up to 0.2 s of predictions (`highest`; past that,
-frames are dropped as stale, as before). It raises k as soon as a cycle no longer fits and lowers it
-only when the smaller one fits with room to spare, so it does not flap.
+smallest k whose cycle fits, up to 0.2 s of predictions (`highest`; past
+that, frames are dropped as stale, as before). It raises k as soon as a cycle
+no longer fits and lowers it only when the smaller one fits with room to
+spare, so it does not flap.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ class AdaptiveInterval:
     predict_s: _Mean = field(default_factory=_Mean)
     frame_s: _Mean = field(default_factory=_Mean)
     detections: int = 0
-    _previous: tuple[int, float] | None = None  # (index, pts_s) of the frame before
+    _previous: tuple[int, float] | None = field(default=None, init=False, repr=False)  # (index, pts_s) before
 
     def observe(self, frame: Frame, detected: bool, seconds: float) -> None:
         """One frame through detect+track: whether the detector ran, and how long the stage took (wall)."""
