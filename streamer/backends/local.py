@@ -148,12 +148,13 @@ class _LocalRun:
 
     def _prepare(self) -> None:
         config, job, components = self.job.config, self.job, self.components
-        warmed: set[tuple[int, int]] = set()
+        live = {
+            (o.source.info.width, o.source.info.height): o.source.info for o in self.opened if o.source.info.is_live
+        }
+        for info in live.values():  # once per size: the detectors are shared
+            warm_up(components.detector, info)
         for opened in self.opened:
             info = opened.source.info
-            if (info.width, info.height) not in warmed:
-                warm_up(components.detector, info)
-                warmed.add((info.width, info.height))
             policy = queue_policy(info, opened.config)
             detector: PersonDetector = self.shared.lane() if self.shared else components.detector
             detect = detect_track_stage_for(

@@ -76,11 +76,13 @@ def test_the_first_frames_come_at_the_cameras_pace_not_in_a_burst(shared_media: 
     assert spans[2.0] < 0.15, f"a long probe delivers its frames in one burst; got {spans}"
 
 
+@pytest.mark.parametrize("beside_a_file", [False, True])
 def test_a_new_camera_size_is_set_up_before_its_stream_opens(
-    shared_media: Path, rtsp_server, centernet_dir: Path, tmp_path: Path
+    shared_media: Path, rtsp_server, centernet_dir: Path, tmp_path: Path, beside_a_file: bool
 ) -> None:
     """CenterNet exports its ONNX graph once per input size (seconds): for a live source of a size never seen
-    that happens on a black frame before the stream opens, not on the first camera frames (dropped meanwhile)."""
+    that happens on a black frame before the stream opens, not on the first camera frames (dropped meanwhile);
+    also when a file of the same size comes first in the run (a file is not set up ahead: it waits anyway)."""
     from streamer.api import Analyzer
     from streamer.config import load_config
 
@@ -93,9 +95,10 @@ def test_a_new_camera_size_is_set_up_before_its_stream_opens(
                                 "detector.runtime=onnxruntime", "source.max_frames=10", f"sink.out_dir={tmp_path}"])  # fmt: skip
     exported = models / "onnx" / "centernet_640x640.onnx"
     at_open: list[bool] = []
-    report = Analyzer(config).run(config.source.spec, on_open=lambda: at_open.append(exported.is_file()))
+    specs = [_clip(shared_media, "face_expressive_liveportrait_d12.mp4")] * beside_a_file + [config.source.spec]
+    report = Analyzer(config).run(specs, on_open=lambda: at_open.append(exported.is_file()))
     assert at_open == [True], "the size was exported before the stream opened"
-    assert report.sources[0].frames > 0 and not report.errors
+    assert all(s.frames > 0 for s in report.sources) and len(report.sources) == len(specs) and not report.errors
 
 
 def test_udp_transport(shared_media: Path, rtsp_server) -> None:
