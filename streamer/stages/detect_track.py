@@ -45,9 +45,14 @@ class DetectTrackStage:
         self.tracker = tracker
         self.keep_tracks_s = keep_tracks_s
         self.adaptive = adaptive
-        self.interval = adaptive.value if adaptive else max(1, interval)
+        self._fixed = max(1, interval)
         self._since_detect: int | None = None  # frames since the detector last ran
         self._faces: tuple[Box, ...] = ()  # the faces it found then
+
+    @property
+    def interval(self) -> int:
+        """Detect every this many frames (now: an adaptive interval changes it as the run goes)."""
+        return self.adaptive.value if self.adaptive else self._fixed
 
     @property
     def longest_interval(self) -> int:
@@ -76,5 +81,4 @@ class DetectTrackStage:
             self.detector.close()  # a shared detector's lane: stop waiting for this source's frames
         if self.adaptive:
             self.adaptive.observe(frame, tracked.detected, time.perf_counter() - started)
-            self.interval = self.adaptive.value
         return tracked
