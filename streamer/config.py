@@ -65,6 +65,7 @@ class SourceConfig:
     open_timeout_s: float = 5.0
     read_timeout_s: float = 5.0
     stream_probe_s: float = 0.04
+    pace: str = "auto"
     reconnect: bool = True
     reconnect_attempts: int = 0
     backoff_initial_s: float = 0.5
@@ -84,6 +85,8 @@ class SourceConfig:
         _check_choice("source.live", self.live, ("auto", "yes", "no"))
         _check_choice("source.policy", self.policy, ("auto", "block", "latest"))
         _check_choice("source.rtsp_transport", self.rtsp_transport, ("tcp", "udp"))
+        self.pace = _tristate(self.pace)
+        _check_choice("source.pace", self.pace, ("auto", "yes", "no"))
         if not self.spec.strip():
             raise ValueError("source.spec is empty: give a video file, an image, a camera index, a URL or 'demo'")
         _check_min("source.max_frames", self.max_frames, 0)

@@ -3,7 +3,9 @@
 Frames are stamped with the wall-clock time since the source started, so the
 timeline stays monotonic across reconnects; when the stream ends, stalls or
 errors the source reconnects with exponential backoff (forever by default)
-and marks the first frame after the gap with its length.
+and marks the first frame after the gap with its length. A stream that
+arrives in bursts (HLS: a segment at a time) is handed over at the pace of
+its timestamps, as a camera would deliver it.
 """
 
 from __future__ import annotations
@@ -35,6 +37,43 @@ logger = logging.getLogger(__name__)
 #: Live sources: frame timestamps in 1/90000 s (the RTP video clock).
 LIVE_TIME_BASE = Fraction(1, 90000)
 
+#: The frames connection of these schemes reads `stream_probe_s` before its first frame instead of FFmpeg's ~1 s
+#: (measured: RTSP, and MPEG-TS over UDP and TCP). The other schemes keep FFmpeg's probe.
+SHORT_PROBE_SCHEMES = ("rtsp://", "rtsps://", "udp://", "tcp://")
+
+#: A stream that delivers packets but no decodable frame for this long is reconnected. Longer than a camera's
+#: keyframe interval (1-10 s): a connection that joins between keyframes can decode nothing until the next one.
+UNDECODABLE_FOR_S = 20.0
+
+#: Undecodable packets after the first frame (loss over UDP) are reported at most this often.
+REPORT_EVERY_S = 60.0
+
+
+class Pacer:
+    """Waits until each frame is due by its stream timestamp, the first frame being due at once.
+
+    For a stream that arrives in bursts: HLS fetches a segment (seconds of video) at a time, and a live
+    run, which works on the newest frame, would drop the rest of the burst as stale.
+    """
+
+    #: Further off than this (a timestamp jump, a stall upstream, a slow reader) starts the clock afresh
+    #: instead of sleeping long or rushing a backlog through.
+    SLACK_S = 1.0
+
+    def __init__(self) -> None:
+        self._origin: float | None = None  # the wall time (monotonic) at stream time 0
+
+    def wait(self, at_s: float | None, stop: threading.Event) -> None:
+        if at_s is None:
+            return
+        now = time.monotonic()
+        if self._origin is None or abs(self._origin + at_s - now) > self.SLACK_S:
+            self._origin = now - at_s
+            return
+        due = self._origin + at_s
+        if due > now:
+            stop.wait(due - now)
+
 
 class Backoff:
     """Exponential backoff between reconnect attempts."""
@@ -62,8 +101,10 @@ class Backoff:
 class LiveSource:
     """Base for real-time sources that reconnect when they break.
 
-    Subclasses provide `_connect_frames()` (an iterator of BGR images, which
-    may raise or just end when the stream breaks), `_disconnect()` and `_probe()`.
+    Subclasses provide `_connect_frames()` (an iterator of BGR images with their
+    stream time in seconds if known, which may raise or just end when the stream
+    breaks), `_disconnect()` and `_probe()`. A subclass sets `_paced` on connecting
+    for a stream to be handed over at the pace of those times.
     """
 
     info: SourceInfo
@@ -72,8 +113,9 @@ class LiveSource:
         self.config = config
         self.reconnects = 0
         self._secrets: tuple[str, ...] = ()
+        self._paced = False
 
-    def _connect_frames(self) -> Iterator[np.ndarray]:
+    def _connect_frames(self) -> Iterator[tuple[np.ndarray, float | None]]:
         raise NotImplementedError
 
     def _disconnect(self) -> None:
@@ -103,8 +145,11 @@ class LiveSource:
         index = 0
         lost_at: float | None = None
         while not stop.is_set():
+            pacer = Pacer()
             try:
-                for image in self._connect_frames():
+                for image, at_s in self._connect_frames():
+                    if self._paced:
+                        pacer.wait(at_s, stop)
                     if stop.is_set():
                         break
                     now = time.monotonic()
@@ -157,13 +202,12 @@ class StreamSource(LiveSource):
         self.info = self._live_info(mask_url(url), url_name(url), SourceKind.STREAM)
 
     def _options(self, probe: bool) -> dict[str, str]:
-        if not self.url.lower().startswith(("rtsp://", "rtsps://")):
-            return {}
-        options = {"rtsp_transport": self.config.rtsp_transport}
-        if not probe:
+        url = self.url.lower()
+        options = {"rtsp_transport": self.config.rtsp_transport} if url.startswith(("rtsp://", "rtsps://")) else {}
+        if not probe and url.startswith(SHORT_PROBE_SCHEMES):
             # FFmpeg reads ~1 s of a real-time stream to learn its frame rate before it returns the first
             # frame, then hands over all it read at once: a live run would drop those as stale, on every
-            # (re)connect. The SDP already describes the stream; the frame rate comes from the probe.
+            # (re)connect. The first packets describe the stream; the frame rate comes from the open-time probe.
             options["analyzeduration"] = str(max(1, round(self.config.stream_probe_s * 1e6)))
         return options
 
@@ -176,6 +220,12 @@ class StreamSource(LiveSource):
     def _probe(self) -> tuple[int, int, float | None]:
         try:
             container = self._connect(probe=True)
+        except av.error.ProtocolNotFoundError:
+            scheme = self.url.split(":", 1)[0].lower()
+            raise SourceError(
+                f"cannot open {mask_url(self.url)}: this FFmpeg has no {scheme}:// support (PyAV's wheels are built "
+                f"without it); relay the stream as rtsp:// or udp://, or install PyAV built on an FFmpeg that has it"
+            ) from None
         except (av.error.FFmpegError, OSError, TimeoutError) as exc:
             reason = redact_text(ffmpeg_reason(exc), self._secrets)
             raise SourceError(f"cannot open {mask_url(self.url)} ({reason})") from None
@@ -188,12 +238,46 @@ class StreamSource(LiveSource):
         finally:
             container.close()
 
-    def _connect_frames(self) -> Iterator[np.ndarray]:
-        self._container = self._connect()
-        stream = self._container.streams.video[0]
+    def _connect_frames(self) -> Iterator[tuple[np.ndarray, float | None]]:
+        self._container = container = self._connect()
+        stream = container.streams.video[0]
         stream.thread_type = "AUTO"
-        for decoded in self._container.decode(stream):
-            yield bgr(decoded)
+        self._paced = self.config.pace == "yes" or (self.config.pace == "auto" and container.format.name == "hls")
+        yield from self._decoded(container, stream)
+
+    def _decoded(
+        self, container: av.container.InputContainer, stream: av.video.stream.VideoStream
+    ) -> Iterator[tuple[np.ndarray, float | None]]:
+        """Every frame that decodes. A packet that does not is skipped, as players do: a connection that joins
+        between keyframes gets such packets until the next keyframe (reconnecting would only join between
+        keyframes again), and so does a packet lost over UDP. Only a stream that decodes nothing for long is
+        dropped."""
+        rejected = reported = 0
+        decoded_at, reported_at = time.monotonic(), float("-inf")
+        seen_frame = False
+        for packet in container.demux(stream):
+            try:
+                frames = packet.decode()
+            except av.error.InvalidDataError:
+                rejected += 1
+                idle_s = time.monotonic() - decoded_at
+                if idle_s > max(UNDECODABLE_FOR_S, self.config.read_timeout_s):
+                    raise OSError(f"no frame decoded in {idle_s:.0f} s ({rejected} packets could not be)") from None
+                if seen_frame and time.monotonic() - reported_at > REPORT_EVERY_S:
+                    logger.warning(
+                        "%s: %d packets could not be decoded and were skipped (lost in transit?)",
+                        self.info.display_name,
+                        rejected - reported,
+                    )
+                    reported, reported_at = rejected, time.monotonic()
+                continue
+            for decoded in frames:
+                if not seen_frame and rejected:
+                    logger.debug("%s: %d packets before the first keyframe skipped", self.info.display_name, rejected)
+                    reported = rejected
+                seen_frame = True
+                decoded_at = time.monotonic()
+                yield bgr(decoded), decoded.time
 
     def _disconnect(self) -> None:
         if self._container is not None:
@@ -251,13 +335,13 @@ class CameraSource(LiveSource):
         finally:
             capture.release()
 
-    def _connect_frames(self) -> Iterator[np.ndarray]:
+    def _connect_frames(self) -> Iterator[tuple[np.ndarray, float | None]]:
         self._capture = self._connect()
         while True:
             ok, image = self._capture.read()
             if not ok or image is None:
                 return
-            yield image
+            yield image, None  # a camera delivers in real time: nothing to pace
 
     def _disconnect(self) -> None:
         if self._capture is not None:

@@ -76,6 +76,77 @@ def test_the_first_frames_come_at_the_cameras_pace_not_in_a_burst(shared_media: 
     assert spans[2.0] < 0.15, f"a long probe delivers its frames in one burst; got {spans}"
 
 
+def test_a_udp_stream_joined_between_keyframes_waits_for_one_instead_of_reconnecting(
+    shared_media: Path, ts_server
+) -> None:
+    # MPEG-TS over UDP has no session: the frames connection joins mid-stream, and until the next keyframe
+    # (6.6 s into this clip) no packet decodes. Each one used to raise and reconnect; a reconnect joins between
+    # keyframes again. Now they are skipped, as players do.
+    server = ts_server("--udp", "--file", _clip(shared_media, "face_expressive_liveportrait_d12.mp4"), "--delay", "1")
+    source = open_source(server.url(), FAST)  # listens before the first packet: the probe sees the first keyframe
+    assert source.info.is_live and (source.info.width, source.info.height) == (512, 512)
+    frames = _frames(source, 12)
+    source.close()
+    assert source.reconnects == 0 and not any(frame.gap_s for frame in frames)
+    assert [frame.index for frame in frames] == list(range(12)) and frames[5].image.std() > 10
+    assert frames[-1].captured_at - frames[0].captured_at > 0.25, "at the camera's pace (25 fps)"
+
+
+def test_hls_is_handed_over_at_its_own_pace_not_a_segment_at_once(shared_media: Path, ts_server) -> None:
+    # HLS arrives a segment (2 s here) at a time; a live run works on the newest frame and dropped the rest of
+    # each segment as stale (84% of a 25 fps stream). `source.pace: auto` spaces HLS frames by their timestamps.
+    server = ts_server("--hls", "--file", _clip(shared_media, "people_one_by_one_room.mp4"))  # 10 fps, 2 s segments
+    spans = {}
+    for pace in ("auto", "no"):
+        source = open_source(server.url(), replace(FAST, pace=pace))
+        assert source.info.is_live and source.info.fps == pytest.approx(10, abs=0.5)
+        frames = _frames(source, 16)
+        source.close()
+        spans[pace] = frames[-1].captured_at - frames[0].captured_at
+    assert spans["auto"] > 1.2, f"16 frames at 10 fps take 1.5 s to come; got {spans}"
+    assert spans["no"] < 0.5, f"unpaced, a segment arrives in one burst; got {spans}"
+
+
+def test_pacing_follows_the_timestamps_and_starts_afresh_after_a_jump() -> None:
+    from streamer.sources.live import Pacer
+
+    pacer, stop = Pacer(), threading.Event()
+    started = time.monotonic()
+    for at_s in (10.0, 10.1, 10.2, 10.3):  # due 0.1 s apart from the first
+        pacer.wait(at_s, stop)
+    paced = time.monotonic() - started
+    for at_s in (500.0, 0.0, None):  # a jump ahead, a restart at zero, no timestamp: none waits
+        pacer.wait(at_s, stop)
+    assert 0.28 < paced < 0.5 and time.monotonic() - started - paced < 0.05
+    stop.set()
+    pacer.wait(0.9, stop)  # due in 0.9 s, but the source is stopping
+    assert time.monotonic() - started - paced < 0.1
+
+
+def test_the_short_probe_is_for_the_schemes_it_was_measured_on() -> None:
+    source = StreamSource.__new__(StreamSource)  # _options only: no connection
+    source.config = FAST
+    for url, short in (("rtsp://h/s", True), ("udp://127.0.0.1:5000", True), ("tcp://h:1", True),
+                       ("rtmp://h/live", False), ("http://h/live.m3u8", False)):  # fmt: skip
+        source.url = url
+        assert ("analyzeduration" in source._options(probe=False)) == short, url
+        assert "analyzeduration" not in source._options(probe=True), "the open-time probe reads the frame rate"
+
+
+def test_a_protocol_this_ffmpeg_lacks_is_one_line() -> None:
+    try:
+        av.open("srt://127.0.0.1:9", timeout=1).close()
+    except av.error.ProtocolNotFoundError:
+        pass
+    except (av.error.FFmpegError, OSError):
+        pytest.skip("this FFmpeg has SRT")
+    with pytest.raises(
+        SourceError, match=r"^cannot open srt://user:\*\*\*@127\.0\.0\.1:9.*no srt:// support.*relay"
+    ) as error:
+        open_source("srt://user:secret@127.0.0.1:9?passphrase=secret", FAST)
+    assert "secret" not in str(error.value)
+
+
 @pytest.mark.parametrize("beside_a_file", [False, True])
 def test_a_new_camera_size_is_set_up_before_its_stream_opens(
     shared_media: Path, rtsp_server, centernet_dir: Path, tmp_path: Path, beside_a_file: bool

@@ -64,6 +64,8 @@ def rtsp_server_available() -> str | None:
 class RtspServer:
     """One gst-rtsp-server process; restartable on the same port."""
 
+    script = "rtsp_server.py"
+
     def __init__(self, args: list[str], port: int | None = None) -> None:
         self.args = args
         self.port = port or free_port()
@@ -75,7 +77,7 @@ class RtspServer:
 
     def start(self, timeout_s: float = 15.0) -> RtspServer:
         self.process = subprocess.Popen(
-            [SYSTEM_PYTHON, str(SUPPORT / "rtsp_server.py"), "--port", str(self.port), *self.args],
+            [SYSTEM_PYTHON, str(SUPPORT / self.script), "--port", str(self.port), *self.args],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -90,7 +92,7 @@ class RtspServer:
                 break
         err = self.process.stderr.read() if self.process.stderr else ""
         self.stop()
-        raise RuntimeError(f"RTSP server did not start: {err}")
+        raise RuntimeError(f"{self.script} did not start: {err}")
 
     def stop(self) -> None:
         """terminate -> wait -> kill (ENVIRONMENT.md)."""
@@ -139,6 +141,35 @@ def rtsp_server():
         if server.process is not None:
             with contextlib.suppress(ProcessLookupError, AssertionError):
                 server.resume()  # a paused server would not die on SIGTERM
+        server.stop()
+
+
+class TsServer(RtspServer):
+    """An MPEG-TS stream from GStreamer (tests/support/ts_server.py): over UDP, or live HLS over HTTP."""
+
+    script = "ts_server.py"
+
+    def url(self, user: str | None = None, password: str | None = None, path: str = "/live.m3u8") -> str:
+        if "--udp" in self.args:
+            return f"udp://127.0.0.1:{self.port}"
+        return f"http://127.0.0.1:{self.port}{path}"
+
+
+@pytest.fixture()
+def ts_server():
+    """Factory: ts_server(--udp | --hls, --file F, [--delay S]) -> a started server (see ts_server.py)."""
+    reason = rtsp_server_available()  # the same GStreamer packages
+    if reason:
+        pytest.skip(reason)
+    servers: list[TsServer] = []
+
+    def start(*args: str) -> TsServer:
+        server = TsServer(list(args)).start(timeout_s=30)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
         server.stop()
 
 
