@@ -1,12 +1,14 @@
 """Does every frame of a 25 fps 640x360 camera get analysed, with the default settings, on this machine?
 
-    python bench/live_camera.py [--video NAME] [--fps 25] [--seconds 15] [--variants "KEY=VALUE ..." ...]
+    python bench/live_camera.py [--video NAME] [--fps 25] [--seconds 15] [--via rtsp|udp|hls]
+                                [--variants "KEY=VALUE ..." ...]
 
 A ../shared/media clip (default: the 640x360 woman talking to the camera) is
-re-timed to `--fps` (the same frames re-encoded at that rate, crf 17) and
-served over RTSP from GStreamer's server on 127.0.0.1, in real time, as a
-camera would; the whole pipeline runs on it as `run_stream.py --source
-rtsp://...` does with no other flag (live policy: the newest frame, stale
+re-timed to `--fps` (the same frames re-encoded at that rate, crf 17, a
+keyframe every 2 s as cameras send) and served from GStreamer on 127.0.0.1,
+in real time, as a camera would: over RTSP (default), as MPEG-TS over UDP,
+or as live HLS (2 s segments over HTTP); the whole pipeline runs on it as
+`run_stream.py --source URL` does with no other flag (live policy: the newest frame, stale
 ones dropped and counted; H.264 + JSONL written). For the defaults and each
 variant (a space-separated list of config overrides) it prints frames
 captured, analysed and dropped (in all, and after the stream's first 2 s:
@@ -33,11 +35,12 @@ from streamer.api import Analyzer
 from streamer.config import load_config
 
 sys.path.insert(0, str(ROOT))
-from tests.support.servers import RtspServer, rtsp_server_available
+from tests.support.servers import RtspServer, TsServer, rtsp_server_available
 
 
 def retimed(video: Path, fps: int, out: Path, min_frames: int) -> Path:
-    """The clip's frames re-encoded at `fps` (H.264, crf 17), played back and forth until `min_frames`:
+    """The clip's frames re-encoded at `fps` (H.264, crf 17, a keyframe every 2 s: HLS segments are cut at
+    keyframes), played back and forth until `min_frames`:
     a camera of that rate showing them (a short clip would end the stream and reconnect every few seconds)."""
     import av
 
@@ -45,7 +48,7 @@ def retimed(video: Path, fps: int, out: Path, min_frames: int) -> Path:
         frames = [frame.to_ndarray(format="rgb24") for frame in src.decode(video=0)]
     order = list(range(len(frames))) + list(range(len(frames) - 2, 0, -1))
     with av.open(str(out), "w") as dst:
-        stream = dst.add_stream("libx264", rate=fps, options={"crf": "17", "preset": "veryfast", "bf": "0"})
+        stream = dst.add_stream("libx264", rate=fps, options={"crf": "17", "preset": "veryfast", "bf": "0", "g": str(2 * fps)})
         stream.height, stream.width = frames[0].shape[:2]
         stream.pix_fmt = "yuv420p"
         for index in range(max(min_frames, len(frames))):
@@ -113,6 +116,7 @@ def main() -> int:
         ],
         help="config overrides, one quoted space-separated list per extra row",
     )
+    parser.add_argument("--via", choices=("rtsp", "udp", "hls"), default="rtsp", help="how the camera is served")
     args = parser.parse_args()
     reason = rtsp_server_available()
     if reason:
@@ -120,16 +124,20 @@ def main() -> int:
         return 2
     with tempfile.TemporaryDirectory() as tmp:
         clip = retimed(MEDIA / args.video, args.fps, Path(tmp) / "camera.mp4", int(args.fps * (args.seconds + 20)))
-        server = RtspServer(["--file", str(clip)]).start()
-        try:
-            print(
-                f"{args.video} re-timed to {args.fps} fps, over RTSP/TCP from 127.0.0.1; device={device_name('auto')}"
-            )
-            for variant in ["", *args.variants]:
+        via = {"rtsp": "RTSP/TCP", "udp": "MPEG-TS over UDP", "hls": "live HLS (2 s segments)"}[args.via]
+        print(f"{args.video} re-timed to {args.fps} fps, as {via} from 127.0.0.1; device={device_name('auto')}")
+        for variant in ["", *args.variants]:
+            # RTSP plays the file from its start for each session; UDP and HLS play it once: one server a row.
+            if args.via == "rtsp":
+                server: RtspServer = RtspServer(["--file", str(clip)])
+            else:
+                server = TsServer([f"--{args.via}", "--file", str(clip), "--delay", "1"])
+            server.start(timeout_s=30)
+            try:
                 print(f"  {variant or 'defaults':<34}", end=" ", flush=True)
                 print(run(server.url(), args.fps, shlex.split(variant), args.seconds, tmp), flush=True)
-        finally:
-            server.stop()
+            finally:
+                server.stop()
     return 0
 
 

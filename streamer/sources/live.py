@@ -56,9 +56,12 @@ class Pacer:
     run, which works on the newest frame, would drop the rest of the burst as stale.
     """
 
-    #: Further off than this (a timestamp jump, a stall upstream, a slow reader) starts the clock afresh
-    #: instead of sleeping long or rushing a backlog through.
-    SLACK_S = 1.0
+    #: A frame due further ahead than this (a timestamp jump) starts the clock afresh instead of a long sleep.
+    AHEAD_S = 1.0
+    #: A frame later than this (the stream stalled: the next HLS segment was not out yet) starts the clock
+    #: afresh too, as a player's buffer does, instead of rushing the frames after it through in a burst: the
+    #: delay grows by the stall, and the stream arrives with that much to spare after it.
+    LATE_S = 0.1
 
     def __init__(self) -> None:
         self._origin: float | None = None  # the wall time (monotonic) at stream time 0
@@ -67,10 +70,10 @@ class Pacer:
         if at_s is None:
             return
         now = time.monotonic()
-        if self._origin is None or abs(self._origin + at_s - now) > self.SLACK_S:
+        due = now if self._origin is None else self._origin + at_s
+        if self._origin is None or due - now > self.AHEAD_S or now - due > self.LATE_S:
             self._origin = now - at_s
             return
-        due = self._origin + at_s
         if due > now:
             stop.wait(due - now)
 

@@ -92,6 +92,25 @@ def test_a_udp_stream_joined_between_keyframes_waits_for_one_instead_of_reconnec
     assert frames[-1].captured_at - frames[0].captured_at > 0.25, "at the camera's pace (25 fps)"
 
 
+def test_a_stream_that_decodes_nothing_for_long_is_reconnected(
+    shared_media: Path, ts_server, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import streamer.sources.live as live
+
+    monkeypatch.setattr(live, "UNDECODABLE_FOR_S", 0.5)  # 20 s: longer than a camera's keyframe interval
+    server = ts_server("--udp", "--file", _clip(shared_media, "face_expressive_liveportrait_d12.mp4"), "--delay", "1")
+    source = open_source(server.url(), replace(FAST, read_timeout_s=0.5))
+    stop = threading.Event()
+    reader = threading.Thread(target=lambda: _frames(source, 1, stop), daemon=True)
+    reader.start()
+    time.sleep(3)  # the next keyframe is 6.6 s into the clip
+    stop.set()
+    reader.join(timeout=10)
+    source.close()
+    assert not reader.is_alive() and source.reconnects >= 1
+    assert any("no frame decoded in" in record.getMessage() for record in caplog.records)
+
+
 def test_hls_is_handed_over_at_its_own_pace_not_a_segment_at_once(shared_media: Path, ts_server) -> None:
     # HLS arrives a segment (2 s here) at a time; a live run works on the newest frame and dropped the rest of
     # each segment as stale (84% of a 25 fps stream). `source.pace: auto` spaces HLS frames by their timestamps.
@@ -107,20 +126,23 @@ def test_hls_is_handed_over_at_its_own_pace_not_a_segment_at_once(shared_media: 
     assert spans["no"] < 0.5, f"unpaced, a segment arrives in one burst; got {spans}"
 
 
-def test_pacing_follows_the_timestamps_and_starts_afresh_after_a_jump() -> None:
+def test_pacing_follows_the_timestamps_and_starts_afresh_after_a_stall_or_a_jump() -> None:
     from streamer.sources.live import Pacer
 
     pacer, stop = Pacer(), threading.Event()
-    started = time.monotonic()
-    for at_s in (10.0, 10.1, 10.2, 10.3):  # due 0.1 s apart from the first
-        pacer.wait(at_s, stop)
-    paced = time.monotonic() - started
-    for at_s in (500.0, 0.0, None):  # a jump ahead, a restart at zero, no timestamp: none waits
-        pacer.wait(at_s, stop)
-    assert 0.28 < paced < 0.5 and time.monotonic() - started - paced < 0.05
+
+    def take(*times: float | None) -> float:
+        started = time.monotonic()
+        for at_s in times:
+            pacer.wait(at_s, stop)
+        return time.monotonic() - started
+
+    assert 0.28 < take(10.0, 10.1, 10.2, 10.3) < 0.5, "due 0.1 s apart from the first"
+    time.sleep(0.3)  # the stream stalls (the next HLS segment is not out yet)
+    assert 0.18 < take(10.4, 10.5, 10.6) < 0.4, "after a stall the frames keep their spacing, not rushed in a burst"
+    assert take(500.0, 0.0, None) < 0.05, "a jump ahead, a restart at zero, no timestamp: none waits"
     stop.set()
-    pacer.wait(0.9, stop)  # due in 0.9 s, but the source is stopping
-    assert time.monotonic() - started - paced < 0.1
+    assert take(0.9) < 0.1, "due in 0.9 s, but the source is stopping"
 
 
 def test_the_short_probe_is_for_the_schemes_it_was_measured_on() -> None:
