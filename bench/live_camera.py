@@ -48,7 +48,9 @@ def retimed(video: Path, fps: int, out: Path, min_frames: int) -> Path:
         frames = [frame.to_ndarray(format="rgb24") for frame in src.decode(video=0)]
     order = list(range(len(frames))) + list(range(len(frames) - 2, 0, -1))
     with av.open(str(out), "w") as dst:
-        stream = dst.add_stream("libx264", rate=fps, options={"crf": "17", "preset": "veryfast", "bf": "0", "g": str(2 * fps)})
+        stream = dst.add_stream(
+            "libx264", rate=fps, options={"crf": "17", "preset": "veryfast", "bf": "0", "g": str(2 * fps)}
+        )
         stream.height, stream.width = frames[0].shape[:2]
         stream.pix_fmt = "yuv420p"
         for index in range(max(min_frames, len(frames))):

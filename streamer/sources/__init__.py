@@ -5,8 +5,10 @@ source yields `Frame`s from `frames(stop)`.
 
 - Finite sources (files, the demo, http(s) links to video files) deliver
   every frame in order with the container's timestamps (`container`, `demo`).
+  An http(s) URL that turns out to serve a stream (an MJPEG camera, HLS,
+  MPEG-TS of no length) is live.
 - An image is a one-frame source (`still`).
-- Live sources (cameras, RTSP/RTMP/UDP/SRT, HLS playlists) run in real time
+- Live sources (cameras, RTSP/RTMP/UDP/SRT, HLS playlists, http cameras) run in real time
   and reconnect when they break (`live`).
 - `entries` turns `--source` (globs and folders too) and `--sources FILE`
   into the list of sources a run opens, each with its own settings.
@@ -76,4 +78,9 @@ def open_source(spec: str, config: SourceConfig) -> Source:
         return StreamSource(spec, config)
     name = mask_url(spec)
     stem = re.sub(r"[^A-Za-z0-9]+", "_", Path(url_name(spec)).stem).strip("_") or "stream"
-    return ContainerSource(spec, name, stem, config, is_url=True)
+    source = ContainerSource(spec, name, stem, config, is_url=True)
+    if config.live == "auto" and source.serves_a_stream():
+        # What the URL serves decides: an http camera (MJPEG) is live, reconnects and keeps the newest frame.
+        source.close()
+        return StreamSource(spec, config)
+    return source

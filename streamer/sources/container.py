@@ -245,6 +245,13 @@ class ContainerSource:
                 return
             yield Frame(self.info.display_name, index, pts_s, time.monotonic(), image)
 
+    def serves_a_stream(self) -> bool:
+        """Whether an http(s) URL serves a live stream rather than a file: an MJPEG camera (multipart JPEGs,
+        as IP cameras and phone webcam apps serve), an HLS playlist, or MPEG-TS/FLV of no known length. A
+        file of no known length (a browser's WebM recording) is not taken for one."""
+        name = self._container.format.name
+        return name in ("mpjpeg", "hls") or (name in ("mpegts", "flv") and self._container.duration is None)
+
     def close(self) -> None:
         self._container.close()
 

@@ -334,6 +334,25 @@ def test_http_link_to_a_video_file_is_a_finite_source(shared_media: Path, http_s
     assert len(frames) == 77 and frames[-1].is_last
 
 
+def test_an_http_mjpeg_camera_is_live_and_reconnects(shared_media: Path, mjpeg_server) -> None:
+    # IP cameras and phone webcam apps serve multipart JPEGs over http://. Taken for a file, such a camera
+    # had every frame queued (latency growing), one unfragmented MP4 and no reconnect.
+    server = mjpeg_server("--file", _clip(shared_media, "face_woman_head_pose.mp4"), "--fps", "20")
+    source = open_source(server.url(), FAST)
+    assert isinstance(source, StreamSource) and source.info.is_live and source.info.kind is SourceKind.STREAM
+    assert (source.info.width, source.info.height) == (480, 270)
+    stop = threading.Event()
+    frames = source.frames(stop)
+    first = [next(frames) for _ in range(20)]
+    assert first[-1].captured_at - first[0].captured_at > 0.7, "at the camera's pace (20 fps)"
+    server.stop()
+    server.start()  # the camera comes back on the same address
+    later = next(frames)
+    stop.set()
+    source.close()
+    assert source.reconnects >= 1 and later.gap_s > 0 and later.image.std() > 10
+
+
 def test_segments_rotate_and_each_plays_from_zero(tmp_path: Path, shared_media: Path) -> None:
     source = open_source(_clip(shared_media, "face_woman_head_pose.mp4"), SourceConfig())
     frames = list(source.frames(threading.Event()))  # 23 frames at 12.5 fps = 1.84 s

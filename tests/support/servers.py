@@ -65,6 +65,7 @@ class RtspServer:
     """One gst-rtsp-server process; restartable on the same port."""
 
     script = "rtsp_server.py"
+    python = SYSTEM_PYTHON
 
     def __init__(self, args: list[str], port: int | None = None) -> None:
         self.args = args
@@ -77,7 +78,7 @@ class RtspServer:
 
     def start(self, timeout_s: float = 15.0) -> RtspServer:
         self.process = subprocess.Popen(
-            [SYSTEM_PYTHON, str(SUPPORT / self.script), "--port", str(self.port), *self.args],
+            [self.python, str(SUPPORT / self.script), "--port", str(self.port), *self.args],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -165,6 +166,31 @@ def ts_server():
 
     def start(*args: str) -> TsServer:
         server = TsServer(list(args)).start(timeout_s=30)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+class MjpegServer(RtspServer):
+    """An MJPEG camera over HTTP (tests/support/mjpeg_server.py, in the project's Python); restartable."""
+
+    script = "mjpeg_server.py"
+    python = sys.executable
+
+    def url(self, user: str | None = None, password: str | None = None, path: str = "/video") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+
+@pytest.fixture()
+def mjpeg_server():
+    """Factory: mjpeg_server(--file F, [--fps N]) -> a started server."""
+    servers: list[MjpegServer] = []
+
+    def start(*args: str) -> MjpegServer:
+        server = MjpegServer(list(args)).start(timeout_s=60)
         servers.append(server)
         return server
 
