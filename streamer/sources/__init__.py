@@ -26,7 +26,7 @@ from streamer.config import SourceConfig
 from streamer.errors import SourceError
 from streamer.redact import mask_url, url_name
 from streamer.sources.base import IMAGE_SUFFIXES, Source, SourceInfo, SourceKind
-from streamer.sources.container import ContainerSource, file_source
+from streamer.sources.container import ContainerSource, file_source, open_container, serves_a_stream
 from streamer.sources.demo import DemoSource
 from streamer.sources.live import CameraSource, StreamSource
 from streamer.sources.still import ImageSource
@@ -78,9 +78,10 @@ def open_source(spec: str, config: SourceConfig) -> Source:
         return StreamSource(spec, config)
     name = mask_url(spec)
     stem = re.sub(r"[^A-Za-z0-9]+", "_", Path(url_name(spec)).stem).strip("_") or "stream"
-    source = ContainerSource(spec, name, stem, config, is_url=True)
-    if config.live == "auto" and source.serves_a_stream():
-        # What the URL serves decides: an http camera (MJPEG) is live, reconnects and keeps the newest frame.
-        source.close()
+    container = open_container(spec, name, config, is_url=True)
+    if config.live == "auto" and serves_a_stream(container):
+        # What the URL serves decides, before a frame is decoded (a stream joined between keyframes has none
+        # yet): an http camera (MJPEG) is live, reconnects and keeps the newest frame.
+        container.close()
         return StreamSource(spec, config)
-    return source
+    return ContainerSource(spec, name, stem, config, is_url=True, container=container)

@@ -101,24 +101,47 @@ def reorder_timestamps(
         yield pending_images.popleft(), heapq.heappop(pending_pts)
 
 
+def open_container(
+    target: str, display_name: str, config: SourceConfig, is_url: bool = False
+) -> av.container.InputContainer:
+    """The container at a path or URL, or one line saying why not (credentials masked)."""
+    try:
+        if is_url:
+            return av.open(target, timeout=(config.open_timeout_s, config.read_timeout_s))
+        return av.open(target)
+    except (av.error.FFmpegError, OSError, UnicodeDecodeError, TimeoutError) as exc:
+        what = "cannot open" if is_url else "is not a readable video"
+        reason = redact_text(ffmpeg_reason(exc), url_secrets(target) if is_url else ())
+        message = f"{what} {display_name} ({reason})" if is_url else f"{display_name} {what} ({reason})"
+        raise SourceError(message) from None
+
+
+def serves_a_stream(container: av.container.InputContainer) -> bool:
+    """Whether an http(s) URL serves a live stream rather than a file: an MJPEG camera (multipart JPEGs, as IP
+    cameras and phone webcam apps serve), an HLS playlist, or MPEG-TS/FLV of no known length. A file of no
+    known length (a browser's WebM recording) is not taken for one."""
+    name = container.format.name
+    return name in ("mpjpeg", "hls") or (name in ("mpegts", "flv") and container.duration is None)
+
+
 class ContainerSource:
     """A finite video (a local file or an http(s) link to one) decoded with PyAV, every frame, in order."""
 
-    def __init__(self, target: str, display_name: str, stem: str, config: SourceConfig, is_url: bool = False) -> None:
+    def __init__(
+        self,
+        target: str,
+        display_name: str,
+        stem: str,
+        config: SourceConfig,
+        is_url: bool = False,
+        container: av.container.InputContainer | None = None,
+    ) -> None:
+        """`container`: the target already opened (`open_container`), else it is opened here."""
         self.target = target
         self.max_frames = config.max_frames
         self.reconnects = 0
         self._secrets = url_secrets(target) if is_url else ()
-        try:
-            if is_url:
-                self._container = av.open(target, timeout=(config.open_timeout_s, config.read_timeout_s))
-            else:
-                self._container = av.open(target)
-        except (av.error.FFmpegError, OSError, UnicodeDecodeError, TimeoutError) as exc:
-            what = "cannot open" if is_url else "is not a readable video"
-            reason = redact_text(ffmpeg_reason(exc), self._secrets)
-            message = f"{what} {display_name} ({reason})" if is_url else f"{display_name} {what} ({reason})"
-            raise SourceError(message) from None
+        self._container = container or open_container(target, display_name, config, is_url)
         if not self._container.streams.video:
             self._container.close()
             raise SourceError(f"{display_name} has no video stream")
@@ -244,13 +267,6 @@ class ContainerSource:
             if stop.is_set() or (self.max_frames and index >= self.max_frames):
                 return
             yield Frame(self.info.display_name, index, pts_s, time.monotonic(), image)
-
-    def serves_a_stream(self) -> bool:
-        """Whether an http(s) URL serves a live stream rather than a file: an MJPEG camera (multipart JPEGs,
-        as IP cameras and phone webcam apps serve), an HLS playlist, or MPEG-TS/FLV of no known length. A
-        file of no known length (a browser's WebM recording) is not taken for one."""
-        name = self._container.format.name
-        return name in ("mpjpeg", "hls") or (name in ("mpegts", "flv") and self._container.duration is None)
 
     def close(self) -> None:
         self._container.close()
