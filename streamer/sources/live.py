@@ -237,9 +237,23 @@ class StreamSource(LiveSource):
                 raise SourceError(f"{mask_url(self.url)} has no video stream")
             stream = container.streams.video[0]
             rate = stream.average_rate or stream.guessed_rate
-            return stream.codec_context.width, stream.codec_context.height, (float(rate) if rate else None)
+            width, height = stream.codec_context.width, stream.codec_context.height
+            if not (width and height):
+                # Joined between keyframes (UDP has no session start), FFmpeg's probe can end before the next
+                # one and not know the size: decode up to it.
+                height, width = self._first_image(container, stream).shape[:2]
+            return width, height, (float(rate) if rate else None)
         finally:
             container.close()
+
+    def _first_image(self, container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> np.ndarray:
+        try:
+            for image, _ in self._decoded(container, stream):
+                return image
+            reason = "the stream ended"
+        except (av.error.FFmpegError, OSError, TimeoutError) as exc:
+            reason = redact_text(ffmpeg_reason(exc), self._secrets)
+        raise SourceError(f"{mask_url(self.url)} delivered no decodable frame ({reason})")
 
     def _connect_frames(self) -> Iterator[tuple[np.ndarray, float | None]]:
         self._container = container = self._connect()
@@ -269,14 +283,14 @@ class StreamSource(LiveSource):
                 if seen_frame and time.monotonic() - reported_at > REPORT_EVERY_S:
                     logger.warning(
                         "%s: %d packets could not be decoded and were skipped (lost in transit?)",
-                        self.info.display_name,
+                        mask_url(self.url),
                         rejected - reported,
                     )
                     reported, reported_at = rejected, time.monotonic()
                 continue
             for decoded in frames:
                 if not seen_frame and rejected:
-                    logger.debug("%s: %d packets before the first keyframe skipped", self.info.display_name, rejected)
+                    logger.debug("%s: %d packets before the first keyframe skipped", mask_url(self.url), rejected)
                     reported = rejected
                 seen_frame = True
                 decoded_at = time.monotonic()

@@ -92,6 +92,15 @@ def test_a_udp_stream_joined_between_keyframes_waits_for_one_instead_of_reconnec
     assert frames[-1].captured_at - frames[0].captured_at > 0.25, "at the camera's pace (25 fps)"
 
 
+def test_a_udp_stream_opened_between_keyframes_still_knows_its_size(shared_media: Path, ts_server) -> None:
+    # FFmpeg's probe gives up after 5 s; this clip's second keyframe is 6.6 s in. The size was 0x0.
+    server = ts_server("--udp", "--file", _clip(shared_media, "face_expressive_liveportrait_d12.mp4"))
+    time.sleep(1)  # the camera has been sending for a while: its first keyframe is gone
+    source = open_source(server.url(), FAST)
+    source.close()
+    assert (source.info.width, source.info.height) == (512, 512)
+
+
 def test_a_stream_that_decodes_nothing_for_long_is_reconnected(
     shared_media: Path, ts_server, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
