@@ -48,6 +48,26 @@ UNDECODABLE_FOR_S = 20.0
 #: Undecodable packets after the first frame (loss over UDP) are reported at most this often.
 REPORT_EVERY_S = 60.0
 
+#: Of several video streams (an HLS master playlist's variants) the largest up to this size is analysed:
+#: more pixels find smaller faces, but 4K would not decode in real time on a small machine.
+MAX_STREAM_PIXELS = 1920 * 1080
+
+
+def video_stream(container: av.container.InputContainer) -> av.video.stream.VideoStream:
+    """The video stream to analyse. Every other stream is discarded, so FFmpeg neither fetches nor demuxes it:
+    an HLS master playlist's other variants (each one more download), audio."""
+    videos = list(container.streams.video)
+
+    def pixels(stream: av.video.stream.VideoStream) -> int:
+        return stream.codec_context.width * stream.codec_context.height
+
+    fitting = [stream for stream in videos if pixels(stream) <= MAX_STREAM_PIXELS]
+    chosen = max(fitting, key=pixels) if fitting else min(videos, key=pixels)
+    for stream in container.streams:
+        if stream.index != chosen.index:
+            stream.discard = av.stream.Discard.all
+    return chosen
+
 
 class Pacer:
     """Waits until each frame is due by its stream timestamp, the first frame being due at once.
@@ -235,7 +255,7 @@ class StreamSource(LiveSource):
         try:
             if not container.streams.video:
                 raise SourceError(f"{mask_url(self.url)} has no video stream")
-            stream = container.streams.video[0]
+            stream = video_stream(container)
             rate = stream.average_rate or stream.guessed_rate
             width, height = stream.codec_context.width, stream.codec_context.height
             if not (width and height):
@@ -257,7 +277,7 @@ class StreamSource(LiveSource):
 
     def _connect_frames(self) -> Iterator[tuple[np.ndarray, float | None]]:
         self._container = container = self._connect()
-        stream = container.streams.video[0]
+        stream = video_stream(container)
         stream.thread_type = "AUTO"
         self._paced = self.config.pace == "yes" or (self.config.pace == "auto" and container.format.name == "hls")
         yield from self._decoded(container, stream)

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
@@ -133,6 +134,52 @@ def test_hls_is_handed_over_at_its_own_pace_not_a_segment_at_once(shared_media: 
         spans[pace] = frames[-1].captured_at - frames[0].captured_at
     assert spans["auto"] > 1.2, f"16 frames at 10 fps take 1.5 s to come; got {spans}"
     assert spans["no"] < 0.5, f"unpaced, a segment arrives in one burst; got {spans}"
+
+
+def test_of_an_hls_master_playlists_variants_the_largest_is_analysed_and_only_it_fetched(
+    shared_media: Path, ts_server
+) -> None:
+    # FFmpeg fetches every variant's segments unless told to discard them: each one more download and demux.
+    videos = ("face_woman_talking_pexels.mp4", "people_one_by_one_room.mp4")  # 640x360, 768x432
+    server = ts_server("--hls", *(arg for name in videos for arg in ("--file", _clip(shared_media, name))))
+    source = open_source(server.url(path="/master.m3u8"), FAST)
+    assert (source.info.width, source.info.height) == (768, 432)
+    stop = threading.Event()
+    frames = source.frames(stop)
+    assert next(frames).image.shape == (432, 768, 3)
+
+    def requested() -> list[str]:
+        with urllib.request.urlopen(server.url(path="/requests"), timeout=5) as response:
+            return response.read().decode().split()
+
+    before = requested()
+    for _ in range(60):  # 6 s of the 10 fps variant, paced: into segments not out at the start
+        next(frames)
+    since = requested()[len(before) :]
+    stop.set()
+    source.close()
+    assert any(path.startswith("/v1/segment") for path in since), since
+    assert not any(path.startswith("/v0/") for path in since), (before, since)
+
+
+def test_the_variant_analysed_is_the_largest_up_to_1080p() -> None:
+    from types import SimpleNamespace
+
+    from streamer.sources.live import video_stream
+
+    def chosen(*sizes: tuple[int, int]) -> tuple[int, int]:
+        streams = [SimpleNamespace(index=i, codec_context=SimpleNamespace(width=w, height=h), discard=None)
+                   for i, (w, h) in enumerate(sizes)]  # fmt: skip
+        listing = type("Streams", (list,), {"video": streams})(streams)  # iterable, with .video as PyAV's
+        stream = video_stream(SimpleNamespace(streams=listing))  # type: ignore[arg-type]
+        assert all((s.discard is None) == (s is stream) for s in streams), "every other stream is discarded"
+        return stream.codec_context.width, stream.codec_context.height
+
+    assert chosen((640, 360), (3840, 2160), (1920, 1080)) == (1920, 1080)  # 4K would not decode in real time
+    assert chosen((3840, 2160), (2560, 1440)) == (2560, 1440)  # none fits: the smallest
+    assert chosen(
+        (512, 512),
+    ) == (512, 512)
 
 
 def test_pacing_follows_the_timestamps_and_starts_afresh_after_a_stall_or_a_jump() -> None:
