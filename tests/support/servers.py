@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -156,22 +157,27 @@ class TsServer(RtspServer):
         return f"http://127.0.0.1:{self.port}{path}"
 
 
-@pytest.fixture()
-def ts_server():
-    """Factory: ts_server(--udp | --hls, --file F, [--delay S]) -> a started server (see ts_server.py)."""
-    reason = rtsp_server_available()  # the same GStreamer packages
-    if reason:
-        pytest.skip(reason)
-    servers: list[TsServer] = []
+def _serve(kind: type[RtspServer], timeout_s: float) -> Iterator[Callable[..., RtspServer]]:
+    """A fixture's body: a factory that starts `kind` servers, each stopped afterwards."""
+    servers: list[RtspServer] = []
 
-    def start(*args: str) -> TsServer:
-        server = TsServer(list(args)).start(timeout_s=30)
+    def start(*args: str) -> RtspServer:
+        server = kind(list(args)).start(timeout_s=timeout_s)
         servers.append(server)
         return server
 
     yield start
     for server in servers:
         server.stop()
+
+
+@pytest.fixture()
+def ts_server():
+    """Factory: ts_server(--udp | --hls, --file F, [--delay S]) -> a started server (see ts_server.py)."""
+    reason = rtsp_server_available()  # the same GStreamer packages
+    if reason:
+        pytest.skip(reason)
+    yield from _serve(TsServer, timeout_s=30)
 
 
 class MjpegServer(RtspServer):
@@ -187,16 +193,7 @@ class MjpegServer(RtspServer):
 @pytest.fixture()
 def mjpeg_server():
     """Factory: mjpeg_server(--file F, [--fps N]) -> a started server."""
-    servers: list[MjpegServer] = []
-
-    def start(*args: str) -> MjpegServer:
-        server = MjpegServer(list(args)).start(timeout_s=60)
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.stop()
+    yield from _serve(MjpegServer, timeout_s=60)
 
 
 @pytest.fixture()
