@@ -71,6 +71,8 @@ class SourceSession:
     started: float = field(default_factory=time.monotonic)
     meter: RateMeter = field(default_factory=RateMeter)
     _listed: int = 0
+    #: The last frame's (width, height): a record says the size when it changes (and on the first frame).
+    _frame_size: tuple[int, int] | None = None
 
     @property
     def failed(self) -> bool:
@@ -101,7 +103,10 @@ class SourceSession:
                     result.frame.image.copy(), result.faces_to_hide, self.privacy.faces, self.privacy.face_margin
                 )
                 annotated = self.renderer.annotate(clean, result, stats)
-            record = record_of(result, self.stage.model.name, self.name)
+            height, width = result.frame.image.shape[:2]
+            size = (width, height) if (width, height) != self._frame_size else None
+            self._frame_size = (width, height)
+            record = record_of(result, self.stage.model.name, self.name, frame_size=size)
             self.outputs.write(annotated, record)
             self.frames += 1
             self.detections += result.detected

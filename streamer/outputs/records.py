@@ -12,7 +12,8 @@ it back. So its shape is defined once, here:
                   "no_emotion": "no_face" | "face_too_small" | "no_model" | "not_inferred"}],  (when smoothed is null)
      "events": [{"event": "track_start" | "track_end", "track_id": 3, "last_frame": 9}],   (when any)
      "detected": false,                         (frames the detector skipped)
-     "gap_before": true, "gap_s": 3.2}          (a live source's first frame after a reconnect)
+     "gap_before": true, "gap_s": 3.2,          (a live source's first frame after a reconnect)
+     "frame_size": [640, 360]}                  (width, height: a source's first line, and when it changes)
     EMOTION = {"scores": {level: {label: p}}, "pred": [...], "level_pred": {level: [...]},
                "exclusion": ["body-level", ...], "level_losses": {level: x},   (the last two when any)
                "uncertain": true}   (when the top label is a guess: see smoothing.uncertain_*)
@@ -149,6 +150,9 @@ class FrameRecord:
     detected: bool = True
     gap_before: bool = False
     gap_s: float = 0.0
+    #: The frame's width and height, on a source's first record and when it changes (a camera that came back
+    #: at another resolution): the boxes are in its pixels.
+    frame_size: tuple[int, int] | None = None
     source: str = ""
     version: int = SCHEMA_VERSION
     #: Seconds from capture to write, in the run that wrote it (for latency figures; not in the JSONL).
@@ -170,6 +174,8 @@ class FrameRecord:
         if self.gap_before:
             line["gap_before"] = True
             line["gap_s"] = self.gap_s
+        if self.frame_size is not None:
+            line["frame_size"] = list(self.frame_size)
         return line
 
 
@@ -224,8 +230,11 @@ def _event(event: TrackEvent) -> EventRecord:
     return EventRecord(f"track_{event.kind.value}", event.track_id, event.last_frame)
 
 
-def record_of(result: FrameResult, model_name: str, source: str = "") -> FrameRecord:
-    """The record of one frame's result, rounded as the JSONL keeps it (written now: `latency_s` from capture)."""
+def record_of(
+    result: FrameResult, model_name: str, source: str = "", frame_size: tuple[int, int] | None = None
+) -> FrameRecord:
+    """The record of one frame's result, rounded as the JSONL keeps it (written now: `latency_s` from capture).
+    `frame_size`: given on a source's first frame and when it changes."""
     frame = result.frame
     return FrameRecord(
         frame=frame.index,
@@ -245,6 +254,7 @@ def record_of(result: FrameResult, model_name: str, source: str = "") -> FrameRe
         detected=result.detected,
         gap_before=frame.gap_before,
         gap_s=round(frame.gap_s, 3) if frame.gap_before else 0.0,
+        frame_size=frame_size,
         source=source,
         latency_s=time.monotonic() - frame.captured_at,
     )
@@ -330,6 +340,17 @@ def _flag(value: Any, what: str) -> bool:
     if not isinstance(value, bool):
         raise RecordError(f"{what} is not true or false")
     return value
+
+
+def _size(value: Any) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or len(value) != 2:
+        raise RecordError("frame_size is not [width, height]")
+    width, height = (_int(v, "frame_size") for v in value)
+    if width < 1 or height < 1:
+        raise RecordError("frame_size is not positive")
+    return width, height
 
 
 def _labels(value: Any, what: str) -> tuple[str, ...]:
@@ -420,6 +441,7 @@ def frame_record(value: Any, source: str = "") -> FrameRecord:
         detected=_flag(value.get("detected", True), "detected"),
         gap_before=_flag(value.get("gap_before", False), "gap_before"),
         gap_s=_number(value.get("gap_s", 0.0), "gap_s"),
+        frame_size=_size(value.get("frame_size")),
         source=source,
         version=_int(value.get("version", 0), "version"),
     )

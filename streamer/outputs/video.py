@@ -69,12 +69,15 @@ class Mp4Writer:
         self._last_keyframe_at: float | None = None
         self._failed = False
         self._good_size = 0
+        #: The frames' (width, height), from the first one; a frame of another size is scaled to it.
+        self.size: tuple[int, int] | None = None
 
     def _open(self, width: int, height: int) -> None:
         # Each fragment is flushed to disk as soon as the next keyframe starts a new one. delay_moov
         # writes the header with the first fragment, once the first timestamp is known: an input
         # whose video starts after 0 keeps its timestamps (empty_moov would shift them to 0).
         options = {"movflags": "frag_keyframe+delay_moov+default_base_moof", "flush_packets": "1"}
+        self.size = (width, height)
         self._container = av.open(str(self.path), mode="w", format="mp4", options=options)
         # The run's privacy settings and declared use travel with the file (ffprobe shows them).
         self._container.metadata.update(self.tags)
@@ -221,7 +224,11 @@ class VideoOutput:
     def write_image(self, image: np.ndarray, pts_s: float) -> None:
         """Encode one frame at its timestamp (a segment's own timeline starts at 0)."""
         writer = self._current
-        rotate = self.segment_s is not None and self.segment_s > 0 and pts_s - self._segment_start >= self.segment_s
+        rotate = self.segment_s is not None and (
+            (self.segment_s > 0 and pts_s - self._segment_start >= self.segment_s)
+            # A camera back at another resolution: a new segment of its size, not frames stretched to the old.
+            or (writer is not None and writer.size not in (None, (image.shape[1], image.shape[0])))
+        )
         if writer is None or rotate:
             writer = self._open_next(pts_s)
         writer.write(image, pts_s - self._segment_start)

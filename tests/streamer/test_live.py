@@ -381,6 +381,42 @@ def test_credentials_are_used_but_never_shown(shared_media: Path, rtsp_server) -
     assert all("s3cret" not in f.stream_id for f in frames)
 
 
+def test_a_camera_back_at_another_resolution_is_recorded_at_that_resolution(
+    shared_media: Path, mjpeg_server, tmp_path: Path
+) -> None:
+    from streamer.api import Analyzer
+    from streamer.config import load_config
+
+    clips = [
+        _clip(shared_media, "face_woman_talking_pexels.mp4"),
+        _clip(shared_media, "faces_two_people_head_pose.mp4"),
+    ]
+    server = mjpeg_server("--file", clips[0])
+    config = load_config(None, [f"source.spec={server.url()}", "detector.allow_download=false",
+                                f"sink.out_dir={tmp_path}", "sink.report=false"])  # fmt: skip
+    config.source = replace(config.source, backoff_initial_s=0.2, read_timeout_s=2.0)
+    stop, seen = threading.Event(), []
+
+    def on_frame(record) -> None:  # type: ignore[no-untyped-def]
+        seen.append(record)
+        if len(seen) == 10:  # the camera is reconfigured: back after a moment at 480x270
+            server.stop()
+            server.args = ["--file", clips[1]]
+            server.start()
+        if (len(seen) >= 10 and record.frame_size == (480, 270)) or len(seen) >= 150:  # ~6 s at 25 fps
+            stop.set()
+
+    report = Analyzer(config).run(config.source.spec, on_frame=on_frame, stop=stop)
+    assert not report.errors
+    assert [r.frame_size for r in seen if r.frame_size] == [(640, 360), (480, 270)]
+    videos = sorted(tmp_path.glob("*.mp4"))
+    sizes = []
+    for path in videos:
+        with av.open(str(path)) as container:
+            sizes.append({(frame.width, frame.height) for frame in container.decode(video=0)})
+    assert sizes == [{(640, 360)}, {(480, 270)}]
+
+
 def test_http_link_to_a_video_file_is_a_finite_source(shared_media: Path, http_server: str) -> None:
     # Matroska: Python's test server has no Range support, which MP4s with a trailing index need.
     source = open_source(f"{http_server}/person_signing_asl_again.mkv", SourceConfig())
@@ -407,6 +443,24 @@ def test_an_http_mjpeg_camera_is_live_and_reconnects(shared_media: Path, mjpeg_s
     stop.set()
     source.close()
     assert source.reconnects >= 1 and later.gap_s > 0 and later.image.std() > 10
+
+
+def test_a_live_video_starts_a_new_segment_when_the_frame_size_changes(tmp_path: Path, shared_media: Path) -> None:
+    # A camera back at another resolution: its frames were stretched to the first size, silently.
+    sizes = [(640, 360), (640, 360), (480, 270), (480, 270), (640, 360)]
+    with av.open(str(media_file(shared_media, "face_woman_talking_pexels.mp4"))) as container:
+        wide = next(container.decode(video=0)).to_ndarray(format="bgr24")
+    with av.open(str(media_file(shared_media, "faces_two_people_head_pose.mp4"))) as container:
+        small = next(container.decode(video=0)).to_ndarray(format="bgr24")
+    sink = VideoOutput(tmp_path, "cam", 25.0, segment_s=600)
+    for index, (width, _) in enumerate(sizes):
+        sink.write_image(wide if width == 640 else small, index * 0.04)
+    sink.close()
+    found = []
+    for path in sink.paths:
+        with av.open(str(path)) as container:
+            found.append([(frame.width, frame.height) for frame in container.decode(video=0)])
+    assert found == [sizes[:2], sizes[2:4], sizes[4:]]
 
 
 def test_segments_rotate_and_each_plays_from_zero(tmp_path: Path, shared_media: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -34,6 +35,15 @@ def test_the_records_handed_out_are_the_lines_written(api_run: tuple[list[FrameR
     assert read == seen, "the API's records equal the JSONL's lines, field for field"
     assert all(r.version == SCHEMA_VERSION for r in seen) and any(r.persons for r in seen)
     assert json.loads(jsonl.read_text().splitlines()[0])["version"] == SCHEMA_VERSION
+
+
+def test_the_first_line_says_the_frame_size_and_no_other_when_it_stays(
+    api_run: tuple[list[FrameRecord], Path],
+) -> None:
+    seen, jsonl = api_run
+    lines = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert lines[0]["frame_size"] == [480, 270] and seen[0].frame_size == (480, 270)
+    assert not any("frame_size" in line for line in lines[1:])
 
 
 def test_the_jsonl_keeps_every_field_it_had_before_the_version(api_run: tuple[list[FrameRecord], Path]) -> None:
@@ -80,6 +90,8 @@ def test_a_record_survives_its_own_line() -> None:
     assert record is not None
     again = frame_record(json.loads(json.dumps(record.to_json())))
     assert again == record
+    sized = replace(record, frame_size=(640, 360))
+    assert frame_record(json.loads(json.dumps(sized.to_json()))) == sized
 
 
 @pytest.mark.parametrize(
@@ -89,6 +101,8 @@ def test_a_record_survives_its_own_line() -> None:
         pytest.param('{"frame": 1, "pts_s": "0", "persons": []}', "pts_s", id="pts-as-text"),
         pytest.param('{"frame": 1, "pts_s": 0, "persons": [{"track_id": 1}]}', "body_box", id="no-body-box"),
         pytest.param('{"frame": 1, "pts_s": 0, "persons": [], "version": "1"}', "version", id="version-as-text"),
+        pytest.param('{"frame": 1, "pts_s": 0, "persons": [], "frame_size": [0, 9]}', "frame_size", id="size-zero"),
+        pytest.param('{"frame": 1, "pts_s": 0, "persons": [], "frame_size": [640]}', "frame_size", id="size-short"),
     ],
 )
 def test_a_line_of_the_wrong_shape_says_which_field(line: str, problem: str) -> None:
