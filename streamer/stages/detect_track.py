@@ -19,6 +19,8 @@ class DetectTrackStage:
 
     After a live source's reconnect gap longer than `keep_tracks_s`, the
     tracker starts afresh (people have moved on); shorter gaps keep the ids.
+    So does a change of frame size (a camera back at another resolution: the
+    old boxes are in other pixels), and that frame is detected.
 
     With `interval` k > 1 the detector runs on every k-th frame this stage
     gets (counted in frames it processed, so live drops don't shift it) and
@@ -48,6 +50,7 @@ class DetectTrackStage:
         self._fixed = max(1, interval)
         self._since_detect: int | None = None  # frames since the detector last ran
         self._faces: tuple[Box, ...] = ()  # the faces it found then
+        self._size: tuple[int, int] | None = None  # the last frame's (width, height)
 
     @property
     def interval(self) -> int:
@@ -62,10 +65,18 @@ class DetectTrackStage:
     def process(self, frame: Frame) -> TrackedFrame:
         started = time.perf_counter()
         frame = self.zones.masked(frame)
-        if frame.gap_s > self.keep_tracks_s:
-            logger.info("%.1f s gap: starting new tracks", frame.gap_s)
+        size, resized = (frame.width, frame.height), self._size not in (None, (frame.width, frame.height))
+        self._size = size
+        if frame.gap_s > self.keep_tracks_s or resized:
+            why = f"frames now {size[0]}x{size[1]}" if resized else f"{frame.gap_s:.1f} s gap"
+            logger.info("%s: starting new tracks", why)
             self.tracker.reset()
-        if self._since_detect is not None and not frame.gap_before and self._since_detect + 1 < self.interval:
+        if (
+            self._since_detect is not None
+            and not frame.gap_before
+            and not resized
+            and self._since_detect + 1 < self.interval
+        ):
             self._since_detect += 1
             update = self.tracker.predict(frame)
             tracked = TrackedFrame(frame, update.persons, update.ended, detected=False, faces=self._faces)

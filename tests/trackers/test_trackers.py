@@ -173,3 +173,23 @@ def test_predicted_head_boxes_follow_their_body(pets09) -> None:
             assert p.head_box is not None
             assert p.body_box.x1 <= p.head_box.x1 < p.head_box.x2 <= p.body_box.x2
             assert abs((p.head_box.x1 - p.body_box.x1) - 8) < 1.5
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_change_of_frame_size_is_detected_and_starts_new_tracks(kind: str, pets09, detections) -> None:
+    """A camera back at another resolution without a gap to speak of: the tracks so far are in other pixels."""
+    import dataclasses
+
+    import cv2
+
+    frames, _ = pets09
+    half = [dataclasses.replace(f, image=cv2.resize(f.image, (f.width // 2, f.height // 2))) for f in frames[20:30]]
+    found = detections[:20] + [
+        [PersonDetection(Box(*(v / 2 for v in d.body_box.as_tuple())), None, d.score) for d in frame]
+        for frame in detections[20:30]
+    ]
+    outputs, replay = _run(kind, frames[:20] + half, found, interval=3)
+    assert 20 in replay.calls, "the first frame of the new size is detected, not predicted from the old boxes"
+    before = {p.track_id for out in outputs[:20] for p in out.persons}
+    after = {p.track_id for out in outputs[20:] for p in out.persons}
+    assert before and after and not before & after
