@@ -65,8 +65,8 @@ class DetectTrackStage:
     def process(self, frame: Frame) -> TrackedFrame:
         started = time.perf_counter()
         frame = self.zones.masked(frame)
-        size, resized = (frame.width, frame.height), self._size not in (None, (frame.width, frame.height))
-        self._size = size
+        size = (frame.width, frame.height)
+        resized, self._size = self._size not in (None, size), size
         if frame.gap_s > self.keep_tracks_s or resized:
             why = f"frames now {size[0]}x{size[1]}" if resized else f"{frame.gap_s:.1f} s gap"
             logger.info("%s: starting new tracks", why)

@@ -32,9 +32,7 @@ import gi
 gi.require_version("Gst", "1.0")
 gi.require_version("GstPbutils", "1.0")
 from gi.repository import GLib, Gst, GstPbutils  # noqa: E402
-
-DEMUXERS = {".mp4": "qtdemux", ".mov": "qtdemux", ".m4v": "qtdemux", ".avi": "avidemux", ".mkv": "matroskademux"}
-
+from rtsp_server import DEMUXERS  # noqa: E402 (beside this script, run with the same Python)
 
 REQUESTS: list[str] = []
 
@@ -55,13 +53,17 @@ class QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
+def read(file: Path) -> str:
+    """A file's H.264, parsed, with its parameter sets before every keyframe (a receiver may join anywhere)."""
+    return f'filesrc location="{file}" ! {DEMUXERS[file.suffix.lower()]} ! h264parse config-interval=-1'
+
+
 def variant(file: Path, folder: Path) -> str:
     """A pass-through HLS writer for one file into `folder` (its live.m3u8 and segments)."""
     folder.mkdir(parents=True, exist_ok=True)
     return (
-        f'filesrc location="{file}" ! {DEMUXERS[file.suffix.lower()]} ! h264parse config-interval=-1 '
-        f"! identity sync=true ! hlssink2 location={folder}/segment%05d.ts playlist-location={folder}/live.m3u8 "
-        "target-duration=2 playlist-length=6 max-files=12"
+        f"{read(file)} ! identity sync=true ! hlssink2 location={folder}/segment%05d.ts "
+        f"playlist-location={folder}/live.m3u8 target-duration=2 playlist-length=6 max-files=12"
     )
 
 
@@ -81,27 +83,21 @@ def main() -> int:
     parser.add_argument("--delay", type=float, default=0.0, help="--udp: seconds between READY and the first packet")
     args = parser.parse_args()
     files = [Path(file).resolve() for file in args.file]
-    path = files[0]
-    read = f'filesrc location="{path}" ! {DEMUXERS[path.suffix.lower()]} ! h264parse config-interval=-1'
     Gst.init(None)
     playlists: list[Path] = []
     if args.udp:
         pipeline = Gst.parse_launch(
-            f"{read} ! mpegtsmux alignment=7 ! udpsink host=127.0.0.1 port={args.port} sync=true"
+            f"{read(files[0])} ! mpegtsmux alignment=7 ! udpsink host=127.0.0.1 port={args.port} sync=true"
         )
     else:
         folder = Path(tempfile.mkdtemp(prefix="hls_"))
         handler = functools.partial(QuietHandler, directory=str(folder))
         server = http.server.ThreadingHTTPServer(("127.0.0.1", args.port), handler)
         threading.Thread(target=server.serve_forever, daemon=True).start()
-        if len(files) == 1:
-            playlists = [folder / "live.m3u8"]
-            pipeline = Gst.parse_launch(variant(path, folder))
-        else:
-            playlists = [folder / f"v{index}" / "live.m3u8" for index in range(len(files))]
-            pipeline = Gst.parse_launch(
-                " ".join(variant(file, listed.parent) for file, listed in zip(files, playlists, strict=True))
-            )
+        folders = [folder] if len(files) == 1 else [folder / f"v{index}" for index in range(len(files))]
+        playlists = [to / "live.m3u8" for to in folders]
+        pipeline = Gst.parse_launch(" ".join(variant(file, to) for file, to in zip(files, folders, strict=True)))
+        if len(files) > 1:
             master = ["#EXTM3U"]
             for index, file in enumerate(files):
                 width, height = size_of(file)
