@@ -246,8 +246,8 @@ class StreamSource(LiveSource):
         except av.error.ProtocolNotFoundError:
             scheme = self.url.split(":", 1)[0].lower()
             raise SourceError(
-                f"cannot open {mask_url(self.url)}: this FFmpeg has no {scheme}:// support (PyAV's wheels are built "
-                f"without it); relay the stream as rtsp:// or udp://, or install PyAV built on an FFmpeg that has it"
+                f"cannot open {mask_url(self.url)} (this FFmpeg has no {scheme}:// support: PyAV's wheels are built "
+                f"without it; relay the stream as rtsp:// or udp://, or install PyAV built on an FFmpeg that has it)"
             ) from None
         except (av.error.FFmpegError, OSError, TimeoutError) as exc:
             reason = redact_text(ffmpeg_reason(exc), self._secrets)
