@@ -181,13 +181,14 @@ def _log_report(report: RunReport, several: bool) -> None:
     for done in report.sources:
         outputs = ", ".join(str(p) for p in done.paths if p.exists())  # only what is really there
         logger.info(
-            "%s%d frames in %.1f s (%.1f fps)%s%s: wrote %s",
+            "%s%d frames in %.1f s (%.1f fps)%s%s%s: wrote %s",
             f"{done.name}: " if several else "",
             done.frames,
             done.seconds,
             done.frames / done.seconds if done.seconds else 0.0,
             f", the detector ran on {done.detections}" if done.detections < done.frames else "",
             f", {done.dropped} stale frames dropped" if done.dropped else "",
+            f", reconnected {done.reconnects} time{'s' if done.reconnects > 1 else ''}" if done.reconnects else "",
             outputs or "nothing",
         )
     if report.interrupted:

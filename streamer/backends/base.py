@@ -85,6 +85,8 @@ class SourceReport:
     restarts: int = 0
     #: Frames the detector ran on; the others carry the tracker's predictions (`detector.interval`).
     detections: int = 0
+    #: How often a live source reconnected (a camera that went away and came back).
+    reconnects: int = 0
 
 
 @dataclass

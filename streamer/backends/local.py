@@ -208,6 +208,8 @@ class _LocalRun:
                 stop.set()
             finally:
                 self._finalize(writers, worker, window)
+            for run in self.runs:
+                run.refresh()  # a reconnect after the last frame written counts too
             monitor.update(sessions)
         return RunReport(
             [session.report() for session in sessions],

@@ -194,4 +194,5 @@ class SourceSession:
             self.error,
             self.restarts,
             self.detections,
+            self.reconnects,
         )

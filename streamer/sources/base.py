@@ -3,7 +3,8 @@
 The sources themselves live beside this module: `container` (video files and
 http(s) links to them, decoded with PyAV), `live` (cameras and network
 streams that reconnect), `still` (an image as a one-frame source) and `demo`
-(the embedded clip). `streamer.sources.open_source` picks one from what the
+(the embedded clip); `pixels` turns decoded frames into BGR arrays no larger
+than 8K UHD. `streamer.sources.open_source` picks one from what the
 user typed; `entries` turns `--source`/`--sources` into the list of them.
 """
 

@@ -27,6 +27,7 @@ from streamer.config import SourceConfig
 from streamer.errors import SourceError
 from streamer.redact import redact_text, url_secrets
 from streamer.sources.base import SourceInfo, SourceKind, ffmpeg_reason, mark_last
+from streamer.sources.pixels import BgrConverter, fitted
 from streamer.types import Frame
 
 logger = logging.getLogger(__name__)
@@ -35,10 +36,6 @@ logger = logging.getLogger(__name__)
 MAX_SKIPPED_BEFORE_FIRST = 50
 #: Frames held back to put timestamps in order (B-frames in AVI come out with permuted pts).
 REORDER_WINDOW = 16
-
-
-def bgr(frame: av.VideoFrame) -> np.ndarray:
-    return frame.to_ndarray(format="bgr24")
 
 
 def _rotation_of(frame: av.VideoFrame) -> int:
@@ -148,6 +145,7 @@ class ContainerSource:
         self._stream = self._container.streams.video[0]
         self._stream.thread_type = "AUTO"
         self._display_name = display_name
+        self._bgr = BgrConverter(display_name)
         self._skipped = 0
         self._decoded_count = 0
         self._last_time: float | None = None
@@ -156,13 +154,14 @@ class ContainerSource:
         # Phones store portrait video as landscape plus a display matrix: analyse and write it upright.
         self.rotation = _rotation_of(self._first)
         rate = self._stream.average_rate or self._stream.guessed_rate
+        width, height = fitted(self._first.width, self._first.height)
         self.info = SourceInfo(
             display_name=display_name,
             stem=stem,
             kind=SourceKind.FILE,
             is_live=False,
-            width=self._first.height if self.rotation % 180 else self._first.width,
-            height=self._first.width if self.rotation % 180 else self._first.height,
+            width=height if self.rotation % 180 else width,
+            height=width if self.rotation % 180 else height,
             fps=float(rate) if rate else None,
             frame_count_hint=int(self._stream.frames) or None,
             time_base=self._stream.time_base or Fraction(1, round(float(rate or 25))),
@@ -261,7 +260,8 @@ class ContainerSource:
     def _frames(self, stop: threading.Event) -> Iterator[Frame]:
         fps = self.info.fps or 25.0
         decoded = (
-            (upright(bgr(d), self.rotation), float(d.time) if d.time is not None else None) for d in self._decoded()
+            (upright(self._bgr(d), self.rotation), float(d.time) if d.time is not None else None)
+            for d in self._decoded()
         )
         for index, (image, pts_s) in enumerate(reorder_timestamps(decoded, fps)):
             if stop.is_set() or (self.max_frames and index >= self.max_frames):

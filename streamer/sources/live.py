@@ -29,7 +29,7 @@ from streamer.config import SourceConfig
 from streamer.errors import SourceError
 from streamer.redact import mask_url, redact_text, url_name, url_secrets
 from streamer.sources.base import SourceInfo, SourceKind, ffmpeg_reason
-from streamer.sources.container import bgr
+from streamer.sources.pixels import BgrConverter, fitted
 from streamer.types import Frame
 
 logger = logging.getLogger(__name__)
@@ -221,6 +221,7 @@ class StreamSource(LiveSource):
         self.url = url
         self._secrets = url_secrets(url)
         self._container: av.container.InputContainer | None = None
+        self._bgr = BgrConverter(mask_url(url))
         # Named by host and path only: a query string may hold credentials (?password=...).
         self.info = self._live_info(mask_url(url), url_name(url), SourceKind.STREAM)
 
@@ -257,7 +258,7 @@ class StreamSource(LiveSource):
                 raise SourceError(f"{mask_url(self.url)} has no video stream")
             stream = video_stream(container)
             rate = stream.average_rate or stream.guessed_rate
-            width, height = stream.codec_context.width, stream.codec_context.height
+            width, height = fitted(stream.codec_context.width, stream.codec_context.height)
             if not (width and height):
                 # Joined between keyframes (UDP has no session start), FFmpeg's probe can end before the next
                 # one and not know the size: decode up to it.
@@ -314,7 +315,7 @@ class StreamSource(LiveSource):
                     reported = rejected
                 seen_frame = True
                 decoded_at = time.monotonic()
-                yield bgr(decoded), decoded.time
+                yield self._bgr(decoded), decoded.time
 
     def _disconnect(self) -> None:
         if self._container is not None:

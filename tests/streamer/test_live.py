@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -407,7 +408,7 @@ def test_a_camera_back_at_another_resolution_is_recorded_at_that_resolution(
             stop.set()
 
     report = Analyzer(config).run(config.source.spec, on_frame=on_frame, stop=stop)
-    assert not report.errors
+    assert not report.errors and report.sources[0].reconnects >= 1
     assert [r.frame_size for r in seen if r.frame_size] == [(640, 360), (480, 270)]
     videos = sorted(tmp_path.glob("*.mp4"))
     sizes = []
@@ -566,6 +567,7 @@ def test_cli_records_an_rtsp_camera_through_a_restart(shared_media: Path, rtsp_s
     assert max(len(run) for run in runs) < highest_for(30.0), "at most 0.2 s from one detection to the next"
     assert gaps[0].get("detected", True), "the first frame after the gap is detected"
     assert f"the detector ran on {len(records) - sum(predicted)}" in stderr, "the run's summary says how often"
+    assert re.search(r"reconnected [1-9]\d* times?: wrote", stderr), "and that the camera came back"
     segments = sorted(tmp_path.glob("*.mp4"))
     assert len(segments) >= 2
     decoded = 0
