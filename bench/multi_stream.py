@@ -1,6 +1,7 @@
 """Many streams in one process (one shared, batched inference worker) against one process per stream.
 
     python bench/multi_stream.py [--counts 1,2,4,8] [--models baseline,cocoer] [--frames 30] [--device auto]
+                                 [--video PATH] [--no-separate]
 
 For each model and each stream count N, in one run: N copies of a shared
 two-person clip analysed by one `run_stream`-equivalent process, then by N
@@ -11,8 +12,11 @@ stream), peak resident memory (summed over the separate processes), and the
 one-process/separate ratio. CocoER uses the official weights when
 `checkpoints/GWT.pth` exists, else golden-filled weights of the same shapes
 (same cost). Each one-process row also says how many real-time 25 fps
-streams of this clip that throughput sustains on the device (run it on a
-CUDA GPU for the GPU figure).
+streams of this clip that throughput sustains on the device, and the mean
+detect+track ms per frame and emotion ms per model call (run it on a CUDA GPU
+for the GPU figure: `bench/device_rows.py` runs it on a 1080p clip of five
+persons; `--no-separate` leaves out the separate processes, which at 50
+streams would load the models 50 times).
 """
 
 from __future__ import annotations
@@ -63,7 +67,7 @@ def child(args: argparse.Namespace) -> int:
             with lock:
                 latencies.append(record.latency_s)
 
-        entries = [SourceEntry(str(MEDIA / CLIP), f"s{k}", analyzer.config.source) for k in range(args.streams)]
+        entries = [SourceEntry(args.video, f"s{k}", analyzer.config.source) for k in range(args.streams)]
         report = analyzer.run(entries, on_frame=observe)
     print(
         json.dumps(
@@ -74,6 +78,7 @@ def child(args: argparse.Namespace) -> int:
                 "peak_mb": peak.peak_mb,
                 "batches": report.batches,
                 "persons": report.persons_inferred,
+                "stage_ms": report.stage_ms,
             }
         )
     )
@@ -82,7 +87,7 @@ def child(args: argparse.Namespace) -> int:
 
 def _spawn(streams: int, args: argparse.Namespace) -> subprocess.Popen[str]:
     command = [sys.executable, __file__, "--child", "--streams", str(streams), "--model", args.model_now]
-    command += ["--frames", str(args.frames), "--device", args.device]
+    command += ["--frames", str(args.frames), "--device", args.device, "--video", args.video]
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ)
 
 
@@ -108,6 +113,7 @@ def _row(label: str, results: list[dict]) -> dict:
         "peak_mb": sum(r["peak_mb"] for r in results),
         "calls": sum(r["batches"] for r in results),
         "persons": sum(r["persons"] for r in results),
+        "stage_ms": results[0]["stage_ms"] if len(results) == 1 else {},
     }
 
 
@@ -117,6 +123,8 @@ def main() -> int:
     parser.add_argument("--models", default="baseline,cocoer")
     parser.add_argument("--frames", type=int, default=30, help="frames per stream")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--video", default=str(MEDIA / CLIP), help="the clip every stream plays")
+    parser.add_argument("--no-separate", dest="separate", action="store_false", help="one process only")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--streams", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--model", default="baseline", help=argparse.SUPPRESS)
@@ -125,19 +133,25 @@ def main() -> int:
         return child(args)
     from streamer.stages.models import resolve_device
 
-    print(f"clip {CLIP} (2 persons), {args.frames} frames per stream, on {device_name(resolve_device(args.device))}")
+    print(f"clip {args.video}, {args.frames} frames per stream, on {device_name(resolve_device(args.device))}")
     header = f"{'model':<9}{'streams':>8}  {'mode':<13}{'fps':>7}{'p50 ms':>9}{'p95 ms':>9}{'peak MB':>9}{'calls':>7}{'persons':>8}"
+    header += f"{'detect ms':>10}{'emotion ms':>11}"
     print(header)
     for model in args.models.split(","):
         args.model_now = model
         for count in (int(c) for c in args.counts.split(",")):
             one = _row("one process", _collect([_spawn(count, args)]))
-            many = _row("separate", _collect([_spawn(1, args) for _ in range(count)]))
-            for row in (one, many):
+            many = _row("separate", _collect([_spawn(1, args) for _ in range(count)])) if args.separate else None
+            for row in (one, many) if many else (one,):
+                stages = row["stage_ms"]
                 print(
                     f"{model:<9}{count:>8}  {row['label']:<13}{row['fps']:>7.1f}{row['p50_ms']:>9.0f}"
                     f"{row['p95_ms']:>9.0f}{row['peak_mb']:>9.0f}{row['calls']:>7}{row['persons']:>8}"
+                    + (f"{stages['detect+track']:>10.1f}{stages['emotion']:>11.1f}" if stages else "")
                 )
+            if many is None:
+                print(f"{model:<9}{count:>8}  one process sustains {int(one['fps'] // 25)} real-time 25 fps stream(s)")
+                continue
             print(
                 f"{model:<9}{count:>8}  ratio        {one['fps'] / many['fps']:>6.2f}x fps, "
                 f"{one['peak_mb'] / many['peak_mb']:.2f}x memory (one process / separate); "
