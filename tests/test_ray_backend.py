@@ -146,8 +146,16 @@ def test_the_emotion_runtime_choice_reaches_the_inference_actor(
     spec = str(media_file(shared_media, "person_in_context_liveportrait_s32.mp4"))
     report = RayBackend().run(RunJob(config, entries_from_specs([spec], config.source)))
     assert [s.error for s in report.sources] == [None] and report.persons_inferred > 0
-    emotion = json.loads((tmp_path / "run.json").read_text())["runtimes"]["emotion"]
+    declared = json.loads((tmp_path / "run.json").read_text())
+    emotion = declared["runtimes"]["emotion"]
     assert emotion.startswith("CocoER") and emotion.endswith("(onnxruntime CPU fp32)"), emotion
+    # The detectors as the source actor's node built them: `auto` resolved there, with their licences.
+    assert {role: model["name"] for role, model in declared["models"].items() if role != "emotion"} == {
+        "faces": "mtcnn",
+        "people": "centernet",
+    }
+    assert not declared["models"]["people"]["licence"].startswith("unknown")
+    assert declared["runtimes"]["faces"] == "torch" and declared["runtimes"]["people"] in ("torch", "onnxruntime")
     assert (cocoer_weights / "cocoer.onnx").is_file(), "exported on the node, beside the weights"
     lines = jsonl_lines(tmp_path / "person_in_context_liveportrait_s32.jsonl")
     assert len(lines) == 3 and any(p.get("raw") for line in lines for p in line["persons"]), "CocoER ran on the node"

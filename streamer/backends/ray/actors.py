@@ -8,7 +8,6 @@ raising them: a constructor that raises would look like a dead actor.
 from __future__ import annotations
 
 import contextlib
-import os
 import threading
 import time
 from collections.abc import Iterator
@@ -57,8 +56,9 @@ class SourceActor:
         """The source's info (None when it did not open), why not, and the node it runs on."""
         return (self.source.info if self.source else None), self.error, ray.util.get_node_ip_address()
 
-    def start(self, skip: int = 0) -> int:
-        """Start capturing; frames before `skip` (already delivered before a restart) are passed over."""
+    def start(self, skip: int = 0) -> dict[str, dict[str, str]]:
+        """Start capturing; frames before `skip` (already delivered before a restart) are passed over. Returns
+        the detectors this node built and what runs them (`auto` resolved here, by this node's hardware)."""
         from streamer.detectors import build_detector
 
         source = self.source
@@ -79,7 +79,7 @@ class SourceActor:
         size, later = queue_sizes(self.config, policy, detect.longest_interval)
         self.pipeline = Pipeline(frames, [("detect+track", detect.process)], size, policy, later)
         self.pipeline.start()
-        return os.getpid()
+        return {"models": detector.models(), "runtimes": detector.runtimes()}
 
     def next(self, max_items: int = 4, wait_s: float = 0.2) -> list[Any]:
         """Up to `max_items` tracked frames (waiting at most `wait_s` for the first); END_MARK at the end."""

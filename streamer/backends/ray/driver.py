@@ -166,12 +166,10 @@ class RayRun:
             session = session_for(self.config, name, info, card, self.job.live_view, self.job.on_frame, entry.config)
             session.node = node
             self.sources.append(RemoteSource(session, actor))
-        detector = self.config.detector
-        models = {"faces": f"{detector.face} (on the nodes)", "people": f"{detector.person} (on the nodes)"}
-        runtimes = {"people": f"{detector.runtime} (on the nodes)", "emotion": card.description}
+        built = [ray.get(source.actor.start.remote(0)) for source in self.sources]
+        models, runtimes = (_across_nodes([b[key] for b in built]) for key in ("models", "runtimes"))
+        runtimes["emotion"] = card.description
         write_declaration(self.out_dir, self.config, {**models, "emotion": card.name}, names, runtimes)
-        for source in self.sources:
-            ray.get(source.actor.start.remote(0))
 
     # -- the loop -----------------------------------------------------------------------------
 
@@ -379,3 +377,10 @@ class RayRun:
     def abandon(self) -> None:
         """Start-up was cut short (Ctrl+C, an error): release what was opened, write nothing."""
         self._close()
+
+
+def _across_nodes(per_actor: list[dict[str, str]]) -> dict[str, str]:
+    """Each role's value over the source actors: one, or those seen, where nodes chose differently (a GPU node
+    and a CPU node resolve `auto` to different runtimes)."""
+    roles = dict.fromkeys(role for built in per_actor for role in built)
+    return {role: " / ".join(sorted({built[role] for built in per_actor if role in built})) for role in roles}
