@@ -19,8 +19,11 @@ import cv2  # noqa: E402, F401 - before av, always (ENVIRONMENT.md)
 import av  # noqa: E402, F401
 import numpy as np  # noqa: E402
 
-MEDIA = ROOT.parent / "shared" / "media"
-DESIGN = ROOT.parent / "shared" / "design"
+#: ../shared beside the checkout; COCOER_SHARED names another (bench/device_rows.py: a lent machine gets the
+#: checkout only).
+SHARED = Path(os.environ.get("COCOER_SHARED", ROOT.parent / "shared"))
+MEDIA = SHARED / "media"
+DESIGN = SHARED / "design"
 
 
 def rss_mb() -> float:

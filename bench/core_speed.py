@@ -39,8 +39,9 @@ from cocoer_core.reference import reference_forward  # noqa: E402
 from cocoer_core.runtime import CocoERModel, cpu_has_bf16, prepare_frame  # noqa: E402
 from cocoer_core.verify_golden import build_golden_models  # noqa: E402
 
-DESIGN = ROOT.parent / "shared" / "design"
-MEDIA = ROOT.parent / "shared" / "media"
+SHARED = Path(os.environ.get("COCOER_SHARED", ROOT.parent / "shared"))  # as bench/common.py
+DESIGN = SHARED / "design"
+MEDIA = SHARED / "media"
 
 
 class PeakMemory:

@@ -11,7 +11,8 @@ ByteTrack's `trackers` and what they need, facenet-pytorch for MTCNN's
 weights), CenterNet's model files, the design goldens, the two photos the
 rows read, and `five_friends_1080p.mp4` (a real photo of five persons panned
 as a 1080p 25 fps clip: no such clip is in the shared media). `run` installs
-the wheels into a folder of /tmp, points HOME and ../shared at `.device/`, and runs
+the wheels into a folder of /tmp, points HOME and `COCOER_SHARED` (the benches'
+../shared) at `.device/`, and runs
 each row under its own time limit, its output into DIR (one file a row), so
 one row that breaks costs only itself:
 
@@ -133,6 +134,7 @@ def prepare() -> int:
 def _environment(site: Path) -> dict[str, str]:
     env = dict(os.environ, HOME=str(DEVICE / "home"), PYTHONUNBUFFERED="1", OMP_WAIT_POLICY="PASSIVE")
     env["HF_HUB_OFFLINE"] = "1"
+    env["COCOER_SHARED"] = str(DEVICE / "shared")  # only the checkout travels, not ../shared
     # The checkout before the wheels: our `trackers` package shares its name with the ByteTrack wheel's.
     env["PYTHONPATH"] = os.pathsep.join(str(p) for p in (ROOT, ROOT / "bench", site))
     return env
@@ -163,8 +165,6 @@ def run(out: Path, install: bool, only: list[str], dry: bool) -> int:
         wheels = sorted(str(p) for p in (DEVICE / "whl").glob("*.whl"))
         command = [sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile"]
         subprocess.run([*command, "--upgrade", "--target", str(site), *wheels], check=True)
-    if not SHARED.exists():  # only the checkout travels: ../shared is made from what prepare put in .device
-        SHARED.symlink_to(DEVICE / "shared", target_is_directory=True)
     env = _environment(site)
     machine = _machine(env)
     (out / "machine.txt").write_text(machine + "\n")

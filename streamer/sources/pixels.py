@@ -21,6 +21,8 @@ logger = logging.getLogger(__name__)
 
 #: 8K UHD passes whole (33.2 M pixels, 100 MB in BGR); a phone's 48-200 M pixel photo is analysed at this size.
 MAX_FRAME_PIXELS = 7680 * 4320
+#: A source is warned about this many oversized frame sizes at most (a hostile stream could change size often).
+WARN_SIZES = 4
 
 
 def fitted(width: int, height: int) -> tuple[int, int]:
@@ -44,13 +46,10 @@ class BgrConverter:
         width, height = fitted(frame.width, frame.height)
         if (width, height) == (frame.width, frame.height):
             return frame.to_ndarray(format="bgr24")
-        self.warn(frame.width, frame.height)
+        if (frame.width, frame.height) not in self._warned and len(self._warned) < WARN_SIZES:
+            self._warned.add((frame.width, frame.height))
+            report_scaled(self._display_name, (frame.width, frame.height), (width, height))
         return frame.reformat(width=width, height=height, format="bgr24", interpolation="AREA").to_ndarray()
-
-    def warn(self, width: int, height: int) -> None:
-        if (width, height) not in self._warned:
-            self._warned.add((width, height))
-            report_scaled(self._display_name, (width, height), fitted(width, height))
 
 
 def report_scaled(display_name: str, size: tuple[int, int], scaled: tuple[int, int]) -> None:
