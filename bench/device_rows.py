@@ -11,7 +11,7 @@ ByteTrack's `trackers` and what they need, facenet-pytorch for MTCNN's
 weights), CenterNet's model files, the design goldens, the two photos the
 rows read, and `five_friends_1080p.mp4` (a real photo of five persons panned
 as a 1080p 25 fps clip: no such clip is in the shared media). `run` installs
-the wheels into a folder of /tmp, points HOME and `COCOER_SHARED` (the benches'
+the wheels into a folder of /tmp, points HOME (a fresh one) and `COCOER_SHARED` (the benches'
 ../shared) at `.device/`, and runs
 each row under its own time limit, its output into DIR (one file a row), so
 one row that breaks costs only itself:
@@ -118,9 +118,9 @@ def prepare() -> int:
     if not (models / "models" / "centernet.bin").is_file():
         print(f"error: {models} has no CenterNet: run python -m streamer.tools.fetch_models first", file=sys.stderr)
         return 2
-    target = DEVICE / "home" / ".cache" / "cocoer" / "models" / models.name
-    shutil.rmtree(target, ignore_errors=True)
-    shutil.copytree(models, target)
+    shutil.rmtree(DEVICE / "home", ignore_errors=True)  # an earlier layout
+    shutil.rmtree(DEVICE / "models", ignore_errors=True)
+    shutil.copytree(models, DEVICE / "models" / models.name)
     if not (DEVICE / CLIP).is_file():
         _panned_clip(SHARED / "media" / "group_five_friends.jpg", DEVICE / CLIP)
     size = _size(DEVICE)
@@ -131,8 +131,19 @@ def prepare() -> int:
     return 0
 
 
+def _home() -> Path:
+    """A fresh HOME whose model folder holds the carried CenterNet: what the rows write (exports, caches)
+    goes there, never into .device, which travels."""
+    home = Path(tempfile.mkdtemp(prefix="device-rows-home-"))
+    models = home / ".cache" / "cocoer" / "models"
+    models.mkdir(parents=True)
+    for folder in (DEVICE / "models").iterdir():
+        (models / folder.name).symlink_to(folder, target_is_directory=True)
+    return home
+
+
 def _environment(site: Path) -> dict[str, str]:
-    env = dict(os.environ, HOME=str(DEVICE / "home"), PYTHONUNBUFFERED="1", OMP_WAIT_POLICY="PASSIVE")
+    env = dict(os.environ, HOME=str(_home()), PYTHONUNBUFFERED="1", OMP_WAIT_POLICY="PASSIVE")
     env["HF_HUB_OFFLINE"] = "1"
     env["COCOER_SHARED"] = str(DEVICE / "shared")  # only the checkout travels, not ../shared
     # The checkout before the wheels: our `trackers` package shares its name with the ByteTrack wheel's.
