@@ -30,7 +30,7 @@ def _header_size(path: Path) -> tuple[int, int] | None:
     is decoded reduced, is read on; any other image is refused in one line."""
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore")  # a probe: the bomb warning, and Pillow's notes on odd EXIF tags
             with Image.open(path) as image:
                 return image.size
     except Image.DecompressionBombError:
@@ -40,7 +40,7 @@ def _header_size(path: Path) -> tuple[int, int] | None:
         except (OSError, SyntaxError, ValueError):
             limit = 2 * (Image.MAX_IMAGE_PIXELS or 0) / 1e6
             raise SourceError(f"{path} is too large an image (over {limit:.0f} M pixels)") from None
-    except (OSError, ValueError):
+    except Exception:  # any header Pillow cannot read: OpenCV reads the file or says it cannot
         return None
 
 
