@@ -33,11 +33,13 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import IO
 
 ROOT = Path(__file__).resolve().parents[1]
 DEVICE = ROOT / ".device"
@@ -169,6 +171,18 @@ def _machine(env: dict[str, str]) -> str:
     return "\n".join(lines)
 
 
+def _run_row(command: list[str], env: dict[str, str], log: IO[str], limit_s: float) -> int:
+    """The row's exit code, 124 past its limit. It runs in a process group of its own, killed whole at the
+    limit: multi_stream.py's per-count processes would otherwise hold the GPU through the next row."""
+    row = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        return row.wait(timeout=limit_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(row.pid, signal.SIGKILL)
+        row.wait()
+        return 124
+
+
 def run(out: Path, install: bool, only: list[str], dry: bool) -> int:
     out.mkdir(parents=True, exist_ok=True)
     site = Path(tempfile.gettempdir()) / "device-rows-site"
@@ -188,13 +202,7 @@ def run(out: Path, install: bool, only: list[str], dry: bool) -> int:
             args = [*args, "--runtimes", "torch-fp32", "torch-bf16"]  # ONNX Runtime on the CPU is no GPU row
         started = time.monotonic()
         with (out / f"{name}.txt").open("w") as log:
-            try:
-                done = subprocess.run(
-                    [sys.executable, *args], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, timeout=limit_s
-                )
-                code = done.returncode
-            except subprocess.TimeoutExpired:
-                code = 124
+            code = _run_row([sys.executable, *args], env, log, limit_s)
         failed += code != 0
         print(f"== {name}: exit {code} in {time.monotonic() - started:.0f} s", flush=True)
         print((out / f"{name}.txt").read_text()[-3000:], flush=True)
