@@ -159,3 +159,14 @@ def test_the_emotion_runtime_choice_reaches_the_inference_actor(
     assert (cocoer_weights / "cocoer.onnx").is_file(), "exported on the node, beside the weights"
     lines = jsonl_lines(tmp_path / "person_in_context_liveportrait_s32.jsonl")
     assert len(lines) == 3 and any(p.get("raw") for line in lines for p in line["persons"]), "CocoER ran on the node"
+
+
+def test_run_json_says_each_role_once_or_what_each_node_chose() -> None:
+    from streamer.backends.ray.driver import _across_nodes
+
+    cpu = {"faces": "torch", "people": "onnxruntime"}
+    gpu = {"faces": "torch", "people": "torch"}
+    assert _across_nodes([cpu, cpu]) == cpu
+    assert _across_nodes([cpu, gpu, cpu]) == {"faces": "torch", "people": "onnxruntime / torch"}
+    assert _across_nodes([{"faces": "torch"}, gpu]) == gpu, "a node without a person detector adds nothing"
+    assert _across_nodes([]) == {}
