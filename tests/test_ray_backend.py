@@ -170,3 +170,47 @@ def test_run_json_says_each_role_once_or_what_each_node_chose() -> None:
     assert _across_nodes([cpu, gpu, cpu]) == {"faces": "torch", "people": "onnxruntime / torch"}
     assert _across_nodes([{"faces": "torch"}, gpu]) == gpu, "a node without a person detector adds nothing"
     assert _across_nodes([]) == {}
+
+
+def test_privacy_holds_on_ray_a_masked_zone_hidden_faces_and_aggregate_only_output(
+    cluster, shared_media: Path, tmp_path: Path
+) -> None:
+    """The zones travel to the source actors (nobody in a masked zone is detected there) and the driver's
+    outputs hide faces and the zone; in aggregate mode nothing per person is written."""
+    import numpy as np
+
+    from streamer.backends.base import RunJob
+    from streamer.backends.ray import RayBackend
+    from streamer.detectors.faces import MtcnnFaceDetector
+
+    clip = media_file(shared_media, "faces_two_people_head_pose.mp4")  # one person left, one right (480x270)
+    left = "[[[0,0],[0.45,0],[0.45,1],[0,1]]]"
+    zoned = tmp_path / "zoned"
+    config = _config(zoned, "source.max_frames=8", f"privacy.mask={left}")
+    report = RayBackend().run(RunJob(config, entries_from_specs([str(clip)], config.source)))
+    assert [s.error for s in report.sources] == [None]
+    lines = jsonl_lines(zoned / f"{clip.stem}.jsonl")
+    centres = [(p["body_box"][0] + p["body_box"][2]) / 2 for line in lines for p in line["persons"]]
+    assert len(lines) == 8 and centres and min(centres) > 0.45 * 480, "nobody in the masked zone is reported"
+    faces = MtcnnFaceDetector()
+    with av.open(str(zoned / f"{clip.stem}.mp4")) as container:
+        images = [frame.to_ndarray(format="bgr24") for frame in container.decode(video=0)]
+    assert len(images) == 8
+    for image in images:
+        assert (np.abs(image[20:230, 4:200].astype(int) - 128) <= 6).all(axis=2).mean() > 0.9, "the zone is flat"
+        assert faces.detect(image) == [], "the face outside the zone is hidden too"
+    assert json.loads((zoned / "run.json").read_text())["privacy"]["mask"]
+
+    counted = tmp_path / "aggregate"
+    config = _config(counted, "source.max_frames=30", "privacy.mode=aggregate", "privacy.interval_s=1")
+    report = RayBackend().run(RunJob(config, entries_from_specs([str(clip)], config.source)))
+    assert [s.error for s in report.sources] == [None]
+    written = sorted(p.name for p in counted.rglob("*") if p.is_file() and not p.name.startswith("."))
+    stem = f"{clip.stem}.counts"
+    assert written == sorted(["run.json", f"{stem}.jsonl", f"{stem}.html", f"{stem}.csv", "metrics.json"]), written
+    for path in counted.rglob("*"):
+        if path.is_file():
+            text = path.read_text(encoding="utf-8")
+            assert not any(word in text for word in ("track_id", "body_box", "head_box")), path.name
+    intervals = jsonl_lines(counted / f"{stem}.jsonl")
+    assert intervals and sum(i["frames"] for i in intervals) == 30 and all(i["persons_max"] <= 2 for i in intervals)
