@@ -19,29 +19,23 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as run_stream.py: before torch loads
+from common import DESIGN, MEDIA  # first: the CLI's thread settings before torch loads, cv2 before av
 
-import cv2  # noqa: E402 - before av/torch users, see ENVIRONMENT.md
+# isort: split
+import cv2
 
-import torch  # noqa: E402
+import torch
 
-from cocoer_core.api import PersonRegion  # noqa: E402
-from cocoer_core.reference import reference_forward  # noqa: E402
-from cocoer_core.runtime import CocoERModel, cpu_has_bf16, prepare_frame  # noqa: E402
-from cocoer_core.verify_golden import build_golden_models  # noqa: E402
-
-SHARED = Path(os.environ.get("COCOER_SHARED", ROOT.parent / "shared"))  # as bench/common.py
-DESIGN = SHARED / "design"
-MEDIA = SHARED / "media"
+from cocoer_core.api import PersonRegion
+from cocoer_core.reference import reference_forward
+from cocoer_core.runtime import CocoERModel, cpu_has_bf16, prepare_frame
+from cocoer_core.verify_golden import build_golden_models
 
 
 class PeakMemory:

@@ -60,7 +60,6 @@ DESIGN = ["cocoer_golden_A.json"]
 CLIP = "five_friends_1080p.mp4"
 #: The device tool carries at most 64 MiB with the checkout (about 2 MB).
 CARRY_LIMIT = 60 * 2**20
-ROW_NAMES = ("streams_1080p", "core_speed")
 
 
 def rows(dry: bool) -> list[tuple[str, int, list[str]]]:
@@ -216,7 +215,9 @@ def main() -> int:
     runner = sub.add_parser("run", help="there: the rows, each row's output into --out")
     runner.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "device-rows")))
     runner.add_argument("--no-install", dest="install", action="store_false", help="use this Python's packages")
-    runner.add_argument("--only", nargs="*", default=[], help="these rows only: " + ", ".join(ROW_NAMES))
+    runner.add_argument(
+        "--only", nargs="*", default=[], help="these rows only: " + ", ".join(row[0] for row in rows(False))
+    )
     runner.add_argument("--dry", action="store_true", help="on this CPU, a few frames a row (checks the wiring)")
     args = parser.parse_args()
     return prepare() if args.command == "prepare" else run(args.out, args.install, args.only, args.dry)
