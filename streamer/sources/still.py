@@ -19,8 +19,8 @@ from streamer.sources import pixels
 from streamer.sources.base import SourceInfo, SourceKind
 from streamer.types import Frame
 
-#: OpenCV decodes a JPEG at 1/2, 1/4 or 1/8 of its size directly, at that size's cost in memory and time (a
-#: 200 M pixel photo in 0.15 s and 0.1 GB at 1/4); other formats are decoded whole, then shrunk.
+#: OpenCV decodes a JPEG at 1/2, 1/4 or 1/8 of its size directly, at that size's cost in memory and time;
+#: other formats are decoded whole, then shrunk.
 _REDUCED = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
 
 
