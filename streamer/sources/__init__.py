@@ -28,11 +28,16 @@ from streamer.redact import mask_url, url_name
 from streamer.sources.base import IMAGE_SUFFIXES, Source, SourceInfo, SourceKind
 from streamer.sources.container import ContainerSource, file_source, open_container, serves_a_stream
 from streamer.sources.demo import DemoSource
+from streamer.sources.ffmpeg_limits import limit_allocations
 from streamer.sources.live import CameraSource, StreamSource
 from streamer.sources.still import ImageSource
 
 LIVE_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "udp", "tcp", "srt")
 NETWORK_SCHEMES = (*LIVE_SCHEMES, "http", "https")
+
+# Every source reads through PyAV's FFmpeg: no single allocation of it may grow past the ceiling (a hostile
+# stream's endless packet), in this process and in every worker that imports the sources.
+limit_allocations()
 
 __all__ = ["IMAGE_SUFFIXES", "Source", "SourceInfo", "SourceKind", "is_image_path", "open_source"]
 

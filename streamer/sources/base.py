@@ -22,6 +22,7 @@ import cv2  # noqa: F401
 
 import av
 
+from streamer.sources.ffmpeg_limits import MAX_ALLOC_BYTES
 from streamer.types import Frame
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
@@ -87,6 +88,9 @@ class Source(Protocol):
 
 def ffmpeg_reason(exc: BaseException) -> str:
     """FFmpeg's reason without the file name or URL it repeats."""
+    if isinstance(exc, av.error.MemoryError):
+        # Rarely the machine's memory: a packet that grew past the ceiling (a part that never ends).
+        return f"{exc.strerror or 'out of memory'}: a packet or frame over FFmpeg's {MAX_ALLOC_BYTES >> 20} MB limit?"
     if isinstance(exc, av.error.FFmpegError) and exc.strerror:
         return str(exc.strerror)
     text = str(exc).split(": '", 1)[0]

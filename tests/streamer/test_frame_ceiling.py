@@ -1,10 +1,14 @@
-"""Frames and photos over `MAX_FRAME_PIXELS` are analysed scaled down, and a decompression bomb is one line."""
+"""Frames and photos over `MAX_FRAME_PIXELS` are analysed scaled down, a decompression bomb is one line, and
+no packet a stream sends may grow past `MAX_ALLOC_BYTES`."""
 
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import struct
+import subprocess
+import sys
 import threading
 import zlib
 from pathlib import Path
@@ -18,6 +22,7 @@ import pytest
 from streamer.errors import SourceError
 from streamer.sources import open_source, pixels
 from streamer.sources.container import file_source
+from streamer.sources.ffmpeg_limits import MAX_ALLOC_BYTES
 from streamer.sources.live import StreamSource
 from streamer.sources.still import ImageSource
 from tests.conftest import media_file
@@ -147,3 +152,43 @@ def test_a_jpeg_over_the_bomb_limit_is_still_read_reduced(shared_media: Path, tm
     path.write_bytes(bytes(data))
     source = ImageSource(path)
     assert (source.info.width, source.info.height) == pixels.fitted(7500, 7500)
+
+
+# In its own process, so that its peak memory is the stream's alone.
+ENDLESS_PART_READER = """
+import json, logging, resource, sys, threading
+from streamer.config import SourceConfig
+from streamer.sources import open_source
+logging.basicConfig(level=logging.WARNING, format="%(message)s")
+config = SourceConfig(open_timeout_s=3.0, read_timeout_s=3.0, backoff_initial_s=0.2, backoff_max_s=0.2)
+source = open_source(sys.argv[1], config)
+before_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+stop = threading.Event()
+images = []
+for frame in source.frames(stop):
+    images.append(frame.image)
+    if source.reconnects >= 2 or len(images) >= 40:
+        break
+source.close()
+peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"grew_mb": peak_mb - before_mb, "frames": len(images), "reconnects": source.reconnects,
+                  "last_std": float(images[-1].std())}))
+"""
+
+
+def test_a_camera_whose_part_never_ends_is_reconnected_at_the_allocation_ceiling(
+    shared_media: Path, mjpeg_server
+) -> None:
+    # A hostile camera: after 4 real frames, a part with no length and 700 MB of bytes without a boundary, then
+    # silence. FFmpeg grew that one packet as the bytes came, to all 700 MB (1.7 GB before the read timeout
+    # when they never stop); now it stops at MAX_ALLOC_BYTES and the stream reconnects.
+    clip = str(media_file(shared_media, "face_woman_head_pose.mp4"))
+    server = mjpeg_server("--file", clip, "--endless-after", "4", "--endless-mb", "700")
+    done = subprocess.run(
+        [sys.executable, "-c", ENDLESS_PART_READER, server.url()], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["reconnects"] == 2 and result["frames"] >= 8 and result["last_std"] > 10
+    assert result["grew_mb"] < 500, result
+    assert f"over FFmpeg's {MAX_ALLOC_BYTES >> 20} MB limit" in done.stderr and "Traceback" not in done.stderr

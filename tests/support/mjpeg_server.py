@@ -1,11 +1,14 @@
 """An MJPEG camera over HTTP on 127.0.0.1, as IP cameras and phone webcam apps serve one.
 
-    python tests/support/mjpeg_server.py --port 8080 --file video.mp4 [--fps 25]
+    python tests/support/mjpeg_server.py --port 8080 --file video.mp4 [--fps 25] [--endless-after N --endless-mb M]
 
 http://127.0.0.1:PORT/video answers `multipart/x-mixed-replace` with one JPEG
 part per frame of the file, in real time, looping, to each client from where
 the camera is (the camera runs whether or not anyone watches). Prints READY
 once listening.
+
+A hostile camera (`--endless-after N`): after N frames a client gets a part with no Content-Length and M MB of
+bytes that never reach a boundary, then nothing (the connection stays open).
 """
 
 from __future__ import annotations
@@ -49,7 +52,7 @@ class Camera:
             return self.index, self.jpegs[self.index % len(self.jpegs)]
 
 
-def handler(camera: Camera) -> type[http.server.BaseHTTPRequestHandler]:
+def handler(camera: Camera, endless_after: int, endless_mb: int) -> type[http.server.BaseHTTPRequestHandler]:
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             if self.path != "/video":
@@ -61,11 +64,17 @@ def handler(camera: Camera) -> type[http.server.BaseHTTPRequestHandler]:
             self.end_headers()
             index = camera.index
             try:
-                while True:
+                for _ in range(endless_after) if endless_after else iter(int, 1):
                     index, jpeg = camera.next_after(index)
                     head = f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n"
                     self.wfile.write(head.encode() + jpeg + b"\r\n")
                     self.wfile.flush()
+                self.wfile.write(f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\n\r\n".encode())
+                filler = bytes(range(256)) * 4096  # 1 MB that holds no boundary
+                for _ in range(endless_mb):
+                    self.wfile.write(filler)
+                self.wfile.flush()
+                time.sleep(3600)
             except (BrokenPipeError, ConnectionResetError):
                 return
 
@@ -80,9 +89,13 @@ def main() -> int:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--file", required=True)
     parser.add_argument("--fps", type=float, default=25.0)
+    parser.add_argument("--endless-after", type=int, default=0)
+    parser.add_argument("--endless-mb", type=int, default=0)
     args = parser.parse_args()
     camera = Camera(args.file, args.fps)
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", args.port), handler(camera))
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", args.port), handler(camera, args.endless_after, args.endless_mb)
+    )
     server.daemon_threads = True
     print("READY", flush=True)
     server.serve_forever()
