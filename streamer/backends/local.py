@@ -40,7 +40,7 @@ from streamer.detectors.base import PersonDetector
 from streamer.detectors.shared import SharedDetector
 from streamer.outputs import ensure_writable_dir
 from streamer.outputs.claim import refuse_if_busy
-from streamer.privacy.declaration import write_declaration
+from streamer.privacy.declaration import declare_runtimes, write_declaration
 from streamer.sources import Source
 from streamer.stages.pipeline import EdgeQueue, EndOfStream, ErrorRelay, Pipeline, PipelineThread
 from streamer.types import FrameResult
@@ -129,11 +129,17 @@ class LocalBackend:
                 source.source.close()
             raise
         models = {**components.detector.models(), "emotion": components.card.name}
-        runtimes = {**components.detector.runtimes(), "emotion": components.card.description}
-        write_declaration(out_dir, config, models, [source.name for source in opened], runtimes)
-        report = _LocalRun(job, components, opened).run()
+        write_declaration(out_dir, config, models, [source.name for source in opened], _runtimes(components))
+        try:
+            report = _LocalRun(job, components, opened).run()
+        finally:
+            declare_runtimes(out_dir, _runtimes(components))  # a size met on the way may have run otherwise
         report.unopened = unopened
         return report
+
+
+def _runtimes(components: Components) -> dict[str, str]:
+    return {**components.detector.runtimes(), "emotion": components.card.description}
 
 
 class _LocalRun:

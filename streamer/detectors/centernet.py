@@ -73,7 +73,21 @@ class CenterNetPeopleDetector(SizeBatched):
             w, h = self.input_size(1280, 720)
             runtime = self.onnx.faster_here((h, w))
             self.onnx = self.onnx if runtime == "onnxruntime" else None
-        self.runtime = runtime
+        self._runtime = runtime
+
+    @property
+    def runtime(self) -> str:
+        """What runs the graph: torch, onnxruntime, or onnxruntime with the input sizes the interpreter ran
+        because their export failed ("onnxruntime, torch at 480x352"); torch when every size met did."""
+        if self.onnx is None:
+            return self._runtime
+        sizes = self.onnx.sizes()
+        fallen = [size for size, in_onnx in sizes.items() if not in_onnx]
+        if not fallen:
+            return "onnxruntime"
+        if len(fallen) == len(sizes):
+            return "torch"
+        return "onnxruntime, torch at " + ", ".join(f"{w}x{h}" for w, h in fallen)
 
     def input_size(self, width: int, height: int) -> tuple[int, int]:
         """(w, h): the longer side at `input_side`, both multiples of 32."""

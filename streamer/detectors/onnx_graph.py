@@ -92,6 +92,11 @@ class OnnxGraph:
         arrays = session.run(None, {"image": np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)})
         return [torch.from_numpy(a) for a in arrays]
 
+    def sizes(self) -> dict[tuple[int, int], bool]:
+        """The input sizes (w, h) met so far, each with whether ONNX Runtime runs it (False: the interpreter
+        does, the size's export having failed or its cached file being damaged)."""
+        return {(w, h): session is not False for (h, w), session in sorted(self._sessions.items())}
+
     def faster_here(self, size: tuple[int, int]) -> str:
         """`onnxruntime` or `torch` (the interpreter), whichever runs an image of `size` (h, w) faster on this
         machine: timed once, stored in that size's sidecar. torch where the size cannot be exported."""

@@ -4,20 +4,26 @@ The declared context and purpose of use, the privacy settings in force and
 the models that read the people filmed, each with its licence (insightface's
 models are for non-commercial research only: worth knowing before using a
 recording). The report shows it; an auditor reads it beside the outputs.
-Rewritten atomically at every run's start into the output folder.
+Rewritten atomically at every run's start into the output folder; at its end
+its `runtimes` are brought up to what ran, where that changed on the way (an
+input size whose ONNX export failed ran in PyTorch).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
 
 from streamer.config import AppConfig
 from streamer.privacy.retention import manifest_for
 from streamer.privacy.zones import ZoneFilter
+
+logger = logging.getLogger(__name__)
 
 #: Licence of each model by the name the run reports for it.
 LICENCES = {
@@ -81,8 +87,25 @@ def write_declaration(
         "runtimes": runtimes or {},
         "sources": sources,
     }
+    _write(path, data)
+    manifest_for(out_dir).add([path])
+    return path
+
+
+def declare_runtimes(out_dir: Path, runtimes: dict[str, str]) -> None:
+    """Bring run.json's `runtimes` up to what ran, at the run's end; a file gone or not ours is left alone."""
+    path = out_dir / "run.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(data, dict) or data.get("runtimes") == runtimes:
+            return
+        data["runtimes"] = runtimes
+        _write(path, data)
+    except (OSError, ValueError) as exc:
+        logger.warning("%s: the runtimes that ran could not be recorded (%s)", path, exc)
+
+
+def _write(path: Path, data: Mapping[str, object]) -> None:
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     os.replace(tmp, path)
-    manifest_for(out_dir).add([path])
-    return path

@@ -88,6 +88,13 @@ def test_centernet_in_onnx_runtime_finds_what_the_interpreter_finds(
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert len(warnings) == 1 and str(cached) in warnings[0] and "runs in PyTorch" in warnings[0]
     assert [d.box for d in found] == [d.box for d in centernet.detect(frames[0].image)]
+    # What ran is what the detector says (run.json takes it from there), size by size.
+    assert fast.runtime == "onnxruntime" and damaged.runtime == "torch", "the one size met ran in PyTorch"
+    mixed = CenterNetPeopleDetector(model, runtime="onnxruntime", cache_dir=tmp_path)
+    assert mixed.runtime == "onnxruntime", "nothing met yet: as chosen"
+    mixed.detect(cv2.resize(frames[0].image, (640, 360)))  # another input size: exported and run in ONNX Runtime
+    mixed.detect(frames[0].image)
+    assert mixed.runtime == f"onnxruntime, torch at {in_w}x{in_h}"
 
 
 def test_centernet_beside_a_whole_frame_face_search_gets_half_the_cores(

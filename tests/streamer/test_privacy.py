@@ -85,6 +85,33 @@ def test_off_changes_nothing_and_a_bad_mode_is_refused(shared_media: Path, faces
         hide_faces(image.copy(), boxes, "smudge")
 
 
+def test_run_json_ends_saying_what_ran_when_an_input_size_fell_back_on_the_way(
+    shared_media: Path, centernet_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # CenterNet asked to run in ONNX Runtime, with an exports folder that can't be made: the video's input size
+    # ran in PyTorch. run.json, written at the start (a file source meets its size only on its first frame),
+    # said onnxruntime and kept saying it.
+    pytest.importorskip("onnxruntime", reason="onnxruntime is in requirements.txt")
+    from streamer import Analyzer
+
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / centernet_dir.name).symlink_to(centernet_dir)
+    (models / "onnx").write_text("a file where the exports' folder goes")
+    out = tmp_path / "out"
+    settings = ["source.max_frames=3", "sink.report=false", "sink.video=false", "detector.allow_download=false"]
+    analyzer = Analyzer(
+        overrides=[f"sink.out_dir={out}", *settings, "detector.runtime=onnxruntime", f"detector.models_dir={models}"]
+    )
+    with caplog.at_level("WARNING"):
+        report = analyzer.run(str(media_file(shared_media, CLIP)))
+    assert report.errors == [] and (out / f"{Path(CLIP).stem}.jsonl").is_file()
+    assert [r.getMessage() for r in caplog.records if "export failed" in r.getMessage()], "said in one line"
+    declared = json.loads((out / "run.json").read_text())
+    assert declared["runtimes"]["people"] == "torch" and declared["runtimes"]["faces"] == "torch"
+    assert declared["models"]["people"]["name"] == "centernet" and declared["sources"] == [Path(CLIP).stem]
+
+
 @pytest.mark.integration
 def test_a_default_run_writes_no_face_in_its_video_its_report_or_a_still(
     shared_media: Path, tmp_path: Path, faces: MtcnnFaceDetector

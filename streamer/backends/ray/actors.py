@@ -11,7 +11,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ray
 
@@ -33,6 +33,9 @@ from streamer.stages.models import resolve_device
 from streamer.stages.pipeline import END, Pipeline
 from streamer.types import Frame
 
+if TYPE_CHECKING:
+    from streamer.detectors import FacePersonDetector
+
 #: What `SourceActor.next` hands back once the source has ended.
 END_MARK = "END"
 
@@ -47,6 +50,7 @@ class SourceActor:
         self.pipeline: Pipeline | None = None
         self.source: Source | None = None
         self._ending = False  # the end was read behind frames not yet handed over
+        self.detector: FacePersonDetector | None = None
         try:
             self.source = open_source(spec, source_config)
         except UserError as exc:
@@ -66,7 +70,7 @@ class SourceActor:
             raise UserError(self.error or "the source did not open")
         device = resolve_device(self.config.device)
         info = source.info
-        detector = build_detector(self.config.detector, device)
+        self.detector = detector = build_detector(self.config.detector, device)
         warm_up(detector, info)
         detect = detect_track_stage_for(
             self.config, detector, info.kind, self.source_config, device, live=info.is_live, fps=info.fps
@@ -110,6 +114,10 @@ class SourceActor:
             "dropped": self.pipeline.stats.dropped if self.pipeline else 0,
             "reconnects": self.source.reconnects if self.source else 0,
         }
+
+    def runtimes(self) -> dict[str, str]:
+        """What ran each detector's network so far (an input size met after the start may have run otherwise)."""
+        return self.detector.runtimes() if self.detector else {}
 
     def close(self) -> None:
         if self.pipeline is not None:

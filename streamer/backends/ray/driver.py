@@ -35,6 +35,7 @@ import numpy as np
 import ray
 from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError, RayTaskError
 
+from cocoer_core.errors import first_line
 from streamer.backends.assembly import session_for
 from streamer.backends.base import RunJob, RunReport
 from streamer.backends.monitor import RunMonitor
@@ -42,7 +43,7 @@ from streamer.backends.ray.actors import END_MARK, InferenceActor, SourceActor
 from streamer.backends.session import SourceSession
 from streamer.errors import SourceError, UserError
 from streamer.outputs import ensure_writable_dir
-from streamer.privacy.declaration import write_declaration
+from streamer.privacy.declaration import declare_runtimes, write_declaration
 from streamer.sources import SourceInfo
 from streamer.sources.entries import SourceEntry, unique_names
 from streamer.stages.batching import BatchPlanner, Pending
@@ -75,6 +76,7 @@ class RemoteSource:
     pending_end: tuple[int, ...] = ()
     dropped_here: int = 0
     error: BaseException | None = None  # the source's own error, raised behind frames still to be written
+    runtimes: dict[str, str] = field(default_factory=dict)  # what ran its detectors, as its actor last said
 
     @property
     def info(self) -> SourceInfo:
@@ -115,6 +117,7 @@ class RayRun:
             job.config.emotion.batch_size, job.config.emotion.batch_wait_ms / 1000.0
         )
         self.error: BaseException | None = None
+        self.emotion_runtime = ""
         self.batches = 0
         self.persons_inferred = 0
 
@@ -167,9 +170,28 @@ class RayRun:
             session.node = node
             self.sources.append(RemoteSource(session, actor))
         built = [ray.get(source.actor.start.remote(0)) for source in self.sources]
-        models, runtimes = (_across_nodes([b[key] for b in built]) for key in ("models", "runtimes"))
-        runtimes["emotion"] = card.description
-        write_declaration(self.out_dir, self.config, {**models, "emotion": card.name}, names, runtimes)
+        for source, node_built in zip(self.sources, built, strict=True):
+            source.runtimes = node_built["runtimes"]
+        self.emotion_runtime = card.description
+        models = _across_nodes([b["models"] for b in built])
+        write_declaration(self.out_dir, self.config, {**models, "emotion": card.name}, names, self._runtimes())
+
+    def _runtimes(self) -> dict[str, str]:
+        return {**_across_nodes([s.runtimes for s in self.sources]), "emotion": self.emotion_runtime}
+
+    def _declare_runtimes(self) -> None:
+        """run.json's runtimes as the actors ended (a size met on the way may have run otherwise); an actor that
+        no longer answers keeps what it said before."""
+        try:
+            refs = {id(s): s.actor.runtimes.remote() for s in self.sources}
+            ready = ray.wait(list(refs.values()), num_returns=len(refs), timeout=5)[0] if refs else []  # 5 s in all
+            for s in self.sources:
+                if refs[id(s)] in ready:
+                    with contextlib.suppress(RayActorError, RayTaskError):
+                        s.runtimes = ray.get(refs[id(s)])
+        except Exception as exc:  # the cluster itself is gone: what the actors said at the start stands
+            logger.warning("the source actors' runtimes could not be asked (%s)", first_line(exc))
+        declare_runtimes(self.out_dir, self._runtimes())
 
     # -- the loop -----------------------------------------------------------------------------
 
@@ -194,6 +216,7 @@ class RayRun:
                 stop.set()
             finally:
                 self._fail_drained(force=True)
+                self._declare_runtimes()
                 self._close()
             self._refresh_figures()
             monitor.update(sessions)
