@@ -220,3 +220,30 @@ def test_privacy_holds_on_ray_a_masked_zone_hidden_faces_and_aggregate_only_outp
             assert not any(word in text for word in ("track_id", "body_box", "head_box")), path.name
     intervals = jsonl_lines(counted / f"{stem}.jsonl")
     assert intervals and sum(i["frames"] for i in intervals) == 30 and all(i["persons_max"] <= 2 for i in intervals)
+
+
+def test_a_camera_that_reconnected_just_before_the_end_is_reported_so(
+    cluster, shared_media: Path, mjpeg_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The driver asked the source actors for their figures every few seconds while they ran and never again:
+    a camera that reconnected after the last time it asked was reported as never having reconnected."""
+    from streamer.backends.base import RunJob
+    from streamer.backends.ray import RayBackend, driver
+
+    monkeypatch.setattr(driver, "STATUS_EVERY_S", 3600.0)  # asked once, at the start: the end must ask again
+    server = mjpeg_server("--file", str(media_file(shared_media, "face_woman_head_pose.mp4")), "--fps", "20")
+    config = _config(tmp_path, "sink.report=false", "source.backoff_initial_s=0.2", "source.read_timeout_s=2")
+    stop, seen = threading.Event(), []
+
+    def on_frame(record) -> None:  # type: ignore[no-untyped-def]
+        seen.append(record)
+        if len(seen) == 8:  # the camera restarts
+            server.stop()
+            server.start()
+        after = [r for r in seen if r.gap_before]
+        if (after and len(seen) >= seen.index(after[0]) + 3) or len(seen) >= 200:
+            stop.set()
+
+    report = RayBackend().run(RunJob(config, entries_from_specs([server.url()], config.source), stop, on_frame))
+    assert [r.gap_before for r in seen].count(True) == 1, "the camera came back once"
+    assert [s.error for s in report.sources] == [None] and report.sources[0].reconnects >= 1

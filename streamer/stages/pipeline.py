@@ -8,7 +8,9 @@ capture -> [q] -> detect+track -> [q] -> (the backend: emotion, outputs)
   Live, only the capture edge is short: a frame dropped there cost nothing,
   while the later edges hold a burst (LIVE_BURST) so that work already done
   is not thrown away when a stage emits two results at once (a detection
-  frame, then the tracker's instant prediction for the next one).
+  frame, then the tracker's instant prediction for the next one). What a
+  dropped item said once only passes to the item after it (`carry_over`):
+  a reconnect gap, the tracks that ended, the track events recorded.
 - Every get/put uses a short timeout and re-checks the stop event, so no
   thread can block forever (the supervision `process_video` hang).
 - Each stage posts END in `finally`; an exception in any stage is recorded,
@@ -31,7 +33,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any, Generic, TypeVar
 
-from streamer.types import Frame, TrackedFrame
+from streamer.types import Frame, FrameResult, TrackedFrame
 
 logger = logging.getLogger(__name__)
 
@@ -57,18 +59,31 @@ class EndOfStream:
 END = EndOfStream()
 
 
-def _with_gap_of(dropped: Any, item: Any) -> Any:
-    """`item`, marked with the reconnect gap of a dropped frame before it (the first frame after a live
-    source came back is the one that says so; dropping it as stale must not lose the gap)."""
-    if isinstance(dropped, TrackedFrame):
-        dropped = dropped.frame
-    if not isinstance(dropped, Frame) or dropped.gap_s <= 0:
+def _frame_of(item: Any) -> Frame | None:
+    if isinstance(item, Frame):
         return item
-    if isinstance(item, Frame) and item.gap_s < dropped.gap_s:
-        return replace(item, gap_s=dropped.gap_s)
-    if isinstance(item, TrackedFrame) and item.frame.gap_s < dropped.gap_s:
-        return replace(item, frame=replace(item.frame, gap_s=dropped.gap_s))
-    return item
+    if isinstance(item, (TrackedFrame, FrameResult)):
+        return item.frame
+    return None
+
+
+def carry_over(dropped: Any, item: Any) -> Any:
+    """`item`, carrying what the stale item dropped before it said only once: a live source's reconnect gap (the
+    first frame after it came back says so), the tracks that ended with it (their smoothing state is let go and
+    their end recorded there alone) and the track starts and ends it recorded (the JSONL's events)."""
+    old, new = _frame_of(dropped), _frame_of(item)
+    if old is None or new is None:
+        return item
+    if old.gap_s > new.gap_s:
+        new = replace(new, gap_s=old.gap_s)
+    if isinstance(item, Frame):
+        return new
+    changes: dict[str, Any] = {"frame": new} if new is not item.frame else {}
+    if isinstance(item, TrackedFrame) and isinstance(dropped, TrackedFrame) and dropped.ended:
+        changes["ended"] = tuple(sorted({*dropped.ended, *item.ended}))
+    if isinstance(item, FrameResult) and isinstance(dropped, FrameResult) and dropped.events:
+        changes["events"] = dropped.events + item.events
+    return replace(item, **changes) if changes else item
 
 
 class EdgeQueue(Generic[T]):
@@ -103,7 +118,7 @@ class EdgeQueue(Generic[T]):
                             self._queue.put_nowait(old)
                             return False
                         self.dropped += 1
-                        item = _with_gap_of(old, item)
+                        item = carry_over(old, item)
         while not stop.is_set():
             try:
                 self._queue.put(item, timeout=POLL_S)

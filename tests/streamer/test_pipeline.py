@@ -11,10 +11,12 @@ import numpy as np
 import pytest
 
 from streamer.backends.assembly import LIVE_BURST, queue_sizes
-from streamer.config import LIVE_INTERVAL, AppConfig, DetectorConfig, SourceConfig
+from streamer.config import LIVE_INTERVAL, AppConfig, DetectorConfig, SmoothingConfig, SourceConfig
 from streamer.sources import open_source
+from streamer.stages.emotion import NO_MODEL
 from streamer.stages.pipeline import END, EdgeQueue, Pipeline, QueuePolicy
-from streamer.types import Frame
+from streamer.stages.smoothing import SmoothingBank
+from streamer.types import Box, Frame, FrameResult, Person, TrackedFrame, TrackEvent, TrackEventKind
 from tests.conftest import media_file
 from tests.support.pipelines import drain
 
@@ -137,6 +139,32 @@ def test_a_dropped_first_frame_after_a_reconnect_passes_its_gap_on() -> None:
     q.put(Frame("cam", 9, 1.2, 1.2, image), stop)
     q.put(Frame("cam", 10, 1.3, 1.3, image), stop)
     assert q.get(stop).gap_s == 0.0, "an ordinary drop marks nothing"
+
+
+def test_a_dropped_item_passes_on_the_tracks_that_ended_and_the_events_it_recorded() -> None:
+    # A track's end is said once, on the frame the tracker ended it: dropped as stale, its smoothing state was
+    # never let go (growing for as long as a camera runs) and the JSONL never said it ended.
+    image = np.zeros((8, 8, 3), np.uint8)
+    stop = threading.Event()
+    tracked: EdgeQueue[TrackedFrame] = EdgeQueue("tracked", 1, QueuePolicy.LATEST)
+    tracked.put(TrackedFrame(Frame("cam", 7, 1.0, 1.0, image, gap_s=2.0), (), ended=(5, 3)), stop)
+    tracked.put(TrackedFrame(Frame("cam", 8, 1.1, 1.1, image), (), ended=(6,)), stop)
+    kept = tracked.get(stop)
+    assert kept.frame.index == 8 and kept.ended == (3, 5, 6) and kept.frame.gap_s == 2.0
+    bank = SmoothingBank(SmoothingConfig(), NO_MODEL.label_rule)
+    bank.update(0.9, 6, [Person(5, Box(0, 0, 4, 4), None, 0.9)], [None])
+    _, events = bank.update(kept.frame.pts_s, kept.frame.index, kept.persons, [], ended=kept.ended)
+    assert events == (TrackEvent(TrackEventKind.END, 5, 6),), "the bank lets the ended track go"
+
+    results: EdgeQueue[FrameResult] = EdgeQueue("results", 1, QueuePolicy.LATEST)
+    said = (TrackEvent(TrackEventKind.START, 9), TrackEvent(TrackEventKind.END, 3, 6))
+    results.put(FrameResult(Frame("cam", 7, 1.0, 1.0, image, gap_s=2.0), (), (), (), said), stop)
+    results.put(
+        FrameResult(Frame("cam", 8, 1.1, 1.1, image), (), (), (), (TrackEvent(TrackEventKind.START, 10),)), stop
+    )
+    last = results.get(stop)
+    assert last.frame.index == 8 and last.frame.gap_s == 2.0
+    assert last.events == (*said, TrackEvent(TrackEventKind.START, 10)), "in the order they happened"
 
 
 def test_end_marker_waits_behind_queued_items() -> None:

@@ -108,16 +108,14 @@ class SourceActor:
             out.append(item)
         return out
 
-    def stats(self) -> dict[str, int]:
-        """Stale frames dropped on this node's queues, and reconnects."""
+    def stats(self) -> dict[str, Any]:
+        """Stale frames dropped on this node's queues, reconnects, and what ran each detector's network so far
+        (an input size met after the start may have run otherwise)."""
         return {
             "dropped": self.pipeline.stats.dropped if self.pipeline else 0,
             "reconnects": self.source.reconnects if self.source else 0,
+            "runtimes": self.detector.runtimes() if self.detector else {},
         }
-
-    def runtimes(self) -> dict[str, str]:
-        """What ran each detector's network so far (an input size met after the start may have run otherwise)."""
-        return self.detector.runtimes() if self.detector else {}
 
     def close(self) -> None:
         if self.pipeline is not None:

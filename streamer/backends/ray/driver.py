@@ -48,6 +48,7 @@ from streamer.sources import SourceInfo
 from streamer.sources.entries import SourceEntry, unique_names
 from streamer.stages.batching import BatchPlanner, Pending
 from streamer.stages.emotion import EmotionStage, ModelCard
+from streamer.stages.pipeline import carry_over
 from streamer.types import TrackedFrame
 
 logger = logging.getLogger(__name__)
@@ -179,20 +180,6 @@ class RayRun:
     def _runtimes(self) -> dict[str, str]:
         return {**_across_nodes([s.runtimes for s in self.sources]), "emotion": self.emotion_runtime}
 
-    def _declare_runtimes(self) -> None:
-        """run.json's runtimes as the actors ended (a size met on the way may have run otherwise); an actor that
-        no longer answers keeps what it said before."""
-        try:
-            refs = {id(s): s.actor.runtimes.remote() for s in self.sources}
-            ready = ray.wait(list(refs.values()), num_returns=len(refs), timeout=5)[0] if refs else []  # 5 s in all
-            for s in self.sources:
-                if refs[id(s)] in ready:
-                    with contextlib.suppress(RayActorError, RayTaskError):
-                        s.runtimes = ray.get(refs[id(s)])
-        except Exception as exc:  # the cluster itself is gone: what the actors said at the start stands
-            logger.warning("the source actors' runtimes could not be asked (%s)", first_line(exc))
-        declare_runtimes(self.out_dir, self._runtimes())
-
     # -- the loop -----------------------------------------------------------------------------
 
     def run(self) -> RunReport:
@@ -216,9 +203,8 @@ class RayRun:
                 stop.set()
             finally:
                 self._fail_drained(force=True)
-                self._declare_runtimes()
+                self._last_word()
                 self._close()
-            self._refresh_figures()
             monitor.update(sessions)
         return RunReport(
             [s.session.report() for s in self.sources],
@@ -258,7 +244,8 @@ class RayRun:
             s.queue.append(self._adopt(s, item))
         if s.info.is_live:
             while len(s.queue) > 1:  # the newest-frame policy, also on the driver's side
-                s.queue.popleft()
+                stale = s.queue.popleft()
+                s.queue[0] = carry_over(stale, s.queue[0])  # its gap and ended tracks are not lost with it
                 s.dropped_here += 1
 
     def _on_source_died(self, s: RemoteSource) -> None:
@@ -375,16 +362,32 @@ class RayRun:
 
     # -- figures and the end ------------------------------------------------------------------
 
-    def _refresh_figures(self) -> None:
-        refs = {id(s): s.actor.stats.remote() for s in self.sources if not s.session.failed and not s.ended}
-        for s in self.sources:
-            if id(s) in refs:
-                try:
-                    figures = ray.get(refs[id(s)], timeout=5)
-                except (RayActorError, RayTaskError, GetTimeoutError):
-                    continue
-                s.session.reconnects = figures["reconnects"]
-                s.session.dropped = figures["dropped"] + s.dropped_here
+    def _refresh_figures(self, final: bool = False) -> None:
+        """Each source's figures (reconnects, stale frames dropped) and detector runtimes, from its actor: the
+        running ones, or with `final` every one still answering (an ended source's last reconnect counts too),
+        before the actors close. At most 5 s in all; an actor that does not answer keeps its last figures."""
+        asked = [s for s in self.sources if final or (not s.session.failed and not s.ended)]
+        refs = {id(s): s.actor.stats.remote() for s in asked}
+        ready = set(ray.wait(list(refs.values()), num_returns=len(refs), timeout=5)[0]) if refs else set()
+        for s in asked:
+            if refs[id(s)] not in ready:
+                continue
+            try:
+                figures = ray.get(refs[id(s)])
+            except (RayActorError, RayTaskError):
+                continue
+            s.session.reconnects = figures["reconnects"]
+            s.session.dropped = figures["dropped"] + s.dropped_here
+            s.runtimes = figures["runtimes"]
+
+    def _last_word(self) -> None:
+        """The actors' last figures, then run.json's runtimes as they ended (a size met on the way may have run
+        otherwise)."""
+        try:
+            self._refresh_figures(final=True)
+        except Exception as exc:  # the cluster itself is gone: the figures and runtimes last heard stand
+            logger.warning("the source actors could not be asked for their last figures (%s)", first_line(exc))
+        declare_runtimes(self.out_dir, self._runtimes())
 
     def _close(self) -> None:
         for s in self.sources:
