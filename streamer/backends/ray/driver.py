@@ -170,12 +170,27 @@ class RayRun:
             session = session_for(self.config, name, info, card, self.job.live_view, self.job.on_frame, entry.config)
             session.node = node
             self.sources.append(RemoteSource(session, actor))
-        built = [ray.get(source.actor.start.remote(0)) for source in self.sources]
+        built = self._start_actors()
         for source, node_built in zip(self.sources, built, strict=True):
             source.runtimes = node_built["runtimes"]
         self.emotion_runtime = card.description
         models = _across_nodes([b["models"] for b in built])
         write_declaration(self.out_dir, self.config, {**models, "emotion": card.name}, names, self._runtimes())
+
+    def _start_actors(self) -> list[dict[str, dict[str, str]]]:
+        """Start every source actor; what each built. One actor per node first, then the others, each group at
+        once: the first on a node fills its caches (the detectors' exports and `auto` timings, made once per
+        machine), so that the others neither export the same files side by side nor time the runtimes while
+        competing for the same cores."""
+        first_on: dict[str, int] = {}
+        for i, s in enumerate(self.sources):
+            first_on.setdefault(s.session.node, i)
+        leads = list(first_on.values())
+        built: dict[int, dict[str, dict[str, str]]] = {}
+        for group in (leads, [i for i in range(len(self.sources)) if i not in leads]):
+            started = ray.get([self.sources[i].actor.start.remote(0) for i in group])
+            built.update(zip(group, started, strict=True))
+        return [built[i] for i in range(len(self.sources))]
 
     def _runtimes(self) -> dict[str, str]:
         return {**_across_nodes([s.runtimes for s in self.sources]), "emotion": self.emotion_runtime}
