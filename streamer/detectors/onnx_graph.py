@@ -95,7 +95,8 @@ class OnnxGraph:
     def sizes(self) -> dict[tuple[int, int], bool]:
         """The input sizes (w, h) met so far, each with whether ONNX Runtime runs it (False: the interpreter
         does, the size's export having failed or its cached file being damaged)."""
-        return {(w, h): session is not False for (h, w), session in sorted(self._sessions.items())}
+        met = dict(self._sessions)  # one step under the GIL: asked from another thread (a Ray actor's figures)
+        return {(w, h): session is not False for (h, w), session in sorted(met.items())}
 
     def faster_here(self, size: tuple[int, int]) -> str:
         """`onnxruntime` or `torch` (the interpreter), whichever runs an image of `size` (h, w) faster on this
