@@ -8,7 +8,9 @@ script (`pred`, `VI`, `head`, `body`, `ctx`, `emo_process`, keyed "0", "1",
 ...) as JSON on stdout (the six items per person also go to stderr), and
 saves the annotated image to `outputs/<input name>` in the original's
 drawing style. Unlike the original it runs deterministically: eval mode, no
-colour jitter, RGB input (see the spec's §10).
+colour jitter, RGB input (see the spec's §10). A photo over 8K UHD is read
+as the pipeline reads one: analysed and drawn scaled down to that size; an
+image that is a decompression bomb is refused in one line.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ import numpy as np
 from cocoer_core.api import PersonRegion
 from cocoer_core.errors import CheckpointError
 from cocoer_core.infer import draw_official, official_dict
+from streamer.errors import SourceError
+from streamer.sources.still import read_image
 
 
 def _detect(image: np.ndarray, device: str, allow_download: bool, insightface: bool) -> list[PersonRegion]:
@@ -51,7 +55,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from cocoer_core.model import CocoER
     from cocoer_core.runtime import CocoERModel
 
-    image = cv2.imread(str(args.input), cv2.IMREAD_COLOR)
+    # As a photo source reads it: over 8K UHD scaled down (a JPEG decoded reduced), a decompression bomb refused.
+    image = read_image(args.input)
     if image is None:
         raise ValueError(f"{args.input} is not a readable image")
     model = CocoER(CocoERConfig(inside_lr=args.inside_lr))
@@ -97,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         outputs = run(args)
-    except (CheckpointError, ValueError) as exc:
+    except (CheckpointError, ValueError, SourceError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     for key, value in outputs.items():
