@@ -15,6 +15,7 @@ was linked against, whatever its file is named.
 from __future__ import annotations
 
 import ctypes
+import importlib
 import logging
 import sys
 from pathlib import Path
@@ -23,7 +24,6 @@ from pathlib import Path
 import cv2  # noqa: F401
 
 import av
-import av._core
 
 logger = logging.getLogger(__name__)
 
@@ -39,14 +39,15 @@ def _libavutil() -> ctypes.CDLL:
             raise OSError("avutil-*.dll not found beside PyAV")
         return ctypes.CDLL(str(found[0]))
     # dlsym on a library's handle searches the libraries it was linked against, in load order.
-    return ctypes.CDLL(av._core.__file__)
+    core = importlib.import_module("av._core")  # an extension module of PyAV linked against its FFmpeg
+    return ctypes.CDLL(str(core.__file__))
 
 
 def limit_allocations(limit: int = MAX_ALLOC_BYTES) -> bool:
     """Set the ceiling; False (FFmpeg's 2 GB stands) where PyAV's libavutil can't be reached."""
     try:
         set_max = _libavutil().av_max_alloc
-    except (OSError, AttributeError) as exc:
+    except (OSError, AttributeError, ImportError) as exc:
         logger.debug("FFmpeg's allocation ceiling not set (%s)", exc)
         return False
     set_max.argtypes = [ctypes.c_size_t]
