@@ -106,6 +106,10 @@ def declare_runtimes(out_dir: Path, runtimes: dict[str, str]) -> None:
 
 
 def _write(path: Path, data: Mapping[str, object]) -> None:
+    """Replace the file whole; a write cut short (a full disk) leaves the old one and no partial copy."""
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

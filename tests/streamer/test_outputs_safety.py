@@ -162,3 +162,27 @@ time.sleep(60)
     os.kill(process.pid, signal.SIGKILL)
     process.wait(timeout=30)
     claim_outputs(tmp_path, "clip", unique=False, existing=[]).release()
+
+
+def test_run_json_brought_up_to_date_on_a_full_disk_keeps_the_whole_old_file(tmp_path: Path) -> None:
+    """At the run's end run.json's runtimes are rewritten: a disk full by then (RLIMIT_FSIZE standing in) leaves
+    the file written at the start, whole, one warning, and no partial copy beside it."""
+    script = f"""
+import logging, resource, signal, sys
+sys.path.insert(0, {str(ROOT)!r})
+from pathlib import Path
+from streamer.config import load_config
+from streamer.privacy.declaration import declare_runtimes, write_declaration
+logging.basicConfig(format="%(levelname)s %(message)s")
+out = Path({str(tmp_path)!r})
+write_declaration(out, load_config(None, []), {{"faces": "mtcnn"}}, ["cam"], {{"faces": "torch"}})
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (600, 600))
+declare_runtimes(out, {{"faces": "torch", "people": "onnxruntime, torch at " + "640x480, " * 200}})
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads((tmp_path / "run.json").read_text())["runtimes"] == {"faces": "torch"}
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("run")) == ["run.json"]
+    warnings = [line for line in done.stderr.splitlines() if line.startswith("WARNING")]
+    assert len(warnings) == 1 and "File too large" in warnings[0] and "run.json" in warnings[0], done.stderr
