@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
 
+from cocoer_core.sidecar import replaced_whole
 from streamer.config import AppConfig
 from streamer.privacy.retention import manifest_for
 from streamer.privacy.zones import ZoneFilter
@@ -106,10 +106,6 @@ def declare_runtimes(out_dir: Path, runtimes: dict[str, str]) -> None:
 
 
 def _write(path: Path, data: Mapping[str, object]) -> None:
-    """Replace the file whole; a write cut short (a full disk) leaves the old one and no partial copy."""
-    tmp = path.with_suffix(".json.tmp")
-    try:
+    # Replaced whole: a write cut short (a full disk) leaves the old file and no partial copy.
+    with replaced_whole(path) as tmp:
         tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)

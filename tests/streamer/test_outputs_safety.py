@@ -18,6 +18,7 @@ from streamer.errors import OutputError
 from streamer.outputs.claim import claim_outputs
 from streamer.outputs.records import JsonlOutput
 from streamer.outputs.video import Mp4Writer
+from streamer.privacy.retention import LOCK, MANIFEST
 from tests.conftest import ROOT, media_file
 
 
@@ -77,6 +78,7 @@ from fractions import Fraction
 from pathlib import Path
 from streamer.config import SourceConfig
 from streamer.outputs.video import Mp4Writer
+from streamer.privacy.retention import LOCK, MANIFEST
 from streamer.sources import open_source
 source = open_source({str(media_file(shared_media, "face_man_smiling_short.mp4"))!r}, SourceConfig())
 sink = Mp4Writer(Path({str(out)!r}), Fraction(1, 90000), 25.0, fragment_s=2.0)
@@ -105,6 +107,7 @@ import cv2, av
 from pathlib import Path
 from streamer.config import SourceConfig
 from streamer.outputs.video import Mp4Writer
+from streamer.privacy.retention import LOCK, MANIFEST
 from streamer.sources import open_source
 source = open_source({str(source_path)!r}, SourceConfig())
 sink = Mp4Writer(Path({str(out)!r}), source.info.time_base, source.info.fps)
@@ -183,6 +186,6 @@ declare_runtimes(out, {{"faces": "torch", "people": "onnxruntime, torch at " + "
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert json.loads((tmp_path / "run.json").read_text())["runtimes"] == {"faces": "torch"}
-    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("run")) == ["run.json"]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name not in (MANIFEST, LOCK)) == ["run.json"]
     warnings = [line for line in done.stderr.splitlines() if line.startswith("WARNING")]
     assert len(warnings) == 1 and "File too large" in warnings[0] and "run.json" in warnings[0], done.stderr
