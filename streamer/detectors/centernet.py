@@ -73,14 +73,13 @@ class CenterNetPeopleDetector(SizeBatched):
             w, h = self.input_size(1280, 720)
             runtime = self.onnx.faster_here((h, w))
             self.onnx = self.onnx if runtime == "onnxruntime" else None
-        self._runtime = runtime
 
     @property
     def runtime(self) -> str:
         """What runs the graph: torch, onnxruntime, or onnxruntime with the input sizes the interpreter ran
         because their export failed ("onnxruntime, torch at 480x352"); torch when every size met did."""
         if self.onnx is None:
-            return self._runtime
+            return "torch"
         sizes = self.onnx.sizes()
         fallen = [size for size, in_onnx in sizes.items() if not in_onnx]
         if not fallen:
