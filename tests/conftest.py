@@ -61,6 +61,17 @@ def centernet_dir() -> Path:
         pytest.skip(f"CenterNet's files are not fetched: {exc}")
 
 
+@pytest.fixture
+def models_without_exports(centernet_dir: Path, tmp_path: Path) -> Path:
+    """A `detector.models_dir` with CenterNet's files and a file where its ONNX exports' folder goes: every
+    export fails, and the interpreter runs each input size."""
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / centernet_dir.name).symlink_to(centernet_dir)
+    (models / "onnx").write_text("a file where the exports' folder goes")
+    return models
+
+
 @pytest.fixture(scope="session")
 def pets09(shared_media: Path) -> tuple[list, dict]:
     """The first 60 frames of MOT15 PETS09-S2L1 (480x360) and their ground-truth boxes."""

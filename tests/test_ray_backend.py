@@ -173,7 +173,7 @@ def test_run_json_says_each_role_once_or_what_each_node_chose() -> None:
 
 
 def test_privacy_holds_on_ray_a_masked_zone_hidden_faces_and_aggregate_only_output(
-    cluster, shared_media: Path, centernet_dir: Path, tmp_path: Path
+    cluster, shared_media: Path, models_without_exports: Path, tmp_path: Path
 ) -> None:
     """The zones travel to the source actors (nobody in a masked zone is detected there) and the driver's
     outputs hide faces and the zone; in aggregate mode nothing per person is written. (The aggregate run also
@@ -202,12 +202,9 @@ def test_privacy_holds_on_ray_a_masked_zone_hidden_faces_and_aggregate_only_outp
         assert faces.detect(image) == [], "the face outside the zone is hidden too"
     assert json.loads((zoned / "run.json").read_text())["privacy"]["mask"]
 
-    counted, models = tmp_path / "aggregate", tmp_path / "models"
-    models.mkdir()
-    (models / centernet_dir.name).symlink_to(centernet_dir)
-    (models / "onnx").write_text("a file where the exports' folder goes")
+    counted = tmp_path / "aggregate"
     config = _config(counted, "source.max_frames=30", "privacy.mode=aggregate", "privacy.interval_s=1",
-                     "detector.runtime=onnxruntime", f"detector.models_dir={models}")  # fmt: skip
+                     "detector.runtime=onnxruntime", f"detector.models_dir={models_without_exports}")  # fmt: skip
     report = RayBackend().run(RunJob(config, entries_from_specs([str(clip)], config.source)))
     assert [s.error for s in report.sources] == [None]
     written = sorted(p.name for p in counted.rglob("*") if p.is_file() and not p.name.startswith("."))

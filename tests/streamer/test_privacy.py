@@ -86,7 +86,7 @@ def test_off_changes_nothing_and_a_bad_mode_is_refused(shared_media: Path, faces
 
 
 def test_run_json_ends_saying_what_ran_when_an_input_size_fell_back_on_the_way(
-    shared_media: Path, centernet_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    shared_media: Path, models_without_exports: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     # CenterNet asked to run in ONNX Runtime, with an exports folder that can't be made: the video's input size
     # ran in PyTorch. run.json, written at the start (a file source meets its size only on its first frame),
@@ -94,14 +94,15 @@ def test_run_json_ends_saying_what_ran_when_an_input_size_fell_back_on_the_way(
     pytest.importorskip("onnxruntime", reason="onnxruntime is in requirements.txt")
     from streamer import Analyzer
 
-    models = tmp_path / "models"
-    models.mkdir()
-    (models / centernet_dir.name).symlink_to(centernet_dir)
-    (models / "onnx").write_text("a file where the exports' folder goes")
     out = tmp_path / "out"
     settings = ["source.max_frames=3", "sink.report=false", "sink.video=false", "detector.allow_download=false"]
     analyzer = Analyzer(
-        overrides=[f"sink.out_dir={out}", *settings, "detector.runtime=onnxruntime", f"detector.models_dir={models}"]
+        overrides=[
+            f"sink.out_dir={out}",
+            *settings,
+            "detector.runtime=onnxruntime",
+            f"detector.models_dir={models_without_exports}",
+        ]
     )
     with caplog.at_level("WARNING"):
         report = analyzer.run(str(media_file(shared_media, CLIP)))
