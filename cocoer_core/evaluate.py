@@ -33,7 +33,6 @@ import csv
 import json
 import logging
 import math
-import os
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -53,6 +52,7 @@ from cocoer_core.errors import CheckpointError
 from cocoer_core.metrics import confusion_matrix, equal_error_threshold, mean_ap
 from cocoer_core.postprocess import FINAL_THRESHOLD
 from cocoer_core.runtime import THRESHOLDS_FILE, CocoERModel, FrameBatch, prepare_frame
+from cocoer_core.whole_files import replaced_whole, write_text_whole
 
 logger = logging.getLogger(__name__)
 
@@ -159,19 +159,15 @@ def thresholds_for(dataset: PersonDataset, scores: Scores) -> dict[str, Any]:
 
 
 def write_predictions(path: Path, dataset: PersonDataset, scores: Scores) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", newline="", encoding="utf-8") as handle:
+    with replaced_whole(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["image", "person", *dataset.classes])
         for sample, row in zip(dataset.samples, scores.levels["final"], strict=True):
             writer.writerow([sample.image, sample.person, *(f"{v:.6f}" for v in row)])
-    os.replace(tmp, path)
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_whole(path, json.dumps(data, indent=2) + "\n")
 
 
 def plot(metrics: dict[str, Any], path: Path) -> None:

@@ -28,7 +28,8 @@ from torch import nn
 
 from cocoer_core.errors import CheckpointError, first_line
 from cocoer_core.onnx_session import open_session
-from cocoer_core.sidecar import file_stamp, is_current, replaced_whole, sidecar_of, write_sidecar
+from cocoer_core.sidecar import file_stamp, is_current, sidecar_of, write_sidecar
+from cocoer_core.whole_files import replaced_whole
 
 logger = logging.getLogger(__name__)
 

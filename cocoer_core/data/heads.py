@@ -11,12 +11,12 @@ only reads and writes the format, so `cocoer_core` needs nothing else of ours.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from cocoer_core.data.samples import Box4, DatasetError, PersonSample
+from cocoer_core.whole_files import write_text_whole
 
 HOW = ("face", "estimated")
 
@@ -57,9 +57,7 @@ class HeadBoxes:
         }
 
     def write(self, path: Path) -> None:
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_json()) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
+        write_text_whole(path, json.dumps(self.to_json()) + "\n")
 
 
 def read_head_boxes(path: Path) -> HeadBoxes:

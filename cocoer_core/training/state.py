@@ -16,7 +16,6 @@ resume) never sees half a file.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ import torch
 
 from cocoer_core.checkpoint import CLIP_FILE, GWT_FILE
 from cocoer_core.errors import CheckpointError
+from cocoer_core.whole_files import replaced_whole
 
 LAST_FILE = "last.pt"
 OPTIONS_FILE = "train_options.json"
@@ -49,13 +49,9 @@ class Progress:
 
 
 def replace_atomically(path: Path, write: Any) -> None:
-    """`write(tmp_path)`, then rename over `path`."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
+    """`write(tmp_path)`, then rename over `path` (a save cut short leaves the old file whole)."""
+    with replaced_whole(path) as tmp:
         write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def save_json(path: Path, data: Any) -> None:

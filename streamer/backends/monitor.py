@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,6 +16,7 @@ from types import TracebackType
 
 from rich.console import Console
 
+from cocoer_core.whole_files import write_text_whole
 from streamer.backends.session import SourceSession
 from streamer.privacy.retention import manifest_for
 from streamer.view.progress import StatusTable
@@ -52,10 +52,8 @@ class RunMonitor:
         path = self.metrics_path
         if path is None:
             return
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        with contextlib.suppress(OSError):
-            tmp.write_text(json.dumps({"time": time.time(), "sources": rows}, indent=1))
-            tmp.replace(path)
+        with contextlib.suppress(OSError):  # a full disk: the last whole figures stay, and the run goes on
+            write_text_whole(path, json.dumps({"time": time.time(), "sources": rows}, indent=1))
             if not self._listed:  # for retention
                 manifest_for(path.parent).add([path])
                 self._listed = True

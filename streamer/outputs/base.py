@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -15,6 +14,7 @@ import cv2  # noqa: F401
 import av
 import numpy as np
 
+from cocoer_core.whole_files import write_text_whole
 from streamer.errors import OutputError, UserError
 from streamer.outputs.claim import OutputClaim
 
@@ -103,11 +103,7 @@ def ensure_writable_dir(path: Path) -> Path:
 
 def write_json(path: Path, document: dict[str, Any]) -> None:
     """A whole JSON document, written atomically (temp file + rename): never half a file."""
-    tmp = path.with_suffix(path.suffix + f".{os.getpid()}.tmp")
     try:
-        tmp.write_text(json.dumps(document, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-        tmp.replace(path)
+        write_text_whole(path, json.dumps(document, ensure_ascii=False, indent=2) + "\n")
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
         raise OutputError(f"cannot write {path} ({reason(exc)})") from exc

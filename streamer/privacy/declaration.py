@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
 
-from cocoer_core.sidecar import replaced_whole
+from cocoer_core.whole_files import replaced_whole
 from streamer.config import AppConfig
 from streamer.privacy.retention import manifest_for
 from streamer.privacy.zones import ZoneFilter

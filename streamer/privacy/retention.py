@@ -33,6 +33,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from cocoer_core.whole_files import write_text_whole
+
 logger = logging.getLogger(__name__)
 
 MANIFEST = ".cocoer-manifest"
@@ -224,9 +226,7 @@ def sweep(folder: Path, max_age_s: float | None, max_bytes: int | None, now: flo
         gone = {name for _, name, _ in listed if name in doomed and _delete(folder, name)}
         freed = sum(size for _, name, size in listed if name in gone)
         keep = [name for _, name, _ in listed if name not in gone]
-        tmp = folder / (MANIFEST + ".tmp")
-        tmp.write_text("".join(json.dumps({"path": n}) + "\n" for n in keep), encoding="utf-8")
-        os.replace(tmp, folder / MANIFEST)
+        write_text_whole(folder / MANIFEST, "".join(json.dumps({"path": n}) + "\n" for n in keep))
     if gone:
         logger.info("retention: deleted %d old output file(s), %.1f MB, in %s", len(gone), freed / 1e6, folder)
     return Swept(len(gone), freed)

@@ -27,6 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from cocoer_core.whole_files import write_text_whole
 from streamer.errors import UserError
 from streamer.report.counts import is_counts_file, write_counts_report
 from streamer.report.page import read_declaration, render_html
@@ -90,14 +91,12 @@ def write_report(jsonl: Path, video: Path | None = None, out_dir: Path | None = 
     csv_folder = out_dir / f"{stem}_persons"
     html_path = out_dir / f"{stem}.html"
     video = video or jsonl.with_suffix(".mp4")
-    _refuse_overwriting([html_path, html_path.with_suffix(".html.tmp"), csv_folder], [jsonl, video])
+    _refuse_overwriting([html_path, csv_folder], [jsonl, video])
     session = summarize(jsonl, csv_folder)
     if session.frames == 0:
         raise UserError(f"{jsonl} is not a run's JSONL: no line of it is a frame record")
     thumbs = thumbnails(video, list(session.tracks.values()))
     csvs = {t: csv_folder / f"track_{t}.csv" for t in session.tracks if (csv_folder / f"track_{t}.csv").exists()}
     page = render_html(session, f"CocoER report: {stem}", thumbs, csvs, out_dir, read_declaration(jsonl.parent))
-    tmp = html_path.with_suffix(".html.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(html_path)
+    write_text_whole(html_path, page)
     return ReportFiles(html_path, csv_folder, len(session.tracks), len(csvs), session.skipped_lines)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cocoer_core.whole_files import replaced_whole, write_text_whole
 from streamer import html_safe
 from streamer.errors import UserError
 from streamer.report.page import REPORT_CSP, STYLE, read_declaration
@@ -154,13 +155,11 @@ def render_counts_html(summary: CountsSummary, title: str, declaration: list[str
 
 def write_counts_csv(summary: CountsSummary, path: Path) -> None:
     labels = [label for label, _ in summary.final.most_common()]
-    tmp = path.with_suffix(".csv.tmp")
-    with tmp.open("w", newline="", encoding="utf-8") as handle:
+    with replaced_whole(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow([*FIELDS, *(f"final:{label}" for label in labels)])
         for interval in summary.intervals:
             writer.writerow([*(interval[k] for k in FIELDS), *(interval["final"].get(label, 0) for label in labels)])
-    tmp.replace(path)
 
 
 def write_counts_report(counts: Path, out_dir: Path | None = None) -> tuple[Path, Path, int]:
@@ -179,8 +178,6 @@ def write_counts_report(counts: Path, out_dir: Path | None = None) -> tuple[Path
     if counts.resolve() in (html_path.resolve(), csv_path.resolve()):
         raise UserError(f"the report would write over its input {counts}")
     page = render_counts_html(summary, f"CocoER counts: {stem}", read_declaration(counts.parent))
-    tmp = html_path.with_suffix(".html.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(html_path)
+    write_text_whole(html_path, page)
     write_counts_csv(summary, csv_path)
     return html_path, csv_path, summary.skipped

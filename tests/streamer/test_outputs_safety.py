@@ -189,3 +189,47 @@ declare_runtimes(out, {{"faces": "torch", "people": "onnxruntime, torch at " + "
     assert sorted(p.name for p in tmp_path.iterdir() if p.name not in (MANIFEST, LOCK)) == ["run.json"]
     warnings = [line for line in done.stderr.splitlines() if line.startswith("WARNING")]
     assert len(warnings) == 1 and "File too large" in warnings[0] and "run.json" in warnings[0], done.stderr
+
+
+def test_files_rewritten_whole_on_a_full_disk_keep_their_last_whole_copy(tmp_path: Path) -> None:
+    """metrics.json, a JSON output and the retention manifest are replaced whole: a disk full (RLIMIT_FSIZE
+    standing in) when they are rewritten leaves each as it was and no partial copy beside it."""
+    script = f"""
+import resource, signal, sys
+sys.path.insert(0, {str(ROOT)!r})
+from pathlib import Path
+from streamer.backends.monitor import RunMonitor
+from streamer.errors import OutputError
+from streamer.outputs.base import write_json
+from streamer.privacy.retention import RetentionKeeper, manifest_for
+out = Path({str(tmp_path)!r})
+monitor = RunMonitor(None, False, metrics_path=out / "metrics.json")
+monitor._write_metrics([{{"name": "cam"}}])
+write_json(out / "doc.json", {{"small": 1}})
+manifest_for(out).add([out / "metrics.json", out / "doc.json"])
+listed = [out / ("clip-%02d-" % i + "x" * 40 + ".jsonl") for i in range(30)]
+for path in listed:
+    path.write_text("{{}}\\n")
+manifest_for(out).add(listed)
+print("manifest", (out / ".cocoer-manifest").stat().st_size, flush=True)
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (600, 600))
+monitor._write_metrics([{{"name": "cam-%d" % i, "fps": 25.0}} for i in range(100)])
+try:
+    write_json(out / "doc.json", {{"big": "x" * 5000}})
+except OutputError as exc:
+    print("refused:", exc)
+RetentionKeeper(out, "30d", "", 60).sweep_once()
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "refused: cannot write" in done.stdout and "File too large" in done.stdout, done.stdout
+    assert "retention: cannot sweep" in done.stderr and "File too large" in done.stderr, done.stderr
+    assert json.loads((tmp_path / "metrics.json").read_text())["sources"] == [{"name": "cam"}]
+    assert json.loads((tmp_path / "doc.json").read_text()) == {"small": 1}
+    manifest = (tmp_path / MANIFEST).read_text().splitlines()
+    assert len(manifest) == 32 and all(json.loads(line)["path"] for line in manifest), "the listing is whole"
+    assert int(done.stdout.split()[1]) > 600, "the manifest's rewrite was over the limit"
+    names = {p.name for p in tmp_path.iterdir()}
+    assert not [n for n in names if n.endswith(".tmp")], names
+    assert names == {"metrics.json", "doc.json", MANIFEST, LOCK, *(f"clip-{i:02d}-{'x' * 40}.jsonl" for i in range(30))}

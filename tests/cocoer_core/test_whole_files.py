@@ -1,4 +1,4 @@
-"""Files beside exports: what a killed writer left is removed, nothing else is."""
+"""Files replaced whole: a write cut short changes nothing; what a killed writer left is removed, nothing else is."""
 
 from __future__ import annotations
 
@@ -8,7 +8,20 @@ import sys
 import time
 from pathlib import Path
 
-from cocoer_core.sidecar import remove_leftovers
+import pytest
+
+from cocoer_core.whole_files import remove_leftovers, replaced_whole, write_text_whole
+
+
+def test_a_write_cut_short_leaves_the_old_file_and_nothing_beside_it(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    write_text_whole(path, "old\n")
+    with pytest.raises(OSError, match="No space left"), replaced_whole(path) as tmp:
+        tmp.write_text("half a fi")
+        raise OSError(28, "No space left on device")
+    assert path.read_text() == "old\n" and list(tmp_path.iterdir()) == [path]
+    write_text_whole(path, "new\n")
+    assert path.read_text() == "new\n" and list(tmp_path.iterdir()) == [path]
 
 
 def test_only_the_abandoned_temporary_files_of_that_export_are_removed(tmp_path: Path) -> None:
