@@ -37,12 +37,16 @@ class TrackEvent:
     """A track's birth or death, recorded in the frame where it was decided.
 
     For an end, `last_frame` is the index of the frame where the track was
-    last seen (it ends after a grace period, or with the stream).
+    last seen (it ends after a grace period, or with the stream). A start
+    recorded on a later frame than the one it began in (that frame's result
+    was dropped as stale on a live source) says the frame it began in, as
+    `first_frame`.
     """
 
     kind: TrackEventKind
     track_id: int
     last_frame: int | None = None
+    first_frame: int | None = None
 
 
 @dataclass(frozen=True, eq=False)

@@ -10,7 +10,8 @@ it back. So its shape is defined once, here:
                   "body_source": "person" | "face", "score": 0.98,
                   "raw": EMOTION | null, "smoothed": EMOTION | null,
                   "no_emotion": "no_face" | "face_too_small" | "no_model" | "not_inferred"}],  (when smoothed is null)
-     "events": [{"event": "track_start" | "track_end", "track_id": 3, "last_frame": 9}],   (when any)
+     "events": [{"event": "track_start" | "track_end", "track_id": 3, "last_frame": 9}],   (when any; an end
+                says the frame it was last seen in, a start recorded late "first_frame": the frame it began in)
      "detected": false,                         (frames the detector skipped)
      "gap_before": true, "gap_s": 3.2,          (a live source's first frame after a reconnect)
      "frame_size": [640, 360]}                  (width, height: a source's first line, and when it changes)
@@ -125,16 +126,20 @@ class PersonRecord:
 
 @dataclass(frozen=True)
 class EventRecord:
-    """A track's start or end (`track_start`, `track_end`; an end says the frame it was last seen in)."""
+    """A track's start or end (`track_start`, `track_end`; an end says the frame it was last seen in, a start
+    recorded on a later frame than it began the frame it began in)."""
 
     event: str
     track_id: int
     last_frame: int | None = None
+    first_frame: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"event": self.event, "track_id": self.track_id}
         if self.last_frame is not None:
             out["last_frame"] = self.last_frame
+        if self.first_frame is not None:
+            out["first_frame"] = self.first_frame
         return out
 
 
@@ -227,7 +232,7 @@ def person_record(
 
 
 def _event(event: TrackEvent) -> EventRecord:
-    return EventRecord(f"track_{event.kind.value}", event.track_id, event.last_frame)
+    return EventRecord(f"track_{event.kind.value}", event.track_id, event.last_frame, event.first_frame)
 
 
 def record_of(
@@ -411,11 +416,12 @@ def _person(value: Any) -> PersonRecord:
 
 def _event_of(value: Any) -> EventRecord:
     value = _object(value, "an event")
-    last = value.get("last_frame")
+    last, first = value.get("last_frame"), value.get("first_frame")
     return EventRecord(
         _text(value.get("event"), "event"),
         _int(value.get("track_id"), "an event's track_id"),
         None if last is None else _int(last, "last_frame"),
+        None if first is None else _int(first, "first_frame"),
     )
 
 

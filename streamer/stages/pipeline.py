@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any, Generic, TypeVar
 
-from streamer.types import Frame, FrameResult, TrackedFrame
+from streamer.types import Frame, FrameResult, TrackedFrame, TrackEvent, TrackEventKind
 
 logger = logging.getLogger(__name__)
 
@@ -82,8 +82,15 @@ def carry_over(dropped: Any, item: Any) -> Any:
     if isinstance(item, TrackedFrame) and isinstance(dropped, TrackedFrame) and dropped.ended:
         changes["ended"] = tuple(sorted({*dropped.ended, *item.ended}))
     if isinstance(item, FrameResult) and isinstance(dropped, FrameResult) and dropped.events:
-        changes["events"] = dropped.events + item.events
+        changes["events"] = tuple(_began_in(e, old.index) for e in dropped.events) + item.events
     return replace(item, **changes) if changes else item
+
+
+def _began_in(event: TrackEvent, index: int) -> TrackEvent:
+    """A start moved to a later frame keeps the frame it began in (an end already says its last frame)."""
+    if event.kind is TrackEventKind.START and event.first_frame is None:
+        return replace(event, first_frame=index)
+    return event
 
 
 class EdgeQueue(Generic[T]):

@@ -12,6 +12,7 @@ import pytest
 
 from streamer.backends.assembly import LIVE_BURST, queue_sizes
 from streamer.config import LIVE_INTERVAL, AppConfig, DetectorConfig, SmoothingConfig, SourceConfig
+from streamer.outputs.records import frame_record, record_of
 from streamer.sources import open_source
 from streamer.stages.emotion import NO_MODEL
 from streamer.stages.pipeline import END, EdgeQueue, Pipeline, QueuePolicy
@@ -164,7 +165,14 @@ def test_a_dropped_item_passes_on_the_tracks_that_ended_and_the_events_it_record
     )
     last = results.get(stop)
     assert last.frame.index == 8 and last.frame.gap_s == 2.0
-    assert last.events == (*said, TrackEvent(TrackEventKind.START, 10)), "in the order they happened"
+    began = TrackEvent(TrackEventKind.START, 9, first_frame=7)  # recorded on frame 8, it says where it began
+    assert last.events == (began, said[1], TrackEvent(TrackEventKind.START, 10)), "in the order they happened"
+    line = record_of(last, "none").to_json()["events"]
+    assert line[0] == {"event": "track_start", "track_id": 9, "first_frame": 7} and "first_frame" not in line[2]
+    assert (
+        frame_record({"frame": 8, "pts_s": 1.1, "model": "none", "persons": [], "events": line}).events[0]
+        == (record_of(last, "none").events[0])
+    ), "read back as written"
 
 
 def test_end_marker_waits_behind_queued_items() -> None:
