@@ -254,7 +254,8 @@ def test_the_live_page_keeps_working_whatever_the_names(shared_media: Path) -> N
             "head_box": [1, 2, 3, 4],
             "smoothed": {"scores": {"final": {label: 0.9, "</script>": 0.1}}, "pred": [label], "exclusion": ["<!--"]},
         }
-        board.publish(name, image, frame_record({"frame": 0, "pts_s": 0.0, "persons": [person]}))
+        began = [{"event": "track_start", "track_id": k + 1, "first_frame": 2}]  # recorded late: its frame dropped
+        board.publish(name, image, frame_record({"frame": 3, "pts_s": 0.1, "persons": [person], "events": began}))
         board.status(name, {"state": "running", "fps": 1.0})
     server = WebServer(board, "127.0.0.1", free_port()).start()
     try:
@@ -269,6 +270,7 @@ def test_the_live_page_keeps_working_whatever_the_names(shared_media: Path) -> N
     assert dom.split("<title>", 1)[1].split("</title>", 1)[0] == "CocoER live"
     assert not [img for img in elements(dom, "img") if img.get("src") == "x"], "no label became markup"
     assert "&lt;img src=x onerror=alert(1)&gt;" in dom, "the label is shown as text"
+    assert "frame 3: track_start #1 (began in frame 2)" in dom, "the event log says where a late start began"
 
 
 @pytest.mark.slow
