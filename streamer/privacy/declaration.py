@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
 
-from cocoer_core.whole_files import replaced_whole
+from cocoer_core.whole_files import write_text_whole
 from streamer.config import AppConfig
 from streamer.privacy.retention import manifest_for
 from streamer.privacy.zones import ZoneFilter
@@ -107,5 +107,4 @@ def declare_runtimes(out_dir: Path, runtimes: dict[str, str]) -> None:
 
 def _write(path: Path, data: Mapping[str, object]) -> None:
     # Replaced whole: a write cut short (a full disk) leaves the old file and no partial copy.
-    with replaced_whole(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_text_whole(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")

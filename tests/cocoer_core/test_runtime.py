@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import struct
 import subprocess
 import sys
-import zlib
 from pathlib import Path
 
 import cv2
@@ -19,6 +17,7 @@ from cocoer_core.labels import EMOTIC_LABELS
 from cocoer_core.postprocess import LabelRule, select_labels
 from cocoer_core.runtime import CocoERModel, estimated_head
 from tests.conftest import ROOT, media_file
+from tests.support.png_bomb import png_bomb
 
 
 @pytest.fixture(scope="module")
@@ -222,16 +221,7 @@ def test_a_batch_mixing_persons_of_several_frames_equals_per_frame_calls(
 def test_infer_cli_refuses_a_decompression_bomb_in_one_line(tmp_path: Path) -> None:
     # A real PNG of 20000x10000 black pixels, 0.6 MB on disk and 600 MB decoded: the tool decoded it whole and
     # went on to search it for faces. Now it is refused from its header, before any checkpoint is read.
-    width, height = 20000, 10000
-    packer, row = zlib.compressobj(9), b"\0" * (1 + 3 * width)
-    data = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-    bomb = tmp_path / "bomb.png"
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    bomb.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data) + chunk(b"IEND", b""))
+    bomb = png_bomb(tmp_path / "bomb.png", 20000, 10000, whole=True)
     command = [sys.executable, "-m", "streamer.tools.infer", "--input", str(bomb), "--ckpt", str(tmp_path / "GWT.pth")]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2

@@ -10,7 +10,6 @@ import struct
 import subprocess
 import sys
 import threading
-import zlib
 from pathlib import Path
 
 import cv2
@@ -27,6 +26,7 @@ from streamer.sources.live import StreamSource
 from streamer.sources.still import ImageSource
 from tests.conftest import media_file
 from tests.streamer.test_live import FAST
+from tests.support.png_bomb import png_bomb
 
 CLIP = "face_man_smiling_short.mp4"  # 640x360
 
@@ -119,22 +119,8 @@ def test_a_phone_sized_jpeg_is_decoded_reduced(shared_media: Path, tmp_path: Pat
     assert _close_to(image, cv2.resize(portrait, (800, 600), interpolation=cv2.INTER_AREA)) < 4
 
 
-def _png_header_only(path: Path, width: int, height: int) -> Path:
-    """A PNG whose header declares width x height RGB pixels, and one empty row of data: a decompression bomb
-    as the header presents it (a real one holds that many pixels in a few MB of deflate)."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    path.write_bytes(
-        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0")) + chunk(b"IEND", b"")
-    )
-    return path
-
-
 def test_a_decompression_bomb_is_refused_in_one_line_before_it_is_decoded(tmp_path: Path) -> None:
-    path = _png_header_only(tmp_path / "bomb.png", 20000, 10000)
+    path = png_bomb(tmp_path / "bomb.png", 20000, 10000)
     with pytest.raises(SourceError) as caught:
         ImageSource(path)
     assert str(caught.value) == f"{path} is too large an image (over 179 M pixels)"
