@@ -27,6 +27,7 @@ from streamer.config import SourceConfig
 from streamer.errors import SourceError
 from streamer.redact import redact_text, url_secrets
 from streamer.sources.base import SourceInfo, SourceKind, ffmpeg_reason, mark_last
+from streamer.sources.hls_fetch import open_web
 from streamer.sources.pixels import BgrConverter, fitted
 from streamer.types import Frame
 
@@ -104,7 +105,7 @@ def open_container(
     """The container at a path or URL, or one line saying why not (credentials masked)."""
     try:
         if is_url:
-            return av.open(target, timeout=(config.open_timeout_s, config.read_timeout_s))
+            return open_web(target, config.open_timeout_s, config.read_timeout_s)
         return av.open(target)
     except (av.error.FFmpegError, OSError, UnicodeDecodeError, TimeoutError) as exc:
         what = "cannot open" if is_url else "is not a readable video"

@@ -31,22 +31,24 @@ logger = logging.getLogger(__name__)
 MAX_ALLOC_BYTES = 256 * 2**20
 
 
-def _libavutil() -> ctypes.CDLL:
+def ffmpeg_libraries() -> list[ctypes.CDLL]:
+    """PyAV's FFmpeg, to look its functions up in (libavutil's and libavformat's)."""
     if sys.platform == "win32":
         # GetProcAddress looks in one DLL only: delvewheel puts PyAV's FFmpeg beside the package.
-        found = sorted(Path(av.__file__).parent.parent.glob("av.libs/avutil-*.dll"))
-        if not found:
-            raise OSError("avutil-*.dll not found beside PyAV")
-        return ctypes.CDLL(str(found[0]))
+        folder = Path(av.__file__).parent.parent / "av.libs"
+        found = [sorted(folder.glob(f"{name}-*.dll")) for name in ("avutil", "avformat")]
+        if not all(found):
+            raise OSError("avutil-*.dll or avformat-*.dll not found beside PyAV")
+        return [ctypes.CDLL(str(dlls[0])) for dlls in found]
     # dlsym on a library's handle searches the libraries it was linked against, in load order.
     core = importlib.import_module("av._core")  # an extension module of PyAV linked against its FFmpeg
-    return ctypes.CDLL(str(core.__file__))
+    return [ctypes.CDLL(str(core.__file__))]
 
 
 def limit_allocations(limit: int = MAX_ALLOC_BYTES) -> bool:
     """Set the ceiling; False (FFmpeg's 2 GB stands) where PyAV's libavutil can't be reached."""
     try:
-        set_max = _libavutil().av_max_alloc
+        set_max = ffmpeg_libraries()[0].av_max_alloc
     except (OSError, AttributeError, ImportError) as exc:
         logger.debug("FFmpeg's allocation ceiling not set (%s)", exc)
         return False

@@ -29,6 +29,7 @@ from streamer.config import SourceConfig
 from streamer.errors import SourceError
 from streamer.redact import mask_url, redact_text, url_name, url_secrets
 from streamer.sources.base import SourceInfo, SourceKind, ffmpeg_reason
+from streamer.sources.hls_fetch import open_web
 from streamer.sources.pixels import BgrConverter, fitted
 from streamer.types import Frame
 
@@ -221,6 +222,7 @@ class StreamSource(LiveSource):
         self.url = url
         self._secrets = url_secrets(url)
         self._container: av.container.InputContainer | None = None
+        self._serves_hls = False
         self._bgr = BgrConverter(mask_url(url))
         # Named by host and path only: a query string may hold credentials (?password=...).
         self.info = self._live_info(mask_url(url), url_name(url), SourceKind.STREAM)
@@ -237,9 +239,13 @@ class StreamSource(LiveSource):
 
     def _connect(self, probe: bool = False) -> av.container.InputContainer:
         # The read timeout turns a stalled stream into an exception we reconnect from.
-        return av.open(
-            self.url, options=self._options(probe), timeout=(self.config.open_timeout_s, self.config.read_timeout_s)
-        )
+        timeouts = (self.config.open_timeout_s, self.config.read_timeout_s)
+        if self.url.lower().startswith(("http://", "https://")):
+            container = open_web(self.url, *timeouts, options=self._options(probe), hls=self._serves_hls)
+            # A URL that served HLS is opened as HLS on a reconnect, without FFmpeg's try first.
+            self._serves_hls = container.format.name == "hls"
+            return container
+        return av.open(self.url, options=self._options(probe), timeout=timeouts)
 
     def _probe(self) -> tuple[int, int, float | None]:
         try:

@@ -215,3 +215,20 @@ def http_server(shared_media: Path):
     yield f"http://127.0.0.1:{port}"
     process.terminate()
     process.wait(timeout=5)
+
+
+class HlsServer(RtspServer):
+    """HLS over HTTP, honest and hostile (tests/support/hls_server.py, in the project's Python)."""
+
+    script = "hls_server.py"
+    python = sys.executable
+
+    def url(self, user: str | None = None, password: str | None = None, path: str = "/vod.m3u8") -> str:
+        auth = f"{user}:{password}@" if user else ""
+        return f"http://{auth}127.0.0.1:{self.port}{path}"
+
+
+@pytest.fixture()
+def hls_server():
+    """Factory: hls_server(--file F, [--user NAME:PASSWORD] [--cookie]) -> a started server."""
+    yield from _serve(HlsServer, timeout_s=60)
