@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import math
+import time
 from typing import Any
 
 # OpenCV before PyAV, in every module that loads PyAV (the other order makes cv2.imshow hang).
@@ -42,6 +44,7 @@ _AVIO_FLAG_READ = 1
 _AVIO_FLAG_WRITE = 2
 _AV_OPT_SEARCH_CHILDREN = 1
 _AVERROR_EOF = -0x20464F45  # -MKTAG('E', 'O', 'F', ' ')
+_AVERROR_EXIT = -0x54495845  # -MKTAG('E', 'X', 'I', 'T')
 
 
 class _Ffmpeg:
@@ -57,9 +60,10 @@ class _Ffmpeg:
             raise OSError(f"{name} not found in PyAV's FFmpeg")
 
         p = ctypes.c_void_p
-        self.avio_open2 = symbol("avio_open2", ctypes.c_int, ctypes.POINTER(p), ctypes.c_char_p, ctypes.c_int, p,
+        self.avio_open2 = symbol("avio_open2", ctypes.c_int, ctypes.POINTER(p), ctypes.c_char_p, ctypes.c_int,
+                                 ctypes.c_void_p,
                                  ctypes.POINTER(p))  # fmt: skip
-        self.avio_read = symbol("avio_read", ctypes.c_int, p, ctypes.c_void_p, ctypes.c_int)
+        self.avio_read_partial = symbol("avio_read_partial", ctypes.c_int, p, ctypes.c_void_p, ctypes.c_int)
         self.avio_closep = symbol("avio_closep", ctypes.c_int, ctypes.POINTER(p))
         self.av_dict_set = symbol("av_dict_set", ctypes.c_int, ctypes.POINTER(p), ctypes.c_char_p, ctypes.c_char_p,
                                   ctypes.c_int)  # fmt: skip
@@ -87,43 +91,82 @@ class Refused(OSError):
     """What a server sent is past a limit: a playlist too large, or a segment that is not on the web."""
 
 
-class Fetch:
-    """One fetch FFmpeg asked for (a file-like object for PyAV): its bytes, counted. Without a context it is
-    empty: a fetch that failed, which FFmpeg takes for an empty segment and skips, as it skips one it could not
-    open (an exception would end the stream instead: PyAV raises it at its next call)."""
+_INTERRUPT = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p)
 
-    def __init__(self, fetcher: HlsFetcher, url: str, context: ctypes.c_void_p | None = None) -> None:
-        self._fetcher, self._url, self._context = fetcher, url, context
+
+class _InterruptCallback(ctypes.Structure):
+    _fields_ = [("callback", _INTERRUPT), ("opaque", ctypes.c_void_p)]
+
+
+class Fetch:
+    """One fetch FFmpeg asked for (a file-like object for PyAV): its bytes, counted, each call to FFmpeg under a
+    deadline. Without a context it is empty: a fetch that failed, which FFmpeg takes for an empty segment and
+    skips, as it skips one it could not open (an exception would end the stream: PyAV raises it at its next
+    call)."""
+
+    def __init__(self, fetcher: HlsFetcher, url: str) -> None:
+        self._fetcher, self._url = fetcher, url
+        self.context = ctypes.c_void_p()
+        # FFmpeg asks this while it waits (for a connection, for bytes): PyAV's own deadline covers FFmpeg's
+        # fetches but not ours.
+        self._due = math.inf
+        self._interrupt = _InterruptCallback(_INTERRUPT(self._overdue), None)
+        self._started = time.monotonic()
         self._first = b""  # the first bytes, to tell a playlist by
         self.playlist: bool | None = None
         self.size = 0
 
+    def _overdue(self, _opaque: int | None) -> int:
+        return int(time.monotonic() > self._due)
+
+    def open(self, options: dict[str, str], timeout_s: float) -> int:
+        """FFmpeg's open of the URL: 0, or FFmpeg's error code."""
+        ffmpeg = self._fetcher.ffmpeg
+        dictionary = ctypes.c_void_p()
+        self._due = time.monotonic() + timeout_s
+        try:
+            for key, value in options.items():
+                ffmpeg.av_dict_set(ctypes.byref(dictionary), key.encode(), str(value).encode(), 0)
+            return int(ffmpeg.avio_open2(ctypes.byref(self.context), self._url.encode(), _AVIO_FLAG_READ,
+                                         ctypes.byref(self._interrupt), ctypes.byref(dictionary)))  # fmt: skip
+        finally:
+            ffmpeg.av_dict_free(ctypes.byref(dictionary))
+
     def read(self, size: int = 65536) -> bytes:
-        if not self._context or self._fetcher.refused:
+        if not self.context or self._fetcher.refused:
             # Past a refusal every fetch ends at once: the stream stops instead of playing on from what was cut
             # short, and no second exception reaches PyAV (each would print a traceback).
             return b""
-        ffmpeg = self._fetcher.ffmpeg
+        fetcher = self._fetcher
+        self._due = time.monotonic() + fetcher.read_timeout_s
+        if self.playlist:
+            self._due = min(self._due, self._started + fetcher.playlist_due_s)
         buffer = ctypes.create_string_buffer(size)
-        got = ffmpeg.avio_read(self._context, buffer, size)
+        got = fetcher.ffmpeg.avio_read_partial(self.context, buffer, size)  # what has come, not a full buffer
         if got < 0 and got != _AVERROR_EOF:
+            if self.playlist and time.monotonic() > self._started + fetcher.playlist_due_s:
+                fetcher.refuse(f"a playlist still arriving after {fetcher.playlist_due_s:g} s")
             logger.debug("HLS fetch %s ended: %s", mask_url(self._url), _reason(got))
         if got <= 0:
             return b""
         data = buffer.raw[:got]
         if self.playlist is None:
-            self._first += data[: len(PLAYLIST_MAGIC)]
-            if len(self._first) >= len(PLAYLIST_MAGIC) or len(data) < size:
-                self.playlist = self._first.startswith(PLAYLIST_MAGIC)
+            self._first += data[: len(PLAYLIST_MAGIC) - len(self._first)]
+            if len(self._first) == len(PLAYLIST_MAGIC):
+                self.playlist = self._first == PLAYLIST_MAGIC
         self.size += got
         if self.playlist:
-            self._fetcher.count_playlist(self._url, self.size)
+            fetcher.count_playlist(self._url, self.size)
         return data
 
+    def starts_as_a_playlist(self) -> bool:
+        while self.playlist is None and self.read(len(PLAYLIST_MAGIC)):
+            pass
+        return bool(self.playlist)
+
     def close(self) -> None:
-        if self._context:
-            self._fetcher.ffmpeg.avio_closep(ctypes.byref(self._context))
-            self._context = None
+        if self.context:
+            self._fetcher.ffmpeg.avio_closep(ctypes.byref(self.context))
 
     def __del__(self) -> None:
         # With a custom io_open FFmpeg never closes the first playlist's fetch: it goes with the container.
@@ -141,9 +184,12 @@ def _reason(code: int) -> str:
 class HlsFetcher:
     """PyAV's `io_open` for one HLS container: each fetch opened by FFmpeg, with our limits."""
 
-    def __init__(self, read_timeout_s: float, ffmpeg: _Ffmpeg) -> None:
+    def __init__(self, ffmpeg: _Ffmpeg, open_timeout_s: float, read_timeout_s: float) -> None:
         self.ffmpeg = ffmpeg
-        self._timeout_us = str(max(1, round(read_timeout_s * 1e6)))
+        self.open_timeout_s, self.read_timeout_s = open_timeout_s, read_timeout_s
+        # A playlist arrives whole within the open timeout, as FFmpeg's own open of it had to: a server sending a
+        # byte a second would pass every read timeout.
+        self.playlist_due_s = max(open_timeout_s, read_timeout_s)
         self._playlists: dict[str, int] = {}  # bytes of the latest copy of each playlist, by URL less its query
         self._cookies: str | None = None
         self._opened = 0
@@ -154,36 +200,33 @@ class HlsFetcher:
             raise PermissionError("HLS fetches are read only")
         first = self._opened == 0
         self._opened += 1
+        fetch = Fetch(self, url)
         if self.refused:
-            return Fetch(self, url)
+            return fetch
         scheme = url.split(":", 1)[0].lower().removeprefix("crypto+")
         if scheme not in ("http", "https", "crypto", "data"):
-            self._refuse(f"a playlist names a {scheme}: URL; HLS is fetched over http(s) only")
-        settings = {**options, "protocol_whitelist": ALLOWED_PROTOCOLS, "rw_timeout": self._timeout_us,
-                    "timeout": self._timeout_us}  # fmt: skip
+            self.refuse(f"a playlist names a {scheme}: URL; HLS is fetched over http(s) only")
+        timeout_us = str(max(1, round(self.read_timeout_s * 1e6)))
+        settings = {**options, "protocol_whitelist": ALLOWED_PROTOCOLS, "rw_timeout": timeout_us,
+                    "timeout": timeout_us}  # fmt: skip
         if self._cookies:
             settings["cookies"] = self._cookies
-        dictionary, context = ctypes.c_void_p(), ctypes.c_void_p()
-        try:
-            for key, value in settings.items():
-                self.ffmpeg.av_dict_set(ctypes.byref(dictionary), key.encode(), str(value).encode(), 0)
-            code = self.ffmpeg.avio_open2(ctypes.byref(context), url.encode(), _AVIO_FLAG_READ, None,
-                                          ctypes.byref(dictionary))  # fmt: skip
-        finally:
-            self.ffmpeg.av_dict_free(ctypes.byref(dictionary))
+        code = fetch.open(settings, self.open_timeout_s)
         if code < 0:
+            if first and code == _AVERROR_EXIT:
+                raise TimeoutError(f"no answer within {self.open_timeout_s:g} s")
             if first:
                 av.error.err_check(code)  # the stream's own URL: what FFmpeg's open raises (HTTPNotFoundError...)
             logger.debug("HLS fetch %s failed: %s", mask_url(url), _reason(code))
-            return Fetch(self, url)
-        self._remember_cookies(context)
-        return Fetch(self, url, context)
+            return fetch
+        self._remember_cookies(fetch)
+        return fetch
 
-    def _remember_cookies(self, context: ctypes.c_void_p) -> None:
+    def _remember_cookies(self, fetch: Fetch) -> None:
         # FFmpeg's HLS passes the cookies a playlist's server set on to its segments; it reads them from its
         # own http connection, which a custom io_open hides from it.
         value = ctypes.c_void_p()
-        if self.ffmpeg.av_opt_get(context, b"cookies", _AV_OPT_SEARCH_CHILDREN, ctypes.byref(value)) >= 0:
+        if self.ffmpeg.av_opt_get(fetch.context, b"cookies", _AV_OPT_SEARCH_CHILDREN, ctypes.byref(value)) >= 0:
             if value.value:
                 self._cookies = ctypes.string_at(value.value).decode("utf-8", "replace") or self._cookies
             self.ffmpeg.av_free(value)
@@ -191,11 +234,11 @@ class HlsFetcher:
     def count_playlist(self, url: str, size: int) -> None:
         self._playlists[url.split("?", 1)[0]] = size
         if size > MAX_PLAYLIST_BYTES:
-            self._refuse(f"a playlist over {MAX_PLAYLIST_BYTES >> 20} MB")
+            self.refuse(f"a playlist over {MAX_PLAYLIST_BYTES >> 20} MB")
         if sum(self._playlists.values()) > MAX_PLAYLISTS_BYTES:
-            self._refuse(f"playlists over {MAX_PLAYLISTS_BYTES >> 20} MB together")
+            self.refuse(f"playlists over {MAX_PLAYLISTS_BYTES >> 20} MB together")
 
-    def _refuse(self, reason: str) -> None:
+    def refuse(self, reason: str) -> None:
         """Stop the stream: one exception, which PyAV raises from the call it is in or its next one."""
         self.refused = reason
         raise Refused(reason)
@@ -216,17 +259,17 @@ def _no_hls() -> str:
 _NO_HLS: str | None = None
 
 
-def serves_a_playlist(url: str, read_timeout_s: float) -> bool:
+def serves_a_playlist(url: str, open_timeout_s: float, read_timeout_s: float) -> bool:
     """Whether the URL answers with an HLS playlist (its first bytes say so)."""
     ffmpeg = _calls()
     if ffmpeg is None:
         return False
     try:
-        fetch = HlsFetcher(read_timeout_s, ffmpeg)(url, _AVIO_FLAG_READ, {})
+        fetch = HlsFetcher(ffmpeg, open_timeout_s, read_timeout_s)(url, _AVIO_FLAG_READ, {})
     except OSError:
         return False
     try:
-        return fetch.read(len(PLAYLIST_MAGIC)) == PLAYLIST_MAGIC
+        return fetch.starts_as_a_playlist()
     except OSError:
         return False
     finally:
@@ -243,7 +286,9 @@ def open_hls(
     ffmpeg = _calls()
     if ffmpeg is None:
         return av.open(url, format="hls", options=settings, timeout=timeout)
-    return av.open(url, format="hls", options=settings, timeout=timeout, io_open=HlsFetcher(read_timeout_s, ffmpeg))
+    return av.open(
+        url, format="hls", options=settings, timeout=timeout, io_open=HlsFetcher(ffmpeg, open_timeout_s, read_timeout_s)
+    )
 
 
 def open_web(
@@ -258,6 +303,6 @@ def open_web(
                        timeout=(open_timeout_s, read_timeout_s))  # fmt: skip
     except av.error.ArgumentError:
         # FFmpeg found a playlist (by its MIME type or first bytes) and refused it, before reading it whole.
-        if not serves_a_playlist(url, read_timeout_s):
+        if not serves_a_playlist(url, open_timeout_s, read_timeout_s):
             raise
     return open_hls(url, open_timeout_s, read_timeout_s, options)

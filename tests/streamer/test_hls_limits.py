@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import cv2
@@ -102,3 +103,15 @@ def test_honest_hls_plays_the_files_own_frames(shared_media: Path, hls_server, a
     source.close()
     assert float(np.abs(images[0].astype(int) - _first_image(clip)).mean()) < 1.0
     assert cv2.absdiff(images[0], images[-1]).mean() > 1.0, "the video moves on"
+
+
+def test_a_playlist_sent_a_byte_at_a_time_is_given_up_at_the_open_timeout(shared_media: Path, hls_server) -> None:
+    # Every read gets a byte before the read timeout, so only a deadline on the whole playlist ends it, as
+    # FFmpeg's open timeout ended it when FFmpeg fetched it alone. Without one, opening hung for ~30 s here and
+    # for hours on a longer playlist.
+    server = hls_server("--file", str(media_file(shared_media, CLIP)))
+    started = time.monotonic()
+    with pytest.raises(SourceError) as caught:
+        open_source(server.url(path="/slow.m3u8"), FAST)
+    assert time.monotonic() - started < FAST.open_timeout_s + 5
+    assert str(caught.value).endswith(f"(a playlist still arriving after {FAST.open_timeout_s:g} s)")

@@ -7,6 +7,7 @@ The file is cut into 1 s MPEG-TS segments (its packets copied, not re-encoded) a
 listening. Hostile playlists beside it:
 
 - /endless.m3u8 and /endless: a media playlist that never ends (segment lines without end, at loopback speed);
+- /slow.m3u8: the real playlist, a byte every 0.2 s;
 - /local.m3u8: a playlist whose segments are files on the server's disk (`file://` URLs);
 - /many.m3u8: a master playlist of 8 variants, each a real playlist of about 3 MB.
 
@@ -23,6 +24,7 @@ import http.server
 import signal
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import BinaryIO
 
@@ -105,6 +107,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
             elif path in ("/endless.m3u8", "/endless"):
                 self._send(None, HLS_TYPE)
                 _endless(self.wfile)
+            elif path == "/slow.m3u8":
+                self._send(None, HLS_TYPE)
+                _slow(self.wfile, self.playlists["/vod.m3u8"])
             elif path.startswith("/seg") and segment.is_file():
                 if self.cookie and SESSION not in (self.headers.get("Cookie") or ""):
                     self.send_error(403)
@@ -112,6 +117,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     self._send(segment.read_bytes(), "video/mp2t")
             else:
                 self.send_error(404)
+
+
+def _slow(wfile: BinaryIO, playlist: bytes) -> None:
+    """A real playlist, a byte every 0.2 s (each read waits less than any read timeout)."""
+    for at in range(len(playlist)):
+        wfile.write(playlist[at : at + 1])
+        wfile.flush()
+        time.sleep(0.2)
 
 
 def handler(folder: Path, user: str | None, cookie: bool) -> type[Handler]:
