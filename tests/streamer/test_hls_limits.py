@@ -85,12 +85,13 @@ def _first_image(path: Path) -> np.ndarray:
 
 @pytest.mark.parametrize(
     ("args", "path"),
-    [(("--cookie",), "/stream"), (("--user", "cam:s3cr%t"), "/vod.m3u8")],
-    ids=["session-cookie-no-extension", "credentials-in-the-url"],
+    [(("--cookie",), "/stream"), (("--user", "cam:s3cr%t"), "/vod.m3u8"), ((), "/aes.m3u8")],
+    ids=["session-cookie-no-extension", "credentials-in-the-url", "aes-128-encrypted"],
 )
 def test_honest_hls_plays_the_files_own_frames(shared_media: Path, hls_server, args: tuple, path: str) -> None:
     # The segments need the cookie the playlist's answer set (a custom io_open hides it from FFmpeg: we pass it
-    # on), or the credentials in the URL (FFmpeg's http answers the 401 for every fetch).
+    # on), or the credentials in the URL (FFmpeg's http answers the 401 for every fetch), or the key the
+    # playlist names (fetched, then each segment decrypted by FFmpeg's crypto protocol).
     clip = media_file(shared_media, CLIP)
     server = hls_server("--file", str(clip), *args)
     url = server.url(path=path) if "--user" not in args else server.url("cam", "s3cr%25t", path)
@@ -98,7 +99,7 @@ def test_honest_hls_plays_the_files_own_frames(shared_media: Path, hls_server, a
     assert isinstance(source, StreamSource) and (source.info.width, source.info.height) == (480, 480)
     stop = threading.Event()
     frames = source.frames(stop)
-    images = [next(frames).image for _ in range(45)]  # into the second segment
+    images = [next(frames).image for _ in range(45)]
     stop.set()
     source.close()
     assert float(np.abs(images[0].astype(int) - _first_image(clip)).mean()) < 1.0

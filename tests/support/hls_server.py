@@ -2,8 +2,9 @@
 
     python tests/support/hls_server.py --port 8080 --file video.mp4 [--user NAME:PASSWORD] [--cookie]
 
-The file is cut into 1 s MPEG-TS segments (its packets copied, not re-encoded) and served as a finished
-(VOD) playlist at /vod.m3u8, and at /stream with HLS's MIME type and no extension. Prints READY once
+The file is cut into MPEG-TS segments (1 s, at its keyframes) (its packets copied, not re-encoded) and served as a finished
+(VOD) playlist at /vod.m3u8, and at /stream with HLS's MIME type and no extension; encrypted (AES-128, its
+key fetched from /aes.key) at /aes.m3u8. Prints READY once
 listening. Hostile playlists beside it:
 
 - /endless.m3u8 and /endless: a media playlist that never ends (segment lines without end, at loopback speed);
@@ -36,10 +37,14 @@ HLS_TYPE = "application/vnd.apple.mpegurl"
 SESSION = "session=7f3a"
 
 
-def segmented(video: Path, folder: Path) -> Path:
-    """The video's packets copied into 1 s MPEG-TS segments and a VOD playlist in `folder`."""
-    playlist = folder / "vod.m3u8"
-    options = {"hls_time": "1", "hls_playlist_type": "vod", "hls_segment_filename": str(folder / "seg%03d.ts")}
+def segmented(video: Path, folder: Path, name: str = "vod", key: bytes | None = None) -> Path:
+    """The video's packets copied into MPEG-TS segments (1 s, cut at keyframes) and a VOD playlist in
+    `folder`: `name`.m3u8 and `name`000.ts..., encrypted with AES-128 under `key` (served as `name`.key)."""
+    playlist = folder / f"{name}.m3u8"
+    options = {"hls_time": "1", "hls_playlist_type": "vod", "hls_segment_filename": str(folder / f"{name}%03d.ts")}
+    if key is not None:
+        (folder / f"{name}.key").write_bytes(key)
+        options |= {"hls_enc": "1", "hls_enc_key": key.decode(), "hls_enc_key_url": f"{name}.key"}
     with av.open(str(video)) as source, av.open(str(playlist), "w", format="hls", options=options) as target:
         stream = source.streams.video[0]
         copied = target.add_stream_from_template(stream)
@@ -52,14 +57,14 @@ def segmented(video: Path, folder: Path) -> Path:
 
 
 def big_playlist(approx_bytes: int) -> bytes:
-    line = b"#EXTINF:1.000,\nseg000.ts\n"
+    line = b"#EXTINF:1.000,\nvod000.ts\n"
     head = b"#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:1\n#EXT-X-PLAYLIST-TYPE:VOD\n"
     return head + line * (approx_bytes // len(line)) + b"#EXT-X-ENDLIST\n"
 
 
 def _endless(wfile: BinaryIO) -> None:
     wfile.write(b"#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXT-X-MEDIA-SEQUENCE:0\n")
-    lines = b"#EXTINF:1.000,\nseg000.ts\n" * 4096
+    lines = b"#EXTINF:1.000,\nvod000.ts\n" * 4096
     while True:
         wfile.write(lines)
 
@@ -110,7 +115,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             elif path == "/slow.m3u8":
                 self._send(None, HLS_TYPE)
                 _slow(self.wfile, self.playlists["/vod.m3u8"])
-            elif path.startswith("/seg") and segment.is_file():
+            elif path.startswith(("/vod", "/aes")) and segment.is_file():
                 if self.cookie and SESSION not in (self.headers.get("Cookie") or ""):
                     self.send_error(403)
                 else:
@@ -134,8 +139,9 @@ def handler(folder: Path, user: str | None, cookie: bool) -> type[Handler]:
     )
     playlists = {
         "/vod.m3u8": vod,
+        "/aes.m3u8": (folder / "aes.m3u8").read_bytes(),
         "/stream": vod,
-        "/local.m3u8": vod.replace(b"seg", f"file://{folder}/seg".encode()),
+        "/local.m3u8": vod.replace(b"vod0", f"file://{folder}/vod0".encode()),
         "/many.m3u8": b"#EXTM3U\n" + variants,
         **{f"/big{i}.m3u8": big_playlist(3 * 2**20) for i in range(8)},
     }
@@ -155,6 +161,7 @@ def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # so the segments' folder is removed
     with tempfile.TemporaryDirectory(prefix="hls_server_") as folder:
         segmented(args.file, Path(folder))
+        segmented(args.file, Path(folder), "aes", key=b"0123456789abcdef")
         server = http.server.ThreadingHTTPServer(
             ("127.0.0.1", args.port), handler(Path(folder), args.user, args.cookie)
         )
