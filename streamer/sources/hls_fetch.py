@@ -7,8 +7,8 @@ many small ones). So HLS is opened with our own `io_open`: every fetch it makes 
 the segments, AES keys) goes through it. Each fetch is still FFmpeg's: `avio_open2` on the same protocols,
 with their redirects, TLS, credentials and byte ranges, reached through ctypes as `ffmpeg_limits` reaches
 `av_max_alloc`. What is ours is the counting: a fetch that starts as a playlist (`#EXTM3U`) stops at
-`MAX_PLAYLIST_BYTES`, the playlists held at once at `MAX_PLAYLISTS_BYTES`, and only web protocols are opened
-(a playlist naming `file:` segments is refused).
+`MAX_PLAYLIST_BYTES`, the playlists held at once at `MAX_PLAYLISTS_BYTES`, a playlist must arrive within the
+open timeout, and only web protocols are opened (a playlist naming `file:` segments is refused).
 
 Any other http(s) URL is opened by FFmpeg directly, with every demuxer but HLS allowed: one that turns out to
 serve a playlist fails at once, is recognised by its first bytes, and is opened again here.
@@ -16,6 +16,7 @@ serve a playlist fails at once, is recognised by its first bytes, and is opened 
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import math
@@ -60,8 +61,7 @@ class _Ffmpeg:
             raise OSError(f"{name} not found in PyAV's FFmpeg")
 
         p = ctypes.c_void_p
-        self.avio_open2 = symbol("avio_open2", ctypes.c_int, ctypes.POINTER(p), ctypes.c_char_p, ctypes.c_int,
-                                 ctypes.c_void_p,
+        self.avio_open2 = symbol("avio_open2", ctypes.c_int, ctypes.POINTER(p), ctypes.c_char_p, ctypes.c_int, p,
                                  ctypes.POINTER(p))  # fmt: skip
         self.avio_read_partial = symbol("avio_read_partial", ctypes.c_int, p, ctypes.c_void_p, ctypes.c_int)
         self.avio_closep = symbol("avio_closep", ctypes.c_int, ctypes.POINTER(p))
@@ -107,23 +107,21 @@ class Fetch:
     def __init__(self, fetcher: HlsFetcher, url: str) -> None:
         self._fetcher, self._url = fetcher, url
         self.context = ctypes.c_void_p()
-        # FFmpeg asks this while it waits (for a connection, for bytes): PyAV's own deadline covers FFmpeg's
-        # fetches but not ours.
-        self._due = math.inf
-        self._interrupt = _InterruptCallback(_INTERRUPT(self._overdue), None)
+        # FFmpeg asks the callback while it waits (for a connection, for bytes): PyAV's own deadline covers
+        # FFmpeg's fetches but not ours. It holds the deadline, not the fetch, so the fetch is freed (and its
+        # connection closed) as soon as PyAV lets go of it.
+        self._due = due = ctypes.c_double(math.inf)
+        self._interrupt = _InterruptCallback(_INTERRUPT(lambda _opaque: int(time.monotonic() > due.value)), None)
         self._started = time.monotonic()
         self._first = b""  # the first bytes, to tell a playlist by
         self.playlist: bool | None = None
         self.size = 0
 
-    def _overdue(self, _opaque: int | None) -> int:
-        return int(time.monotonic() > self._due)
-
     def open(self, options: dict[str, str], timeout_s: float) -> int:
         """FFmpeg's open of the URL: 0, or FFmpeg's error code."""
         ffmpeg = self._fetcher.ffmpeg
         dictionary = ctypes.c_void_p()
-        self._due = time.monotonic() + timeout_s
+        self._due.value = time.monotonic() + timeout_s
         try:
             for key, value in options.items():
                 ffmpeg.av_dict_set(ctypes.byref(dictionary), key.encode(), str(value).encode(), 0)
@@ -138,9 +136,9 @@ class Fetch:
             # short, and no second exception reaches PyAV (each would print a traceback).
             return b""
         fetcher = self._fetcher
-        self._due = time.monotonic() + fetcher.read_timeout_s
+        self._due.value = time.monotonic() + fetcher.read_timeout_s
         if self.playlist:
-            self._due = min(self._due, self._started + fetcher.playlist_due_s)
+            self._due.value = min(self._due.value, self._started + fetcher.playlist_due_s)
         buffer = ctypes.create_string_buffer(size)
         got = fetcher.ffmpeg.avio_read_partial(self.context, buffer, size)  # what has come, not a full buffer
         if got < 0 and got != _AVERROR_EOF:
@@ -170,7 +168,8 @@ class Fetch:
 
     def __del__(self) -> None:
         # With a custom io_open FFmpeg never closes the first playlist's fetch: it goes with the container.
-        self.close()
+        with contextlib.suppress(Exception):  # at interpreter exit, what close needs may be gone already
+            self.close()
 
 
 def _reason(code: int) -> str:
