@@ -20,8 +20,10 @@ import contextlib
 import ctypes
 import logging
 import math
+import threading
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 # OpenCV before PyAV, in every module that loads PyAV (the other order makes cv2.imshow hang).
 import cv2  # noqa: F401
@@ -32,6 +34,7 @@ from streamer.redact import mask_url
 from streamer.sources.ffmpeg_limits import ffmpeg_libraries
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: The most one playlist may hold: a two-hour film cut in 2 s segments with long signed URLs is under 1 MB.
 MAX_PLAYLIST_BYTES = 4 * 2**20
@@ -98,6 +101,19 @@ class _InterruptCallback(ctypes.Structure):
     _fields_ = [("callback", _INTERRUPT), ("opaque", ctypes.c_void_p)]
 
 
+class _Deadline:
+    """When FFmpeg should give up the call it is in: FFmpeg asks `callback` while it waits (for a connection,
+    for bytes). PyAV's own deadline covers FFmpeg's fetches, not ours."""
+
+    def __init__(self, cancelled: threading.Event) -> None:
+        self.at = math.inf
+        self._cancelled = cancelled
+        self.callback = _InterruptCallback(_INTERRUPT(self._passed), None)
+
+    def _passed(self, _opaque: int | None) -> int:
+        return int(self._cancelled.is_set() or time.monotonic() > self.at)
+
+
 class Fetch:
     """One fetch FFmpeg asked for (a file-like object for PyAV): its bytes, counted, each call to FFmpeg under a
     deadline. Without a context it is empty: a fetch that failed, which FFmpeg takes for an empty segment and
@@ -107,11 +123,8 @@ class Fetch:
     def __init__(self, fetcher: HlsFetcher, url: str) -> None:
         self._fetcher, self._url = fetcher, url
         self.context = ctypes.c_void_p()
-        # FFmpeg asks the callback while it waits (for a connection, for bytes): PyAV's own deadline covers
-        # FFmpeg's fetches but not ours. It holds the deadline, not the fetch, so the fetch is freed (and its
-        # connection closed) as soon as PyAV lets go of it.
-        self._due = due = ctypes.c_double(math.inf)
-        self._interrupt = _InterruptCallback(_INTERRUPT(lambda _opaque: int(time.monotonic() > due.value)), None)
+        # Not bound to the fetch, which is freed (its connection closed) as soon as PyAV lets go of it.
+        self._due = _Deadline(fetcher.cancelled)
         self._started = time.monotonic()
         self._first = b""  # the first bytes, to tell a playlist by
         self.playlist: bool | None = None
@@ -121,24 +134,25 @@ class Fetch:
         """FFmpeg's open of the URL: 0, or FFmpeg's error code."""
         ffmpeg = self._fetcher.ffmpeg
         dictionary = ctypes.c_void_p()
-        self._due.value = time.monotonic() + timeout_s
+        self._due.at = time.monotonic() + timeout_s
         try:
             for key, value in options.items():
                 ffmpeg.av_dict_set(ctypes.byref(dictionary), key.encode(), str(value).encode(), 0)
-            return int(ffmpeg.avio_open2(ctypes.byref(self.context), self._url.encode(), _AVIO_FLAG_READ,
-                                         ctypes.byref(self._interrupt), ctypes.byref(dictionary)))  # fmt: skip
+            code = ffmpeg.avio_open2(ctypes.byref(self.context), self._url.encode(), _AVIO_FLAG_READ,
+                                     ctypes.byref(self._due.callback), ctypes.byref(dictionary))  # fmt: skip
         finally:
             ffmpeg.av_dict_free(ctypes.byref(dictionary))
+        return int(code)
 
     def read(self, size: int = 65536) -> bytes:
-        if not self.context or self._fetcher.refused:
+        if not self.context or self._fetcher.refused or self._fetcher.cancelled.is_set():
             # Past a refusal every fetch ends at once: the stream stops instead of playing on from what was cut
             # short, and no second exception reaches PyAV (each would print a traceback).
             return b""
         fetcher = self._fetcher
-        self._due.value = time.monotonic() + fetcher.read_timeout_s
+        self._due.at = time.monotonic() + fetcher.read_timeout_s
         if self.playlist:
-            self._due.value = min(self._due.value, self._started + fetcher.playlist_due_s)
+            self._due.at = min(self._due.at, self._started + fetcher.playlist_due_s)
         buffer = ctypes.create_string_buffer(size)
         got = fetcher.ffmpeg.avio_read_partial(self.context, buffer, size)  # what has come, not a full buffer
         if got < 0 and got != _AVERROR_EOF:
@@ -193,6 +207,7 @@ class HlsFetcher:
         self._cookies: str | None = None
         self._opened = 0
         self.refused: str | None = None
+        self.cancelled = threading.Event()  # Ctrl+C while opening: every fetch ends at once
 
     def __call__(self, url: str, flags: int, options: dict[str, str]) -> Fetch:
         if flags & _AVIO_FLAG_WRITE:
@@ -200,7 +215,7 @@ class HlsFetcher:
         first = self._opened == 0
         self._opened += 1
         fetch = Fetch(self, url)
-        if self.refused:
+        if self.refused or self.cancelled.is_set():
             return fetch
         scheme = url.split(":", 1)[0].lower().removeprefix("crypto+")
         if scheme not in ("http", "https", "crypto", "data"):
@@ -243,6 +258,37 @@ class HlsFetcher:
         raise Refused(reason)
 
 
+def _aside(call: Callable[[], T], cancelled: threading.Event) -> T:
+    """`call()` run in a thread of its own, the caller waiting. Our fetches are Python called from FFmpeg: in
+    the main thread, Ctrl+C's handler would run inside one of them, where ctypes and PyAV print the
+    KeyboardInterrupt and drop it. Here it reaches the caller's wait: the fetches are cancelled and FFmpeg's
+    open ends within a moment."""
+    done: list[T] = []
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            done.append(call())
+        except BaseException as exc:
+            failed.append(exc)
+
+    worker = threading.Thread(target=run, name="hls-open", daemon=True)
+    worker.start()
+    try:
+        worker.join()
+    except KeyboardInterrupt:
+        cancelled.set()
+        worker.join(timeout=5.0)
+        for opened in done:
+            close = getattr(opened, "close", None)
+            if close is not None:
+                close()
+        raise
+    if failed:
+        raise failed[0]
+    return done[0]
+
+
 def _is_playlist_url(url: str) -> bool:
     return url.split("?", 1)[0].split("#", 1)[0].lower().endswith(".m3u8")
 
@@ -263,16 +309,21 @@ def serves_a_playlist(url: str, open_timeout_s: float, read_timeout_s: float) ->
     ffmpeg = _calls()
     if ffmpeg is None:
         return False
-    try:
-        fetch = HlsFetcher(ffmpeg, open_timeout_s, read_timeout_s)(url, _AVIO_FLAG_READ, {})
-    except OSError:
-        return False
-    try:
-        return fetch.starts_as_a_playlist()
-    except OSError:
-        return False
-    finally:
-        fetch.close()
+    fetcher = HlsFetcher(ffmpeg, open_timeout_s, read_timeout_s)
+
+    def peek() -> bool:
+        try:
+            fetch = fetcher(url, _AVIO_FLAG_READ, {})
+        except OSError:
+            return False
+        try:
+            return fetch.starts_as_a_playlist()
+        except OSError:
+            return False
+        finally:
+            fetch.close()
+
+    return _aside(peek, fetcher.cancelled)
 
 
 def open_hls(
@@ -285,8 +336,9 @@ def open_hls(
     ffmpeg = _calls()
     if ffmpeg is None:
         return av.open(url, format="hls", options=settings, timeout=timeout)
-    return av.open(
-        url, format="hls", options=settings, timeout=timeout, io_open=HlsFetcher(ffmpeg, open_timeout_s, read_timeout_s)
+    fetcher = HlsFetcher(ffmpeg, open_timeout_s, read_timeout_s)
+    return _aside(
+        lambda: av.open(url, format="hls", options=settings, timeout=timeout, io_open=fetcher), fetcher.cancelled
     )
 
 

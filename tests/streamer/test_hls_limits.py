@@ -116,3 +116,35 @@ def test_a_playlist_sent_a_byte_at_a_time_is_given_up_at_the_open_timeout(shared
         open_source(server.url(path="/slow.m3u8"), FAST)
     assert time.monotonic() - started < FAST.open_timeout_s + 5
     assert str(caught.value).endswith(f"(a playlist still arriving after {FAST.open_timeout_s:g} s)")
+
+
+# Opening as the CLI does before its run starts: in the main thread, a signal raising KeyboardInterrupt.
+CTRL_C_WHILE_OPENING = """
+import os, signal, sys, threading, time
+from streamer.config import SourceConfig
+from streamer.shutdown import GracefulStop
+from streamer.sources import open_source
+GracefulStop().install()
+threading.Timer(1.5, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+started = time.monotonic()
+try:
+    open_source(sys.argv[1], SourceConfig(open_timeout_s=30.0, read_timeout_s=30.0))
+    print("opened")
+except KeyboardInterrupt:
+    print(f"interrupted after {time.monotonic() - started:.1f} s")
+"""
+
+
+def test_ctrl_c_while_a_playlist_arrives_stops_the_open_at_once(shared_media: Path, hls_server) -> None:
+    # Our fetches are Python called from FFmpeg; in the main thread Ctrl+C's handler ran inside one, where
+    # ctypes printed the KeyboardInterrupt and dropped it: the open went on to its end, 30 s here.
+    server = hls_server("--file", str(media_file(shared_media, CLIP)))
+    done = subprocess.run(
+        [sys.executable, "-c", CTRL_C_WHILE_OPENING, server.url(path="/slow.m3u8")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.stdout.startswith("interrupted after"), (done.stdout, done.stderr)
+    assert float(done.stdout.split()[2]) < 4.0
+    assert "Exception ignored" not in done.stderr and "Traceback" not in done.stderr, done.stderr
