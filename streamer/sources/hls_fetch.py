@@ -1,6 +1,6 @@
 """HLS read through FFmpeg's own protocols, with a ceiling on the playlists a server may send.
 
-FFmpeg's HLS demuxer reads a whole playlist and keeps a record per segment, about 12 bytes of memory for each
+FFmpeg's HLS demuxer reads a whole playlist and keeps a record per segment, about 8 bytes of memory for each
 byte of playlist. Nothing bounds a playlist's length: a server that streams one without end grew our process
 by 0.9 GB within the 5 s open timeout over loopback (`MAX_ALLOC_BYTES` bounds one allocation, and these are
 many small ones). So HLS is opened with our own `io_open`: every fetch it makes (the playlists, each variant's,

@@ -51,7 +51,7 @@ def _opened(url: str) -> dict:
 
 @pytest.mark.parametrize("path", ["/endless.m3u8", "/endless"], ids=["m3u8", "found-by-its-type"])
 def test_a_playlist_that_never_ends_stops_at_its_ceiling(shared_media: Path, hls_server, path: str) -> None:
-    # FFmpeg read it whole, ~12 bytes of memory per byte: 0.9 GB within the 5 s open timeout over loopback,
+    # FFmpeg read it whole, ~8 bytes of memory per byte: 0.9 GB within the 5 s open timeout over loopback,
     # and the error said only "Immediate exit requested". Without .m3u8 in the URL, FFmpeg took it for HLS by
     # its MIME type, in the same way.
     server = hls_server("--file", str(media_file(shared_media, CLIP)))
