@@ -3,7 +3,9 @@
 Checkpoint quirks live here and nowhere else:
 - GWT.pth is `{'model': state_dict, ...}`, saved from `cuda:0`; it may also
   carry the pickled training optimizer, which `weights_only=True` refuses.
-  We load safely first and only unpickle fully when the file is trusted.
+  That layout (the AdamW object, nothing else) loads through an unpickler
+  that knows only its classes, so no file runs code of its own choosing;
+  anything beyond it is unpickled fully only when the file is trusted.
 - A `module.` prefix (DataParallel) is stripped.
 - RN50.pt is a TorchScript archive holding fp16 weights plus three settings
   entries; it loads into our own CLIP RN50 in float32.
@@ -16,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import pickle
+import types
 import urllib.request
 import warnings
 from collections.abc import Mapping
@@ -43,8 +46,44 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
 
 
-def read_checkpoint(path: Path, trust_pickle: bool = True) -> Any:
-    """torch.load on CPU; weights only unless the file needs (and we trust) full unpickling."""
+#: What the official training script pickles besides tensors and containers: `'opt'`, the whole AdamW object
+#: (`weights_only=True` can't rebuild its `defaultdict` state). A file holding these and nothing else loads
+#: without running code of the file's choosing, whoever made it.
+TRAINING_PICKLES = frozenset(
+    {
+        ("torch._utils", "_rebuild_tensor_v2"),
+        ("torch._utils", "_rebuild_parameter"),
+        ("collections", "OrderedDict"),
+        ("collections", "defaultdict"),
+        ("builtins", "dict"),
+        ("__builtin__", "dict"),  # protocol 2's name for it
+        ("torch.optim.adamw", "AdamW"),
+        ("torch.optim.adam", "Adam"),
+    }
+)
+
+
+class _TrainingUnpickler(pickle.Unpickler):
+    """Rebuilds only `TRAINING_PICKLES`' classes and functions (torch names a storage type itself)."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in TRAINING_PICKLES:
+            raise pickle.UnpicklingError(f"{module}.{name} is not one of the training script's objects")
+        return super().find_class(module, name)
+
+
+def _training_load(file: Any, **kwargs: Any) -> Any:
+    return _TrainingUnpickler(file, **kwargs).load()
+
+
+#: `torch.load`'s `pickle_module` for the training script's layout.
+_training_pickle = types.SimpleNamespace(__name__="cocoer_training_pickle", Unpickler=_TrainingUnpickler,
+                                         load=_training_load)  # fmt: skip
+
+
+def read_checkpoint(path: Path, trust_pickle: bool = False) -> Any:
+    """torch.load on CPU: weights only; else the training script's layout (its AdamW object); else, only when
+    the file is trusted, full unpickling (which runs whatever code the file names)."""
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} not found")
     try:
@@ -53,14 +92,19 @@ def read_checkpoint(path: Path, trust_pickle: bool = True) -> Any:
         # torch refuses pickled objects it does not know (e.g. the optimizer) in weights-only mode.
         if "weights only load failed" not in str(exc).lower():
             raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({_first_line(exc)})") from exc
-        if not trust_pickle:
-            raise CheckpointError(
-                f"{path} contains pickled Python objects (e.g. the training optimizer); "
-                "load it only if you trust it (emotion.trust_checkpoint=true)"
-            ) from exc
-        logger.warning("%s holds pickled objects besides the weights: loading it fully (trusted file)", path)
     except Exception as exc:
         raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({_first_line(exc)})") from exc
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False, pickle_module=_training_pickle)
+    except pickle.UnpicklingError as exc:
+        if not trust_pickle:
+            raise CheckpointError(
+                f"{path} holds pickled Python objects besides the weights and the training optimizer ({exc}), "
+                "which run code as they load: load it only if you trust it (emotion.trust_checkpoint=true)"
+            ) from None
+        logger.warning("%s holds pickled objects besides the weights: loading it fully (trusted file)", path)
+    except Exception as exc:
+        raise CheckpointError(f"{path} cannot be unpickled ({_first_line(exc)})") from exc
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:
@@ -124,7 +168,7 @@ def load_state(module: nn.Module, state: Mapping[str, torch.Tensor], path: Path)
 CLASSES_KEY = "cls_global_all.8.weight"
 
 
-def read_cocoer_state(path: Path, trust_pickle: bool = True) -> dict[str, torch.Tensor]:
+def read_cocoer_state(path: Path, trust_pickle: bool = False) -> dict[str, torch.Tensor]:
     """A CocoER checkpoint's state dict (GWT.pth or one `cocoer_core.train` saved)."""
     if not path.is_file():
         raise CheckpointError(f"CocoER checkpoint {path} not found: {GWT_HINT}")
@@ -139,7 +183,7 @@ def classes_in(state: Mapping[str, torch.Tensor], path: Path) -> int:
     return int(weight.shape[0])
 
 
-def load_cocoer_weights(model: nn.Module, path: Path, trust_pickle: bool = True) -> None:
+def load_cocoer_weights(model: nn.Module, path: Path, trust_pickle: bool = False) -> None:
     """Load GWT.pth (or any checkpoint saved by the training code) strictly."""
     if not path.is_file():
         raise CheckpointError(f"CocoER checkpoint {path} not found: {GWT_HINT}")

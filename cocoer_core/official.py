@@ -137,7 +137,7 @@ def unpack(archive: Path, folder: Path) -> list[Path]:
 def check_official(folder: Path) -> str:
     """Load GWT.pth (and w.pth when present) strictly into the model; one line saying what was checked."""
     path = folder / GWT_FILE
-    state = read_cocoer_state(path, trust_pickle=True)
+    state = read_cocoer_state(path)
     model = CocoER(CocoERConfig(num_class=classes_in(state, path)))
     load_state(model, state, path)
     checked = f"{path}: {len(state)} tensors, every key and shape as the model's ({model.config.num_class} classes)"

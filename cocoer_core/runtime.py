@@ -167,7 +167,7 @@ class CocoERModel:
         final_threshold: Threshold = FINAL_THRESHOLD,
         level_threshold: Threshold = LEVEL_THRESHOLD,
         inside_lr: float = 1.0,
-        trust_pickle: bool = True,
+        trust_pickle: bool = False,
         allow_download: bool = True,
         refine: bool = True,
         runtime: str = "torch",

@@ -172,7 +172,7 @@ class EmotionConfig:
     final_threshold: float = 0.26
     level_threshold: float = 0.6
     inside_lr: float = 1.0
-    trust_checkpoint: bool = True
+    trust_checkpoint: bool = False
     allow_download: bool = False
 
     def __post_init__(self) -> None:

@@ -86,8 +86,9 @@ def load_last(run_dir: Path) -> dict[str, Any]:
     if not path.is_file():
         raise CheckpointError(f"{path} not found: nothing to resume in {run_dir}")
     try:
-        # Our own file: RNG states and optimizer state are plain tensors and containers.
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        # RNG states and optimizer state are plain tensors and containers: nothing in a last.pt needs (or, put
+        # there by someone else, may run) code as it loads.
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise CheckpointError(f"{path} cannot be read ({type(exc).__name__}): the run cannot resume") from None
     if not isinstance(state, dict) or state.get("version") != STATE_VERSION:

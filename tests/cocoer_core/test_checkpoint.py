@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -36,18 +37,42 @@ def test_data_parallel_prefix_and_bare_state_dicts(tmp_path: Path, golden_state)
     assert torch.equal(model.W.weight, golden_state[0]["W.weight"])
 
 
-def test_checkpoint_with_pickled_optimizer_needs_trust(tmp_path: Path, golden_state) -> None:
-    """The training script pickles the whole AdamW object next to the weights."""
-    model = CocoER()
-    model.load_state_dict(golden_state[0])
+def test_the_training_scripts_layout_loads_untrusted(tmp_path: Path, golden_state) -> None:
+    """The training script pickles the whole AdamW object next to the weights (spec 8.3): `weights_only=True`
+    refuses it, and it loaded only with full unpickling, trusted by default."""
     small = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.AdamW(small.parameters(), lr=6e-5)
+    small(torch.randn(3, 2)).sum().backward()
+    optimizer.step()  # its state: a defaultdict keyed by parameters
     path = tmp_path / "with_opt.pth"
-    torch.save({"model": golden_state[0], "iter": 5, "opt": torch.optim.AdamW(small.parameters())}, path)
-    with pytest.raises(CheckpointError, match="pickled Python objects"):
-        load_cocoer_weights(CocoER(), path, trust_pickle=False)
+    torch.save({"model": golden_state[0], "iter": 5, "cur_epoch": 1, "opt": optimizer}, path)
+    model = CocoER()
+    load_cocoer_weights(model, path, trust_pickle=False)
+    assert _same(model.state_dict(), golden_state[0])
+
+
+class _RunsCode:
+    """What a hostile checkpoint pickles: unpickling it calls os.mkdir (any call would do)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple:
+        return os.mkdir, (str(self.marker),)
+
+
+def test_a_checkpoint_that_runs_code_as_it_loads_is_refused_unless_trusted(tmp_path: Path, golden_state) -> None:
+    marker = tmp_path / "code_ran"
+    path = tmp_path / "hostile.pth"
+    torch.save({"model": golden_state[0], "opt": _RunsCode(marker)}, path)
+    with pytest.raises(CheckpointError) as info:
+        load_cocoer_weights(CocoER(), path)
+    message = str(info.value)
+    assert "mkdir is not one of the training script's objects" in message and "emotion.trust_checkpoint=true" in message
+    assert "\n" not in message and not marker.exists()
     trusted = CocoER()
-    load_cocoer_weights(trusted, path, trust_pickle=True)
-    assert torch.equal(trusted.cls_global_all[8].weight, golden_state[0]["cls_global_all.8.weight"])
+    load_cocoer_weights(trusted, path, trust_pickle=True)  # said to be trusted: it runs
+    assert marker.is_dir() and _same(trusted.state_dict(), golden_state[0])
 
 
 def test_missing_checkpoint_names_the_file_and_the_folder(tmp_path: Path) -> None:
