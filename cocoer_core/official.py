@@ -23,12 +23,14 @@ import tempfile
 import urllib.parse
 import urllib.request
 import zipfile
+import zlib
 from pathlib import Path
 
 from cocoer_core.checkpoint import GWT_FILE, classes_in, load_state, load_vi_weights, read_cocoer_state
 from cocoer_core.config import CocoERConfig
 from cocoer_core.errors import CheckpointError
 from cocoer_core.model import CocoER
+from cocoer_core.whole_files import replaced_whole
 
 #: The one place the official download is named (bisno/CocoER README, "Model Weight Download").
 GOOGLE_DRIVE_ID = "1JXXt22_M8UB-LXmCz-W90U6WQEtu1uck"
@@ -101,20 +103,25 @@ def _members(archive: Path) -> dict[str, str]:
     return found
 
 
-def _extract(archive: Path, member: str, target: Path) -> None:
+def _extract(archive: Path, member: str, target: Path, folder: Path) -> None:
+    """`member` of the archive as `target`, whole or not at all: a damaged archive (a bad checksum, a cut
+    stream) or a full disk is one line, and leaves neither `target` nor a partial copy beside it."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(target.name + ".part")
-    if zipfile.is_zipfile(archive):
-        with zipfile.ZipFile(archive) as zipped, zipped.open(member) as source, partial.open("wb") as out:
-            shutil.copyfileobj(source, out, CHUNK)
-    else:
-        with tarfile.open(archive) as tarred:
-            member_file = tarred.extractfile(member)
-            if member_file is None:
-                raise CheckpointError(f"{member} in {archive} is not a file")
-            with member_file, partial.open("wb") as out:
-                shutil.copyfileobj(member_file, out, CHUNK)
-    partial.replace(target)
+    try:
+        with replaced_whole(target) as partial:
+            if zipfile.is_zipfile(archive):
+                with zipfile.ZipFile(archive) as zipped, zipped.open(member) as source, partial.open("wb") as out:
+                    shutil.copyfileobj(source, out, CHUNK)
+            else:
+                with tarfile.open(archive) as tarred:
+                    member_file = tarred.extractfile(member)
+                    if member_file is None:
+                        raise CheckpointError(f"{member} in the download is not a file; {_by_hand(folder)}")
+                    with member_file, partial.open("wb") as out:
+                        shutil.copyfileobj(member_file, out, CHUNK)
+    except (OSError, EOFError, zipfile.BadZipFile, tarfile.TarError, zlib.error) as exc:
+        reason = getattr(exc, "strerror", None) or exc
+        raise CheckpointError(f"cannot unpack {member} from the download ({reason}); {_by_hand(folder)}") from None
 
 
 def unpack(archive: Path, folder: Path) -> list[Path]:
@@ -127,9 +134,9 @@ def unpack(archive: Path, folder: Path) -> list[Path]:
     if "gwt" not in members:
         raise CheckpointError(f"the download holds no {GWT_FILE}; {_by_hand(folder)}")
     written = [folder / GWT_FILE]
-    _extract(archive, members["gwt"], folder / GWT_FILE)
+    _extract(archive, members["gwt"], folder / GWT_FILE, folder)
     if "vi" in members:
-        _extract(archive, members["vi"], folder / VI_FILE)
+        _extract(archive, members["vi"], folder / VI_FILE, folder)
         written.append(folder / VI_FILE)
     return written
 

@@ -20,6 +20,8 @@ import torch
 import torch.serialization
 
 from cocoer_core.checkpoint import read_checkpoint
+from cocoer_core.errors import CheckpointError
+from cocoer_core.official import unpack
 from tests.conftest import ROOT
 from tests.support.servers import free_port
 
@@ -116,3 +118,23 @@ def test_the_official_download_is_unpacked_where_weights_looks_and_checked(drive
     assert not any(p.name.endswith((".part", "download")) for p in folder.rglob("*")), "no leftovers"
     again = _fetch("--dir", str(folder), url=drive)
     assert again.returncode == 0 and "already there" in again.stdout
+
+
+def test_a_damaged_download_is_one_line_and_leaves_nothing_behind(tmp_path: Path) -> None:
+    # A download damaged on the way: the member's compressed bytes fail to inflate or their checksum. It
+    # raised zipfile's or zlib's error (a traceback) and left GWT.pth.part in the checkpoints folder.
+    payload = tmp_path / "GWT.pth"
+    torch.save({"model": {"W.weight": torch.randn(256, 256)}}, payload)
+    archive = tmp_path / "CocoER_weights.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zipped:
+        zipped.write(payload, "checkpoints/GWT.pth")
+    data = bytearray(archive.read_bytes())
+    data[len(data) // 3 : len(data) // 3 + 64] = bytes(64)  # inside the member's compressed bytes
+    archive.write_bytes(bytes(data))
+    folder = tmp_path / "checkpoints"
+    with pytest.raises(CheckpointError) as info:
+        unpack(archive, folder)
+    message = str(info.value)
+    assert message.startswith("cannot unpack checkpoints/GWT.pth from the download (") and "\n" not in message
+    assert "drive.google.com" in message, "it says where to get them by hand"
+    assert list(folder.iterdir()) == []
