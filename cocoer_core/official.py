@@ -16,10 +16,11 @@ since the official loading code passes no `map_location`.
 from __future__ import annotations
 
 import html
+import os
 import re
 import shutil
 import tarfile
-import tempfile
+import time
 import urllib.parse
 import urllib.request
 import zipfile
@@ -30,7 +31,7 @@ from cocoer_core.checkpoint import GWT_FILE, classes_in, load_state, load_vi_wei
 from cocoer_core.config import CocoERConfig
 from cocoer_core.errors import CheckpointError
 from cocoer_core.model import CocoER
-from cocoer_core.whole_files import replaced_whole
+from cocoer_core.whole_files import ABANDONED_S, replaced_whole, writer_running
 
 #: The one place the official download is named (bisno/CocoER README, "Model Weight Download").
 GOOGLE_DRIVE_ID = "1JXXt22_M8UB-LXmCz-W90U6WQEtu1uck"
@@ -39,6 +40,8 @@ PAGE_URL = f"https://drive.google.com/file/d/{GOOGLE_DRIVE_ID}/view"
 BAIDU_URL = "https://pan.baidu.com/s/1_jHm5j7JnkvdhU5NbI4CwA?pwd=u6wq"
 VI_FILE = Path("VI_weights") / "w.pth"
 CHUNK = 1 << 20
+#: The download's folder inside the checkpoints folder, named by its process: `.download-PID`.
+SCRATCH_PREFIX = ".download-"
 
 
 def _by_hand(folder: Path) -> str:
@@ -159,7 +162,31 @@ def fetch_official(folder: Path, url: str = DOWNLOAD_URL) -> str:
     folder.mkdir(parents=True, exist_ok=True)
     if (folder / GWT_FILE).is_file():
         return check_official(folder) + " (already there)"
-    with tempfile.TemporaryDirectory(dir=folder) as scratch:
-        archive = download(url, Path(scratch) / "download", folder=folder)
-        unpack(archive, folder)
+    scratch = _scratch(folder)
+    try:
+        unpack(download(url, scratch / "download", folder=folder), folder)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     return check_official(folder)
+
+
+def _scratch(folder: Path) -> Path:
+    """This process's download folder in `folder` (the archive is up to 3 GB). One a killed download left
+    (SIGKILL, power loss: no `finally` ran) is removed first: its process is gone and nothing in it has been
+    written for `ABANDONED_S` (a download from another machine sharing the folder still writes)."""
+    for left in folder.glob(f"{SCRATCH_PREFIX}*"):
+        pid = left.name.removeprefix(SCRATCH_PREFIX)
+        if pid.isdigit() and not writer_running(int(pid)) and _idle_s(left) > ABANDONED_S:
+            shutil.rmtree(left, ignore_errors=True)
+    scratch = folder / f"{SCRATCH_PREFIX}{os.getpid()}"
+    scratch.mkdir(exist_ok=True)
+    return scratch
+
+
+def _idle_s(folder: Path) -> float:
+    """Seconds since anything in `folder` (or the folder itself) was last written."""
+    try:
+        latest = max(path.stat().st_mtime for path in (folder, *folder.iterdir()))
+    except OSError:
+        return 0.0  # going as we look: its writer is at work
+    return time.time() - latest

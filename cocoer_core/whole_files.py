@@ -57,7 +57,7 @@ def remove_leftovers(path: Path) -> list[Path]:
             idle = now - leftover.stat().st_mtime
         except OSError:
             continue  # its writer has just moved it into place
-        gone = not _running(int(writer.group(1)))
+        gone = not writer_running(int(writer.group(1)))
         if (gone and idle > ABANDONED_S) or idle > FORGOTTEN_S:
             with contextlib.suppress(OSError):
                 leftover.unlink()
@@ -65,8 +65,8 @@ def remove_leftovers(path: Path) -> list[Path]:
     return removed
 
 
-def _running(pid: int) -> bool:
-    """Whether a process with this id runs on this machine (ours included)."""
+def writer_running(pid: int) -> bool:
+    """Whether a process with this id runs on this machine (ours included): a writer still at work."""
     if pid == os.getpid():
         return True
     try:

@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -138,3 +139,55 @@ def test_a_damaged_download_is_one_line_and_leaves_nothing_behind(tmp_path: Path
     assert message.startswith("cannot unpack checkpoints/GWT.pth from the download (") and "\n" not in message
     assert "drive.google.com" in message, "it says where to get them by hand"
     assert list(folder.iterdir()) == []
+
+
+@pytest.fixture()
+def stalling_drive() -> Iterator[str]:
+    """A download that sends 1 MB of its archive, then nothing (the connection stays open)."""
+    port = free_port()
+    release = threading.Event()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(1 << 30))
+            self.end_headers()
+            self.wfile.write(bytes(1 << 20))
+            self.wfile.flush()
+            release.wait(60)
+
+        def log_message(self, *args: object) -> None: ...
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{port}/download"
+    release.set()
+    server.shutdown()
+
+
+def test_a_download_killed_midway_is_cleared_by_the_next_fetch(stalling_drive: str, tmp_path: Path) -> None:
+    # SIGKILL (or power loss) mid-download runs no cleanup: the part of the archive it had (up to 3 GB) stayed
+    # in checkpoints/ for good, in a temporary folder of a random name.
+    folder = tmp_path / "checkpoints"
+    fetch = subprocess.Popen(
+        [sys.executable, "-m", "streamer.tools.fetch_models", "--cocoer", "--dir", str(folder)],
+        cwd=ROOT, env={**os.environ, "COCOER_WEIGHTS_URL": stalling_drive},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    left = folder / f".download-{fetch.pid}" / "download"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (left.is_file() and left.stat().st_size >= 1 << 20):
+        time.sleep(0.1)
+    fetch.kill()
+    fetch.wait(timeout=30)
+    assert left.stat().st_size >= 1 << 20, "the killed download left its part behind"
+    other = folder / f".download-{os.getpid()}"  # a download still running (this process)
+    other.mkdir()
+    an_hour_ago = time.time() - 3600
+    for path in (left, left.parent):
+        os.utime(path, (an_hour_ago, an_hour_ago))
+    done = _fetch("--dir", str(folder), url=f"http://127.0.0.1:{free_port()}/download")  # offline this time
+    assert done.returncode == 2 and "cannot download" in done.stderr
+    assert sorted(path.name for path in folder.iterdir()) == [other.name]
