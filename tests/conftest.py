@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -40,6 +42,30 @@ def media_file(shared_media: Path, name: str) -> Path:
 @pytest.fixture(scope="session")
 def root() -> Path:
     return ROOT
+
+
+def _checkout_changes() -> set[str] | None:
+    """What `git status` lists in the checkout (untracked files one by one), or None without git."""
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=all"],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return set(done.stdout.splitlines()) if done.returncode == 0 else None
+
+
+@pytest.fixture(scope="session", autouse=True)
+def checkout_left_as_found() -> Iterator[None]:
+    """Tests write under tmp_path only: a file left in the checkout (a server's key file written to its
+    working folder, say) would go into the next commit. Ignored paths (recordings/, caches) are not listed."""
+    before = _checkout_changes()
+    yield
+    after = _checkout_changes()
+    if before is not None and after is not None:
+        added = sorted(after - before)
+        assert not added, f"the tests changed the checkout: {added}"
 
 
 @pytest.fixture(scope="session")

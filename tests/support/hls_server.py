@@ -22,6 +22,7 @@ import argparse
 import base64
 import contextlib
 import http.server
+import os
 import signal
 import sys
 import tempfile
@@ -42,8 +43,7 @@ def segmented(video: Path, folder: Path, name: str = "vod", key: bytes | None = 
     `folder`: `name`.m3u8 and `name`000.ts..., encrypted with AES-128 under `key` (served as `name`.key)."""
     playlist = folder / f"{name}.m3u8"
     options = {"hls_time": "1", "hls_playlist_type": "vod", "hls_segment_filename": str(folder / f"{name}%03d.ts")}
-    if key is not None:
-        (folder / f"{name}.key").write_bytes(key)
+    if key is not None:  # FFmpeg writes the key to the key URL, relative to the working folder: ours is `folder`
         options |= {"hls_enc": "1", "hls_enc_key": key.decode(), "hls_enc_key_url": f"{name}.key"}
     with av.open(str(video)) as source, av.open(str(playlist), "w", format="hls", options=options) as target:
         stream = source.streams.video[0]
@@ -160,6 +160,8 @@ def main() -> None:
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # so the segments' folder is removed
     with tempfile.TemporaryDirectory(prefix="hls_server_") as folder:
+        args.file = args.file.resolve()
+        os.chdir(folder)  # where FFmpeg writes the AES key, not the checkout
         segmented(args.file, Path(folder))
         segmented(args.file, Path(folder), "aes", key=b"0123456789abcdef")
         server = http.server.ThreadingHTTPServer(
