@@ -8,7 +8,8 @@ the segments, AES keys) goes through it. Each fetch is still FFmpeg's: `avio_ope
 with their redirects, TLS, credentials and byte ranges, reached through ctypes as `ffmpeg_limits` reaches
 `av_max_alloc`. What is ours is the counting: a fetch that starts as a playlist (`#EXTM3U`) stops at
 `MAX_PLAYLIST_BYTES`, the playlists held at once at `MAX_PLAYLISTS_BYTES`, a playlist must arrive within the
-open timeout, and only web protocols are opened (a playlist naming `file:` segments is refused).
+open timeout, and only web protocols are opened (a playlist naming `file:` segments is refused). The open
+runs in a thread of its own (`_aside`), so that Ctrl+C never lands inside one of these Python callbacks.
 
 Any other http(s) URL is opened by FFmpeg directly, with every demuxer but HLS allowed: one that turns out to
 serve a playlist fails at once, is recognised by its first bytes, and is opened again here.
