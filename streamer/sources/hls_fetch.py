@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import logging
 import math
 import threading
@@ -56,8 +57,10 @@ class _Ffmpeg:
     """The few libavformat/libavutil calls a fetch needs, typed."""
 
     def __init__(self) -> None:
+        libraries = ffmpeg_libraries()
+
         def symbol(name: str, restype: Any, *argtypes: Any) -> Any:
-            for library in ffmpeg_libraries():
+            for library in libraries:
                 function = getattr(library, name, None)
                 if function is not None:
                     function.restype, function.argtypes = restype, list(argtypes)
@@ -294,15 +297,10 @@ def _is_playlist_url(url: str) -> bool:
     return url.split("?", 1)[0].split("#", 1)[0].lower().endswith(".m3u8")
 
 
+@functools.cache
 def _no_hls() -> str:
     """Every demuxer FFmpeg has but HLS's, for `format_whitelist`."""
-    global _NO_HLS
-    if _NO_HLS is None:
-        _NO_HLS = ",".join(sorted(name for name in av.formats_available if name != "hls"))
-    return _NO_HLS
-
-
-_NO_HLS: str | None = None
+    return ",".join(sorted(name for name in av.formats_available if name != "hls"))
 
 
 def serves_a_playlist(url: str, open_timeout_s: float, read_timeout_s: float) -> bool:
