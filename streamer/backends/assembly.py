@@ -9,7 +9,9 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -27,7 +29,8 @@ from streamer.outputs import ensure_writable_dir, open_outputs
 from streamer.privacy.declaration import video_tags
 from streamer.privacy.retention import manifest_for
 from streamer.privacy.zones import ZoneFilter, parse_zones
-from streamer.sources import Source, SourceInfo, SourceKind, open_source
+from streamer.sources import Source, SourceInfo, SourceKind, open_source, opens_in_calling_thread
+from streamer.sources.aside import Aside
 from streamer.sources.entries import SourceEntry, unique_names
 from streamer.stages.detect_track import DetectTrackStage
 from streamer.stages.emotion import EmotionStage, ModelCard
@@ -89,17 +92,48 @@ class OpenedSource:
     config: SourceConfig
 
 
+#: How many sources open at once: each may wait out its open timeout, and a folder of a thousand videos should
+#: not start a thousand threads.
+OPEN_AT_ONCE = 8
+
+
 def open_sources(entries: Sequence[SourceEntry]) -> tuple[list[OpenedSource], list[tuple[str, UserError]]]:
-    """Open every entry; the ones that fail are returned with their one-line error, not raised."""
+    """Open every entry, several at once; the ones that fail are returned with their one-line error, not raised.
+
+    Files and URLs open in threads of their own (`Aside`): a camera that does not answer costs its timeout
+    once, and Ctrl+C reaches the caller at once (FFmpeg's blocking open dropped it). Whatever was opened is
+    closed when the wait is cut short.
+    """
+    limit = threading.Semaphore(OPEN_AT_ONCE)
+    openings = [
+        None
+        if opens_in_calling_thread(entry.spec)
+        else Aside(functools.partial(open_source, entry.spec, entry.config), f"open-{index}", _close, limit)
+        for index, entry in enumerate(entries)
+    ]
     opened: list[tuple[SourceEntry, Source]] = []
     failed: list[tuple[str, UserError]] = []
-    for entry in entries:
-        try:
-            opened.append((entry, open_source(entry.spec, entry.config)))
-        except UserError as exc:
-            failed.append((entry.name or entry.spec, exc))
+    try:
+        for entry, opening in zip(entries, openings, strict=True):
+            try:
+                source = open_source(entry.spec, entry.config) if opening is None else opening.result()
+            except UserError as exc:
+                failed.append((entry.name or entry.spec, exc))
+                continue
+            opened.append((entry, source))
+    except BaseException:
+        for pending in openings:
+            if pending is not None:
+                pending.abandon()
+        for _, source in opened:
+            source.close()
+        raise
     names = unique_names([entry.name or source.info.stem for entry, source in opened])
     return [OpenedSource(n, s, e.config) for n, (e, s) in zip(names, opened, strict=True)], failed
+
+
+def _close(source: Source) -> None:
+    source.close()
 
 
 def queue_policy(info: SourceInfo, config: SourceConfig) -> QueuePolicy:

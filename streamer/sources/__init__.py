@@ -39,7 +39,15 @@ NETWORK_SCHEMES = (*LIVE_SCHEMES, "http", "https")
 # stream's endless packet), in this process and in every worker that imports the sources.
 limit_allocations()
 
-__all__ = ["IMAGE_SUFFIXES", "Source", "SourceInfo", "SourceKind", "is_image_path", "open_source"]
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "Source",
+    "SourceInfo",
+    "SourceKind",
+    "is_image_path",
+    "open_source",
+    "opens_in_calling_thread",
+]
 
 
 def is_image_path(spec: str) -> bool:
@@ -53,6 +61,13 @@ def _url_is_live(url: str, config: SourceConfig) -> bool:
     scheme = url.split("://", 1)[0].lower()
     path = url.split("?", 1)[0].lower()
     return scheme in LIVE_SCHEMES or path.endswith(".m3u8")
+
+
+def opens_in_calling_thread(spec: str) -> bool:
+    """Whether `open_source(spec)` belongs in the calling thread: `demo` (nothing to wait for) and cameras
+    (OpenCV on macOS asks for camera access from the main thread only). Files and URLs may block (a network
+    that does not answer, a FIFO with no writer) and can open in a thread of their own."""
+    return spec == "demo" or spec.isdigit() or spec.startswith("/dev/video")
 
 
 def open_source(spec: str, config: SourceConfig) -> Source:

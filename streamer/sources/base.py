@@ -97,6 +97,14 @@ def ffmpeg_reason(exc: BaseException) -> str:
     return text or type(exc).__name__
 
 
+def open_failure(exc: BaseException, took_s: float, timeout_s: float) -> str:
+    """Why opening a network source failed. Given up at the open timeout, FFmpeg says "Immediate exit
+    requested" or "Invalid data found" (RTSP): what happened is that nothing answered in time."""
+    if took_s >= 0.95 * timeout_s and isinstance(exc, (av.error.ExitError, av.error.InvalidDataError, TimeoutError)):
+        return f"no answer within {timeout_s:g} s; source.open_timeout_s waits longer"
+    return ffmpeg_reason(exc)
+
+
 def mark_last(frames: Iterator[Frame]) -> Iterator[Frame]:
     """Flag the final frame of a finite stream (one frame of lookahead)."""
     previous: Frame | None = None

@@ -26,7 +26,7 @@ import numpy as np
 from streamer.config import SourceConfig
 from streamer.errors import SourceError
 from streamer.redact import redact_text, url_secrets
-from streamer.sources.base import SourceInfo, SourceKind, ffmpeg_reason, mark_last
+from streamer.sources.base import SourceInfo, SourceKind, ffmpeg_reason, mark_last, open_failure
 from streamer.sources.hls_fetch import open_web
 from streamer.sources.pixels import BgrConverter, fitted
 from streamer.types import Frame
@@ -103,13 +103,15 @@ def open_container(
     target: str, display_name: str, config: SourceConfig, is_url: bool = False
 ) -> av.container.InputContainer:
     """The container at a path or URL, or one line saying why not (credentials masked)."""
+    started = time.monotonic()
     try:
         if is_url:
             return open_web(target, config.open_timeout_s, config.read_timeout_s)
         return av.open(target)
     except (av.error.FFmpegError, OSError, UnicodeDecodeError, TimeoutError) as exc:
         what = "cannot open" if is_url else "is not a readable video"
-        reason = redact_text(ffmpeg_reason(exc), url_secrets(target) if is_url else ())
+        why = open_failure(exc, time.monotonic() - started, config.open_timeout_s) if is_url else ffmpeg_reason(exc)
+        reason = redact_text(why, url_secrets(target) if is_url else ())
         message = f"{what} {display_name} ({reason})" if is_url else f"{display_name} {what} ({reason})"
         raise SourceError(message) from None
 

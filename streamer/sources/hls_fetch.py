@@ -9,7 +9,7 @@ with their redirects, TLS, credentials and byte ranges, reached through ctypes a
 `av_max_alloc`. What is ours is the counting: a fetch that starts as a playlist (`#EXTM3U`) stops at
 `MAX_PLAYLIST_BYTES`, the playlists held at once at `MAX_PLAYLISTS_BYTES`, a playlist must arrive within the
 open timeout, and only web protocols are opened (a playlist naming `file:` segments is refused). The open
-runs in a thread of its own (`_aside`), so that Ctrl+C never lands inside one of these Python callbacks.
+runs in a thread of its own (`Aside`), so that Ctrl+C never lands inside one of these Python callbacks.
 
 Any other http(s) URL is opened by FFmpeg directly, with every demuxer but HLS allowed: one that turns out to
 serve a playlist fails at once, is recognised by its first bytes, and is opened again here.
@@ -33,6 +33,7 @@ import cv2  # noqa: F401
 import av
 
 from streamer.redact import mask_url
+from streamer.sources.aside import Aside, cancel_event
 from streamer.sources.ffmpeg_limits import ffmpeg_libraries
 
 logger = logging.getLogger(__name__)
@@ -211,7 +212,8 @@ class HlsFetcher:
         self._cookies: str | None = None
         self._opened = 0
         self.refused: str | None = None
-        self.cancelled = threading.Event()  # Ctrl+C while opening: every fetch ends at once
+        # Ctrl+C while opening, or the open given up on by whoever waited for it: every fetch ends at once.
+        self.cancelled = cancel_event()
 
     def __call__(self, url: str, flags: int, options: dict[str, str]) -> Fetch:
         if flags & _AVIO_FLAG_WRITE:
@@ -262,35 +264,18 @@ class HlsFetcher:
         raise Refused(reason)
 
 
-def _aside(call: Callable[[], T], cancelled: threading.Event) -> T:
-    """`call()` run in a thread of its own, the caller waiting. Our fetches are Python called from FFmpeg: in
-    the main thread, Ctrl+C's handler would run inside one of them, where ctypes and PyAV print the
+def _cancellable(call: Callable[[], T], fetcher: HlsFetcher, dispose: Callable[[T], object] | None = None) -> T:
+    """`call()` in a thread of its own (`Aside`), the caller waiting. Our fetches are Python called from FFmpeg:
+    in the main thread, Ctrl+C's handler would run inside one of them, where ctypes and PyAV print the
     KeyboardInterrupt and drop it. Here it reaches the caller's wait: the fetches are cancelled and FFmpeg's
-    open ends within a moment."""
-    done: list[T] = []
-    failed: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            done.append(call())
-        except BaseException as exc:
-            failed.append(exc)
-
-    worker = threading.Thread(target=run, name="hls-open", daemon=True)
-    worker.start()
+    open ends within a moment (so does it when an `Aside` this runs in is abandoned)."""
+    opening = Aside(call, "hls-open", dispose)
     try:
-        worker.join()
+        return opening.result()
     except KeyboardInterrupt:
-        cancelled.set()
-        worker.join(timeout=5.0)
-        for opened in done:
-            close = getattr(opened, "close", None)
-            if close is not None:
-                close()
+        fetcher.cancelled.set()
+        opening.wait(5.0)
         raise
-    if failed:
-        raise failed[0]
-    return done[0]
 
 
 def _is_playlist_url(url: str) -> bool:
@@ -322,7 +307,7 @@ def serves_a_playlist(url: str, open_timeout_s: float, read_timeout_s: float) ->
         finally:
             fetch.close()
 
-    return _aside(peek, fetcher.cancelled)
+    return _cancellable(peek, fetcher)
 
 
 def open_hls(
@@ -336,8 +321,10 @@ def open_hls(
     if ffmpeg is None:
         return av.open(url, format="hls", options=settings, timeout=timeout)
     fetcher = HlsFetcher(ffmpeg, open_timeout_s, read_timeout_s)
-    return _aside(
-        lambda: av.open(url, format="hls", options=settings, timeout=timeout, io_open=fetcher), fetcher.cancelled
+    return _cancellable(
+        lambda: av.open(url, format="hls", options=settings, timeout=timeout, io_open=fetcher),
+        fetcher,
+        dispose=lambda container: container.close(),
     )
 
 

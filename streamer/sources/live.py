@@ -28,7 +28,7 @@ import numpy as np
 from streamer.config import SourceConfig
 from streamer.errors import SourceError
 from streamer.redact import mask_url, redact_text, url_name, url_secrets
-from streamer.sources.base import SourceInfo, SourceKind, ffmpeg_reason
+from streamer.sources.base import SourceInfo, SourceKind, ffmpeg_reason, open_failure
 from streamer.sources.hls_fetch import open_web
 from streamer.sources.pixels import BgrConverter, fitted
 from streamer.types import Frame
@@ -248,6 +248,7 @@ class StreamSource(LiveSource):
         return av.open(self.url, options=self._options(probe), timeout=timeouts)
 
     def _probe(self) -> tuple[int, int, float | None]:
+        started = time.monotonic()
         try:
             container = self._connect(probe=True)
         except av.error.ProtocolNotFoundError:
@@ -257,8 +258,8 @@ class StreamSource(LiveSource):
                 f"without it; relay the stream as rtsp:// or udp://, or install PyAV built on an FFmpeg that has it)"
             ) from None
         except (av.error.FFmpegError, OSError, TimeoutError) as exc:
-            reason = redact_text(ffmpeg_reason(exc), self._secrets)
-            raise SourceError(f"cannot open {mask_url(self.url)} ({reason})") from None
+            why = open_failure(exc, time.monotonic() - started, self.config.open_timeout_s)
+            raise SourceError(f"cannot open {mask_url(self.url)} ({redact_text(why, self._secrets)})") from None
         try:
             if not container.streams.video:
                 raise SourceError(f"{mask_url(self.url)} has no video stream")

@@ -1,0 +1,171 @@
+"""Opening sources: several at once, Ctrl+C at once, and a source that does not answer said so.
+
+A "silent" server here accepts TCP connections on 127.0.0.1 and never answers: what a camera whose
+service hangs, or a firewall that swallows packets after the handshake, looks like to FFmpeg.
+"""
+
+from __future__ import annotations
+
+import _thread
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from streamer.backends.assembly import open_sources
+from streamer.config import SourceConfig
+from streamer.sources import open_source
+from streamer.sources.entries import SourceEntry
+from tests.conftest import ROOT, media_file
+from tests.test_cli import ENV, OFFLINE
+
+
+class SilentServer:
+    """Accepts connections and never answers; counts how many were open at once."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.accepted = threading.Event()
+        self.open_now = 0
+        self.most_at_once = 0
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                connection, _ = self.listener.accept()
+            except OSError:
+                return  # closed
+            with self._lock:
+                self.open_now += 1
+                self.most_at_once = max(self.most_at_once, self.open_now)
+            self.accepted.set()
+            threading.Thread(target=self._hold, args=(connection,), daemon=True).start()
+
+    def _hold(self, connection: socket.socket) -> None:
+        with connection:
+            while connection.recv(4096):
+                pass  # whatever the client says, no answer
+        with self._lock:
+            self.open_now -= 1
+
+
+@pytest.fixture()
+def silent() -> Iterator[SilentServer]:
+    server = SilentServer()
+    yield server
+    server.listener.close()
+
+
+def _open_fds_on(path: Path) -> int:
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            count += os.readlink(f"/proc/self/fd/{fd}") == str(path)
+    return count
+
+
+def test_sources_that_do_not_answer_open_together_and_say_so(silent: SilentServer, shared_media: Path) -> None:
+    # Opened one after the other, each dead camera made every source after it wait out its open timeout.
+    config = SourceConfig(open_timeout_s=2.0, read_timeout_s=2.0)
+    urls = [f"rtsp://127.0.0.1:{silent.port}/a", f"http://127.0.0.1:{silent.port}/b.mp4",
+            f"http://127.0.0.1:{silent.port}/c.m3u8"]  # fmt: skip
+    clip = str(media_file(shared_media, "face_man_smiling_short.mp4"))
+    opened, failed = open_sources([SourceEntry(spec, None, config) for spec in [*urls, clip]])
+    try:
+        assert [source.name for source in opened] == ["face_man_smiling_short"]
+        assert [spec for spec, _ in failed] == urls, "reported in the order given"
+        for _, error in failed:
+            assert str(error).endswith("(no answer within 2 s; source.open_timeout_s waits longer)"), error
+        assert silent.most_at_once == 3, "the three were waited for at the same time"
+    finally:
+        for source in opened:
+            source.source.close()
+
+
+def test_ctrl_c_while_sources_open_ends_the_wait_and_closes_what_opened(
+    silent: SilentServer, shared_media: Path
+) -> None:
+    clip = media_file(shared_media, "face_man_smiling_short.mp4")
+    config = SourceConfig(open_timeout_s=60.0, read_timeout_s=60.0)
+    entries = [SourceEntry(str(clip), None, config), SourceEntry(f"rtsp://127.0.0.1:{silent.port}/a", None, config)]
+    threading.Thread(target=lambda: (silent.accepted.wait(30), _thread.interrupt_main()), daemon=True).start()
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        open_sources(entries)
+    assert time.monotonic() - started < 20, "not left to the 60 s open timeout"
+    deadline = time.monotonic() + 10
+    while _open_fds_on(clip) and time.monotonic() < deadline:
+        time.sleep(0.1)  # the file's open may still be finishing in its own thread
+    assert _open_fds_on(clip) == 0, "the file that had opened is closed again"
+
+
+@pytest.mark.parametrize("kind", ["network", "fifo"])
+def test_ctrl_c_while_a_source_opens_is_interrupted_at_once(silent: SilentServer, tmp_path: Path, kind: str) -> None:
+    # FFmpeg's open blocks in C; in the main thread Ctrl+C was dropped inside PyAV's callbacks and the run waited
+    # out the open timeout, then said "Invalid data found" and exited 2 (a FIFO with no writer: "Interrupted
+    # system call").
+    if kind == "fifo":
+        spec = tmp_path / "camera.ts"
+        os.mkfifo(spec)
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "run_stream.py"), "--source",
+         str(spec) if kind == "fifo" else f"rtsp://127.0.0.1:{silent.port}/live",
+         "--set", "source.open_timeout_s=60", "--model", "none", "--out", str(tmp_path / "out"), *OFFLINE],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
+    )  # fmt: skip
+    try:
+        if kind == "fifo":
+            writer = _writer_when_read(spec, process)  # the run is now reading: its open waits for data
+        else:
+            assert silent.accepted.wait(60), "the run never connected"
+        time.sleep(0.5)
+        process.send_signal(signal.SIGINT)
+        sent = time.monotonic()
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+        if kind == "fifo":
+            os.close(writer)
+    assert process.returncode == 130 and stderr.strip() == "interrupted", stderr
+    assert time.monotonic() - sent < 10
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+def _writer_when_read(fifo: Path, process: subprocess.Popen[str]) -> int:
+    """The FIFO's write end, once the run has opened it to read (O_NONBLOCK: ENXIO until then)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError(f"the run never opened the FIFO: {process.communicate(timeout=30)[1]}")
+
+
+def test_sources_opened_aside_give_the_frames_they_gave_before(shared_media: Path) -> None:
+    # Opening aside changes nothing for a source that does answer: the same frames as before.
+    clip = str(media_file(shared_media, "face_man_smiling_short.mp4"))
+    config = replace(SourceConfig(), max_frames=5)
+    opened, failed = open_sources([SourceEntry(clip, None, config), SourceEntry(clip, "again", config)])
+    try:
+        assert failed == [] and [source.name for source in opened] == ["face_man_smiling_short", "again"]
+        first, second = (list(source.source.frames(threading.Event())) for source in opened)
+        alone = list(open_source(clip, config).frames(threading.Event()))  # opened in this thread, as before
+        assert len(first) == len(second) == len(alone) == 5
+        for a, b, c in zip(first, second, alone, strict=True):
+            assert (a.image == c.image).all() and (b.image == c.image).all() and a.pts_s == c.pts_s
+    finally:
+        for source in opened:
+            source.source.close()
