@@ -20,8 +20,6 @@ import logging
 import os
 import pickle
 import types
-import urllib.parse
-import urllib.request
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -32,8 +30,7 @@ from torch import nn
 
 from cocoer_core.clip_rn50 import CLIPRN50, clip_state_dict_from_archive
 from cocoer_core.errors import CheckpointError
-from cocoer_core.http_body import copy_body
-from cocoer_core.whole_files import replaced_whole
+from cocoer_core.http_body import download_whole
 
 logger = logging.getLogger(__name__)
 
@@ -217,16 +214,14 @@ def download_clip_rn50(
     own temporary file; a killed one's is cleared by the next fetch).
     """
     url = url or os.environ.get("COCOER_CLIP_URL") or CLIP_URL
-    destination.parent.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
+
+    def same_bytes() -> None:
+        if digest.hexdigest() != sha256:
+            raise CheckpointError(f"downloaded RN50.pt has the wrong SHA-256; try again or fetch {url} by hand")
+
     try:
-        if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
-            raise OSError(f"the URL must be http(s): {url[:60]!r}")
-        with replaced_whole(destination) as partial:
-            with urllib.request.urlopen(url, timeout=timeout_s) as response, partial.open("wb") as out:  # noqa: S310
-                copy_body(response, out, digest.update)
-            if digest.hexdigest() != sha256:
-                raise CheckpointError(f"downloaded RN50.pt has the wrong SHA-256; try again or fetch {url} by hand")
+        download_whole(url, destination, timeout_s, seen=digest.update, accept=same_bytes)
     except OSError as exc:
         reason = getattr(exc, "reason", None) or exc
         raise CheckpointError(

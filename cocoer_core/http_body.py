@@ -1,4 +1,4 @@
-"""An HTTP response's body copied out whole, or an error saying it was cut short.
+"""Downloads whole or not at all: an HTTP response's body copied out whole, or an error saying it was cut short.
 
 `urllib` reports a connection closed early only sometimes: `read()` with no
 size raises `http.client.IncompleteRead` (not an OSError, so a handler for
@@ -10,8 +10,13 @@ body. A 3 GB archive cut at 1 GB was then unpacked as if it were all there.
 from __future__ import annotations
 
 import http.client
+import urllib.parse
+import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 from typing import BinaryIO
+
+from cocoer_core.whole_files import replaced_whole
 
 CHUNK = 1 << 20
 
@@ -43,3 +48,28 @@ def copy_body(response: http.client.HTTPResponse, out: BinaryIO, seen: Callable[
     if announced.isdigit() and written < int(announced):
         raise CutShort(f"the connection ended after {_mb(written)} of {_mb(int(announced))}")
     return written
+
+
+def download_to(url: str, path: Path, timeout_s: float, seen: Callable[[bytes], object] | None = None) -> None:
+    """`url`'s body into `path` (http(s) only); OSError when it can't be had whole (CutShort among them)."""
+    if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+        raise OSError(f"the URL must be http(s): {url[:60]!r}")
+    with urllib.request.urlopen(url, timeout=timeout_s) as response, path.open("wb") as out:  # noqa: S310
+        copy_body(response, out, seen)
+
+
+def download_whole(
+    url: str,
+    target: Path,
+    timeout_s: float,
+    seen: Callable[[bytes], object] | None = None,
+    accept: Callable[[], None] | None = None,
+) -> Path:
+    """`url`'s body as `target`, whole or not at all: written beside it, moved into place once it has all come
+    and `accept()` (a checksum's test, say) raised nothing; a failure leaves `target` as it was."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with replaced_whole(target) as partial:
+        download_to(url, partial, timeout_s, seen)
+        if accept is not None:
+            accept()
+    return target

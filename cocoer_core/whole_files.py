@@ -36,11 +36,19 @@ def replaced_whole(path: Path) -> Iterator[Path]:
     (SIGKILL, power loss) leaves its file behind, up to half a gigabyte for
     CocoER: such leftovers of `path` are removed first.
     """
+    with scratch_beside(path) as tmp:
+        yield tmp
+        os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def scratch_beside(path: Path) -> Iterator[Path]:
+    """A temporary name beside `path` (as `replaced_whole` gives), removed when the block ends however it ends:
+    for what is needed only on the way to `path` (a downloaded archive that one file is taken from)."""
     remove_leftovers(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
     try:
         yield tmp
-        os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
 

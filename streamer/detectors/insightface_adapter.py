@@ -7,14 +7,18 @@ and otherwise the pipeline falls back to the wheel-bundled detectors.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import logging
+import os
+import shutil
+import zipfile
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from cocoer_core.http_body import download_to, download_whole
+from cocoer_core.whole_files import replaced_whole, scratch_beside
 from streamer.detectors.base import FrameByFrame, ScoredBox
 from streamer.types import Box
 
@@ -29,6 +33,16 @@ class ModelUnavailable(RuntimeError):
     """An insightface model file is neither on disk nor downloadable."""
 
 
+#: Where insightface publishes its models (its `storage.py` downloads from here); `COCOER_INSIGHTFACE_URL`
+#: names a mirror holding the same files.
+RELEASES_URL = "https://github.com/deepinsight/insightface/releases/download/model-zoo"
+DOWNLOAD_TIMEOUT_S = 60.0
+
+
+def _releases() -> str:
+    return (os.environ.get("COCOER_INSIGHTFACE_URL") or RELEASES_URL).rstrip("/")
+
+
 def _ensure(path: Path, allow_download: bool, download: Callable[[], object]) -> Path:
     """The model file, downloading it first if allowed; ModelUnavailable otherwise."""
     if path.is_file():
@@ -36,32 +50,38 @@ def _ensure(path: Path, allow_download: bool, download: Callable[[], object]) ->
     if not allow_download:
         raise ModelUnavailable(f"no {path} (downloads off)")
     try:
-        # insightface prints its progress; keep stdout for our own output.
-        with contextlib.redirect_stdout(io.StringIO()):
-            download()
-    except Exception as exc:
-        path.unlink(missing_ok=True)  # it was absent before: never leave a partial file that looks present
-        raise ModelUnavailable(f"no {path}, download failed ({type(exc).__name__})") from exc
-    if not path.is_file():
-        raise ModelUnavailable(f"the download did not produce {path}")
+        download()
+    except (OSError, zipfile.BadZipFile, zlib.error, EOFError) as exc:  # offline, cut short, damaged, disk full
+        reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or exc
+        raise ModelUnavailable(f"no {path}, download failed ({reason})") from None
     return path
 
 
-# insightface is imported only to download (it takes ~1 s to import; absent files must cost nothing).
+# Our own fetches, not insightface's (`storage.download`): that one has no timeout (a stalled connection waits for
+# ever), leaves the pack's folder when its archive fails to unpack (every later try then takes the pack for there and
+# downloads nothing), and unpacks all five of buffalo_l's models where only the detector is used.
 def _download_pack(root: Path) -> None:
-    from insightface.utils.storage import download
-
-    download("models", FACE_PACK, root=str(root))
+    """buffalo_l.zip fetched beside its folder, only the detector taken out of it, the archive removed."""
+    models = root / "models"
+    models.mkdir(parents=True, exist_ok=True)
+    target = models / FACE_PACK / FACE_FILE
+    with scratch_beside(models / f"{FACE_PACK}.zip") as archive:
+        download_to(f"{_releases()}/{FACE_PACK}.zip", archive, DOWNLOAD_TIMEOUT_S)
+        with zipfile.ZipFile(archive) as zipped:
+            member = next((name for name in zipped.namelist() if Path(name).name == FACE_FILE), None)
+            if member is None:
+                raise zipfile.BadZipFile(f"{FACE_PACK}.zip holds no {FACE_FILE}")
+            target.parent.mkdir(exist_ok=True)  # only now: insightface takes the folder for the whole pack
+            with zipped.open(member) as source, replaced_whole(target) as partial, partial.open("wb") as out:
+                shutil.copyfileobj(source, out, 1 << 20)
 
 
 def _download_onnx(root: Path) -> None:
-    from insightface.utils.storage import download_onnx
-
-    download_onnx("models", PERSON_FILE, root=str(root))
+    download_whole(f"{_releases()}/{PERSON_FILE}", root / "models" / PERSON_FILE, DOWNLOAD_TIMEOUT_S)
 
 
 def face_model_path(root: Path, allow_download: bool) -> Path:
-    """buffalo_l's detector, `<root>/models/buffalo_l/det_10g.onnx`."""
+    """buffalo_l's detector, `<root>/models/buffalo_l/det_10g.onnx` (where insightface keeps it)."""
     return _ensure(root / "models" / FACE_PACK / FACE_FILE, allow_download, lambda: _download_pack(root))
 
 

