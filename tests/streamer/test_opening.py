@@ -1,8 +1,5 @@
-"""Opening sources: several at once, Ctrl+C at once, and a source that does not answer said so.
-
-A "silent" server here accepts TCP connections on 127.0.0.1 and never answers: what a camera whose
-service hangs, or a firewall that swallows packets after the handshake, looks like to FFmpeg.
-"""
+"""Opening sources: several at once, Ctrl+C at once, and a source that does not answer said so (a
+`SilentServer` on 127.0.0.1 plays the camera that does not answer)."""
 
 from __future__ import annotations
 
@@ -10,7 +7,6 @@ import _thread
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -26,39 +22,8 @@ from streamer.config import SourceConfig
 from streamer.sources import open_source
 from streamer.sources.entries import SourceEntry
 from tests.conftest import ROOT, media_file
+from tests.support.servers import SilentServer
 from tests.test_cli import ENV, OFFLINE
-
-
-class SilentServer:
-    """Accepts connections and never answers; counts how many were open at once."""
-
-    def __init__(self) -> None:
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.accepted = threading.Event()
-        self.open_now = 0
-        self.most_at_once = 0
-        self._lock = threading.Lock()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                connection, _ = self.listener.accept()
-            except OSError:
-                return  # closed
-            with self._lock:
-                self.open_now += 1
-                self.most_at_once = max(self.most_at_once, self.open_now)
-            self.accepted.set()
-            threading.Thread(target=self._hold, args=(connection,), daemon=True).start()
-
-    def _hold(self, connection: socket.socket) -> None:
-        with connection:
-            while connection.recv(4096):
-                pass  # whatever the client says, no answer
-        with self._lock:
-            self.open_now -= 1
 
 
 @pytest.fixture()

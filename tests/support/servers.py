@@ -280,3 +280,36 @@ def download_server() -> Iterator[Callable[[Download], str]]:
     for server in servers:
         server.shutdown()
         server.server_close()
+
+
+class SilentServer:
+    """Accepts TCP connections on 127.0.0.1 and never answers (a camera whose service hangs, a firewall that
+    swallows what follows the handshake); counts how many were open at once."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.accepted = threading.Event()
+        self.open_now = 0
+        self.most_at_once = 0
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                connection, _ = self.listener.accept()
+            except OSError:
+                return  # closed
+            with self._lock:
+                self.open_now += 1
+                self.most_at_once = max(self.most_at_once, self.open_now)
+            self.accepted.set()
+            threading.Thread(target=self._hold, args=(connection,), daemon=True).start()
+
+    def _hold(self, connection: socket.socket) -> None:
+        with connection:
+            while connection.recv(4096):
+                pass  # whatever the client says, no answer
+        with self._lock:
+            self.open_now -= 1
