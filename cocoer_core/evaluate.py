@@ -278,7 +278,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         metrics = evaluate(model, dataset, heads, args.out, max(args.images_per_batch, 1), args.mode)
         save_beside = args.split == "val" and args.mode == "live" and not args.no_save_thresholds
         if save_beside:
-            (args.weights / THRESHOLDS_FILE).write_text((args.out / THRESHOLDS_FILE).read_text())
+            write_text_whole(args.weights / THRESHOLDS_FILE, (args.out / THRESHOLDS_FILE).read_text())
     except (DatasetError, CheckpointError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -7,8 +7,9 @@ structured merge), so a typo never passes silently.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,17 @@ def _tristate(value: object) -> str:
 def _check_min(name: str, value: float, low: float, inclusive: bool = True) -> None:
     if value < low or (not inclusive and value == low):
         raise ValueError(f"{name} must be {'>=' if inclusive else '>'} {low}; got {value}")
+
+
+def _check_finite(config: Any, prefix: str = "") -> None:
+    """Every number in a config tree is finite: `nan` passes every `<` and `>` check and would reach FFmpeg's
+    timeouts, the smoothing and the thresholds as it is."""
+    for item in fields(config):
+        value = getattr(config, item.name)
+        if is_dataclass(value):
+            _check_finite(value, f"{prefix}{item.name}.")
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{prefix}{item.name} must be a finite number; got {value}")
 
 
 #: libx264's speed presets (anything else fails only when the first frame is encoded).
@@ -349,6 +361,7 @@ class AppConfig:
     device: str = "auto"
 
     def __post_init__(self) -> None:
+        _check_finite(self)
         if self.queue_size < 1 or self.live_queue_size < 1:
             raise ValueError(f"queue sizes must be >= 1; got {self.queue_size}, {self.live_queue_size}")
         _check_choice("device", self.device, ("auto", "cpu", "cuda"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,8 +71,46 @@ class TrainOptions:
     save_every: int = 0
     log_every: int = 10
 
+    def __post_init__(self) -> None:
+        """Refuse what no run can use, in one line naming the option, before the data and the models load
+        (minutes on EMOTIC): torch's own checks came only then, and some never (StepLR takes a decay of nan: the
+        learning rate turned nan after the first `--lr-step` epochs)."""
+        for name, low in (
+            ("epochs", 1),
+            ("batch_size", 1),
+            ("accumulate", 1),
+            ("lr_step", 1),
+            ("log_every", 1),
+            ("max_steps", 0),
+            ("eval_every", 0),
+            ("patience", 0),
+            ("save_every", 0),
+            ("workers", -1),
+        ):
+            _at_least(name, getattr(self, name), low)
+        for name in ("lr", "beta1", "beta2", "weight_decay", "lr_gamma", "inside_lr", "dropout", "clip_grad"):
+            if not math.isfinite(getattr(self, name)):
+                raise ValueError(f"{_flag(name)} must be a finite number; got {getattr(self, name)}")
+        for name in ("lr", "lr_gamma"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{_flag(name)} must be > 0; got {getattr(self, name)}")
+        for name in ("weight_decay", "inside_lr", "clip_grad"):
+            _at_least(name, getattr(self, name), 0)
+        for name in ("beta1", "beta2", "dropout"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ValueError(f"{_flag(name)} must be in [0, 1); got {getattr(self, name)}")
+
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _at_least(name: str, value: float, low: float) -> None:
+    if value < low:
+        raise ValueError(f"{_flag(name)} must be >= {low}; got {value}")
 
 
 def option_names() -> list[str]:

@@ -20,6 +20,7 @@ import torch
 
 from cocoer_core.data import open_dataset, read_head_boxes
 from cocoer_core.labels import CAER_S_LABELS
+from cocoer_core.train import main as train_main
 from cocoer_core.training.augment import plain_views, random_crop, train_views
 from cocoer_core.training.loader import BatchPlan
 from cocoer_core.training.objective import EMOTIC_STATIC_WEIGHTS, count_weights, static_weights
@@ -148,6 +149,23 @@ def test_bad_input_and_offline_pretrained_weights_end_in_one_line(
     errors = [line for line in offline.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "ImageNet ResNet-50 weights cannot be downloaded" in errors[0], offline.stderr
     assert "--init random" in errors[0] and "Traceback" not in offline.stderr and "Downloading" not in offline.stderr
+
+
+@pytest.mark.parametrize(
+    ("option", "said"),
+    [(["--lr-gamma", "nan"], "--lr-gamma must be a finite number; got nan"),
+     (["--lr", "0"], "--lr must be > 0; got 0.0"), (["--dropout", "1.5"], "--dropout must be in [0, 1); got 1.5"),
+     (["--epochs", "0"], "--epochs must be >= 1; got 0"), (["--workers", "-2"], "--workers must be >= -1; got -2")],
+)  # fmt: skip
+def test_options_no_run_can_use_are_one_line_before_anything_loads(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], option: list[str], said: str
+) -> None:
+    # The dataset root does not exist: an option refused before it is looked at never gets that far.
+    args = ["--dataset", "emotic", "--root", str(tmp_path / "nowhere"), "--heads", str(tmp_path / "heads.json"),
+            "--out", str(tmp_path / "run"), *option]  # fmt: skip
+    assert train_main(args) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [f"error: {said}"]
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.fixture(scope="module")
