@@ -29,7 +29,7 @@ from streamer.outputs import ensure_writable_dir, open_outputs
 from streamer.privacy.declaration import video_tags
 from streamer.privacy.retention import manifest_for
 from streamer.privacy.zones import ZoneFilter, parse_zones
-from streamer.sources import Source, SourceInfo, SourceKind, open_source, opens_in_calling_thread
+from streamer.sources import Source, SourceInfo, SourceKind, close_source, opened_here, opens_in_calling_thread
 from streamer.sources.aside import Aside
 from streamer.sources.entries import SourceEntry, unique_names
 from streamer.stages.detect_track import DetectTrackStage
@@ -108,7 +108,7 @@ def open_sources(entries: Sequence[SourceEntry]) -> tuple[list[OpenedSource], li
     openings = [
         None
         if opens_in_calling_thread(entry.spec)
-        else Aside(functools.partial(open_source, entry.spec, entry.config), f"open-{index}", _close, limit)
+        else Aside(functools.partial(opened_here, entry.spec, entry.config), f"open-{index}", close_source, limit)
         for index, entry in enumerate(entries)
     ]
     opened: list[tuple[SourceEntry, Source]] = []
@@ -116,7 +116,7 @@ def open_sources(entries: Sequence[SourceEntry]) -> tuple[list[OpenedSource], li
     try:
         for entry, opening in zip(entries, openings, strict=True):
             try:
-                source = open_source(entry.spec, entry.config) if opening is None else opening.result()
+                source = opened_here(entry.spec, entry.config) if opening is None else opening.result()
             except UserError as exc:
                 failed.append((entry.name or entry.spec, exc))
                 continue
@@ -130,10 +130,6 @@ def open_sources(entries: Sequence[SourceEntry]) -> tuple[list[OpenedSource], li
         raise
     names = unique_names([entry.name or source.info.stem for entry, source in opened])
     return [OpenedSource(n, s, e.config) for n, (e, s) in zip(names, opened, strict=True)], failed
-
-
-def _close(source: Source) -> None:
-    source.close()
 
 
 def queue_policy(info: SourceInfo, config: SourceConfig) -> QueuePolicy:

@@ -18,6 +18,7 @@ Errors a user can fix become `SourceError`: one line, credentials masked.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from pathlib import Path
@@ -25,6 +26,7 @@ from pathlib import Path
 from streamer.config import SourceConfig
 from streamer.errors import SourceError
 from streamer.redact import mask_url, url_name
+from streamer.sources.aside import Aside
 from streamer.sources.base import IMAGE_SUFFIXES, Source, SourceInfo, SourceKind
 from streamer.sources.container import ContainerSource, file_source, open_container, serves_a_stream
 from streamer.sources.demo import DemoSource
@@ -44,8 +46,10 @@ __all__ = [
     "Source",
     "SourceInfo",
     "SourceKind",
+    "close_source",
     "is_image_path",
     "open_source",
+    "opened_here",
     "opens_in_calling_thread",
 ]
 
@@ -74,8 +78,21 @@ def open_source(spec: str, config: SourceConfig) -> Source:
     """Turn a `--source` value into a source, failing with one clear line.
 
     Accepts `demo`, a camera index (`0`) or device (`/dev/video0`), a network
-    URL (`rtsp://`, `http(s)://`, ...) or a video file path.
+    URL (`rtsp://`, `http(s)://`, ...) or a video file path. Files and URLs
+    open in a thread of their own, this one waiting (`aside.py`): Ctrl+C
+    while FFmpeg's open blocks reaches the caller at once.
     """
+    if opens_in_calling_thread(spec):
+        return opened_here(spec, config)
+    return Aside(functools.partial(opened_here, spec, config), "open-source", close_source).result()
+
+
+def close_source(source: Source) -> None:
+    source.close()
+
+
+def opened_here(spec: str, config: SourceConfig) -> Source:
+    """`open_source` in the calling thread, however long the open blocks (for callers that wait aside)."""
     if spec == "demo":
         return DemoSource(config.demo_seconds, config.demo_fps, config.max_frames)
     if spec.isdigit():

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import _thread
 import contextlib
 import os
 import signal
@@ -65,7 +64,9 @@ def test_ctrl_c_while_sources_open_ends_the_wait_and_closes_what_opened(
     clip = media_file(shared_media, "face_man_smiling_short.mp4")
     config = SourceConfig(open_timeout_s=60.0, read_timeout_s=60.0)
     entries = [SourceEntry(str(clip), None, config), SourceEntry(f"rtsp://127.0.0.1:{silent.port}/a", None, config)]
-    threading.Thread(target=lambda: (silent.accepted.wait(30), _thread.interrupt_main()), daemon=True).start()
+    threading.Thread(
+        target=lambda: (silent.accepted.wait(30), os.kill(os.getpid(), signal.SIGINT)), daemon=True
+    ).start()
     started = time.monotonic()
     with pytest.raises(KeyboardInterrupt):
         open_sources(entries)
@@ -74,6 +75,18 @@ def test_ctrl_c_while_sources_open_ends_the_wait_and_closes_what_opened(
     while _open_fds_on(clip) and time.monotonic() < deadline:
         time.sleep(0.1)  # the file's open may still be finishing in its own thread
     assert _open_fds_on(clip) == 0, "the file that had opened is closed again"
+
+
+def test_ctrl_c_while_open_source_waits_reaches_the_caller(silent: SilentServer) -> None:
+    # The Python API's own `open_source`, in this (the main) thread: the open used to go on to its timeout.
+    config = SourceConfig(open_timeout_s=60.0, read_timeout_s=60.0)
+    threading.Thread(
+        target=lambda: (silent.accepted.wait(30), os.kill(os.getpid(), signal.SIGINT)), daemon=True
+    ).start()
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        open_source(f"http://127.0.0.1:{silent.port}/camera.mjpg", config)
+    assert time.monotonic() - started < 20
 
 
 @pytest.mark.parametrize("kind", ["network", "fifo"])
