@@ -50,12 +50,22 @@ def copy_body(response: http.client.HTTPResponse, out: BinaryIO, seen: Callable[
     return written
 
 
+def fetch_into(url: str, out: BinaryIO, timeout_s: float, seen: Callable[[bytes], object] | None = None) -> int:
+    """`url`'s body written to `out` (http(s) only), the bytes written; OSError when it can't be had whole
+    (offline, CutShort, a malformed URL: whatever fails, one kind of error to catch)."""
+    try:
+        if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+            raise OSError(f"the URL must be http(s): {url[:60]!r}")
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:  # noqa: S310 - http(s) checked above
+            return copy_body(response, out, seen)
+    except (ValueError, http.client.HTTPException) as exc:  # a malformed URL (a mirror's), a garbled answer
+        raise OSError(f"{type(exc).__name__}: {str(exc)[:120]}") from None
+
+
 def download_to(url: str, path: Path, timeout_s: float, seen: Callable[[bytes], object] | None = None) -> None:
-    """`url`'s body into `path` (http(s) only); OSError when it can't be had whole (CutShort among them)."""
-    if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
-        raise OSError(f"the URL must be http(s): {url[:60]!r}")
-    with urllib.request.urlopen(url, timeout=timeout_s) as response, path.open("wb") as out:  # noqa: S310
-        copy_body(response, out, seen)
+    """`url`'s body as the file `path` (a temporary name: see `download_whole`); OSError as `fetch_into`."""
+    with path.open("wb") as out:
+        fetch_into(url, out, timeout_s, seen)
 
 
 def download_whole(

