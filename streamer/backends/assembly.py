@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import logging
-import threading
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -100,31 +100,37 @@ OPEN_AT_ONCE = 8
 def open_sources(entries: Sequence[SourceEntry]) -> tuple[list[OpenedSource], list[tuple[str, UserError]]]:
     """Open every entry, several at once; the ones that fail are returned with their one-line error, not raised.
 
-    Files and URLs open in threads of their own (`Aside`): a camera that does not answer costs its timeout
-    once, and Ctrl+C reaches the caller at once (FFmpeg's blocking open dropped it). Whatever was opened is
-    closed when the wait is cut short.
+    Files and URLs open in threads of their own (`Aside`), `OPEN_AT_ONCE` at a time in the order given: a camera that does not answer costs its timeout once, and Ctrl+C reaches the caller at once (FFmpeg's
+    blocking open dropped it). Whatever was opened is closed when the wait is cut short.
     """
-    limit = threading.Semaphore(OPEN_AT_ONCE)
-    openings = [
-        None
-        if opens_in_calling_thread(entry.spec)
-        else Aside(functools.partial(opened_here, entry.spec, entry.config), f"open-{index}", close_source, limit)
-        for index, entry in enumerate(entries)
-    ]
+    aside = deque(i for i, entry in enumerate(entries) if not opens_in_calling_thread(entry.spec))
+    openings: dict[int, Aside[Source]] = {}
+
+    def start_more() -> None:
+        while aside and len(openings) < OPEN_AT_ONCE:
+            index = aside.popleft()
+            call = functools.partial(opened_here, entries[index].spec, entries[index].config)
+            openings[index] = Aside(call, f"open-{index}", close_source)
+
     opened: list[tuple[SourceEntry, Source]] = []
     failed: list[tuple[str, UserError]] = []
+    current: Aside[Source] | None = None
     try:
-        for entry, opening in zip(entries, openings, strict=True):
+        start_more()
+        for index, entry in enumerate(entries):
+            current = openings.pop(index, None)  # started already: the ones before it are taken
             try:
-                source = opened_here(entry.spec, entry.config) if opening is None else opening.result()
+                source = opened_here(entry.spec, entry.config) if current is None else current.result()
             except UserError as exc:
                 failed.append((entry.name or entry.spec, exc))
                 continue
+            finally:
+                start_more()  # once this one has ended: never more than OPEN_AT_ONCE at work
             opened.append((entry, source))
     except BaseException:
-        for pending in openings:
+        for pending in [current, *openings.values()]:
             if pending is not None:
-                pending.abandon()
+                pending.abandon()  # what it opens is closed (nothing, if its source was taken)
         for _, source in opened:
             source.close()
         raise

@@ -37,13 +37,10 @@ class Aside(Generic[T]):
         call: Callable[[], T],
         name: str,
         dispose: Callable[[T], object] | None = None,
-        limit: threading.Semaphore | None = None,
     ) -> None:
-        """`dispose`: how to let go of a result no one took (close it). `limit`: shared by calls that may run at
-        once in limited numbers."""
+        """`dispose`: how to let go of a result no one took (close it)."""
         self._call = call
         self._dispose = dispose
-        self._limit = limit
         self._lock = threading.Lock()
         self._abandoned = False
         self.cancelled = threading.Event()
@@ -54,14 +51,11 @@ class Aside(Generic[T]):
 
     def _run(self) -> None:
         _here.cancelled = self.cancelled
-        with self._limit or contextlib.nullcontext():
-            if self._abandoned:
-                return  # given up on before its turn came
-            try:
-                result = self._call()
-            except BaseException as exc:
-                self._errors.append(exc)
-                return
+        try:
+            result = self._call()
+        except BaseException as exc:
+            self._errors.append(exc)
+            return
         with self._lock:
             if not self._abandoned:
                 self._results.append(result)

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from streamer.backends import assembly
 from streamer.backends.assembly import open_sources
 from streamer.config import SourceConfig
-from streamer.sources import open_source
+from streamer.sources import Source, open_source, opened_here
 from streamer.sources.entries import SourceEntry
 from tests.conftest import ROOT, media_file
 from tests.support.servers import SilentServer
@@ -56,6 +57,30 @@ def test_sources_that_do_not_answer_open_together_and_say_so(silent: SilentServe
     finally:
         for source in opened:
             source.source.close()
+
+
+def test_no_more_sources_open_at_once_than_the_limit(silent: SilentServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A folder of a thousand videos must not start a thousand opens (threads, file handles) at once.
+    at_work, most, threads, lock = [0], [0], [0], threading.Lock()
+
+    def counted(spec: str, config: SourceConfig) -> Source:
+        with lock:
+            at_work[0] += 1
+            most[0] = max(most[0], at_work[0])
+            threads[0] = max(threads[0], sum(t.name.startswith("open-") for t in threading.enumerate()))
+        try:
+            return opened_here(spec, config)
+        finally:
+            with lock:
+                at_work[0] -= 1
+
+    monkeypatch.setattr(assembly, "OPEN_AT_ONCE", 2)
+    monkeypatch.setattr(assembly, "opened_here", counted)
+    config = SourceConfig(open_timeout_s=1.0, read_timeout_s=1.0)
+    urls = [f"rtsp://127.0.0.1:{silent.port}/{n}" for n in range(5)]
+    opened, failed = open_sources([SourceEntry(url, None, config) for url in urls])
+    assert opened == [] and [spec for spec, _ in failed] == urls
+    assert most[0] == 2 and threads[0] == 2, "two opens at work, in two threads"
 
 
 def test_ctrl_c_while_sources_open_ends_the_wait_and_closes_what_opened(
