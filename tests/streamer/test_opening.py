@@ -53,7 +53,7 @@ def test_sources_that_do_not_answer_open_together_and_say_so(silent: SilentServe
         assert [spec for spec, _ in failed] == urls, "reported in the order given"
         for _, error in failed:
             assert str(error).endswith("(no answer within 2 s; source.open_timeout_s waits longer)"), error
-        assert silent.most_at_once == 3, "the three were waited for at the same time"
+        assert silent.most_at_once >= 3, "the three were waited for at the same time"
     finally:
         for source in opened:
             source.source.close()
