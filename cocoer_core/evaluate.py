@@ -271,6 +271,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         dataset = open_dataset(args.dataset, args.root, args.split)
         if not dataset.samples:
             raise DatasetError(f"{args.dataset} {args.split} under {args.root} holds no annotated person")
+        dataset.check_images()
         heads = read_heads(args.heads)
         model = CocoERModel.from_directory(
             args.weights, device=args.device, allow_download=False, refine=args.mode == "live"

@@ -82,7 +82,9 @@ def find_heads(kind: str, root: Path, detector: FaceDetector, progress: bool = T
     """Every split's persons (each image once) through `detector`, matched to their heads."""
     persons: dict[str, dict[int, PersonSample]] = defaultdict(dict)
     for split in ("train", "val", "test"):
-        for sample in open_dataset(kind, root, split).samples:
+        dataset = open_dataset(kind, root, split)
+        dataset.check_images()  # all of them now, not the first one an hour in
+        for sample in dataset.samples:
             persons[sample.image][sample.person] = sample
     heads = HeadBoxes(kind, detector.name, licence_of(detector.name), RULE, created=time.strftime("%Y-%m-%d"))
     started, total = time.monotonic(), len(persons)
