@@ -46,6 +46,7 @@ import numpy as np
 import torch
 
 from cocoer_core.api import PersonRegion
+from cocoer_core.command_line import exit_with
 from cocoer_core.data import KINDS, DatasetError, HeadBoxes, PersonDataset, PersonSample, open_dataset
 from cocoer_core.data import read_head_boxes as read_heads
 from cocoer_core.errors import CheckpointError
@@ -296,4 +297,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_with(main)

@@ -34,6 +34,7 @@ from torch import nn
 
 from cocoer_core.checkpoint import GWT_FILE
 from cocoer_core.clip_rn50 import ModifiedResNet
+from cocoer_core.command_line import exit_with
 from cocoer_core.errors import CheckpointError, first_line
 from cocoer_core.model import CocoER
 from cocoer_core.onnx_cache import ExportSpec, export_checked
@@ -205,4 +206,4 @@ def export_baseline_file(out: Path) -> float:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_with(main)

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from cocoer_core.clip_rn50 import CLIPRN50
+from cocoer_core.command_line import exit_with
 from cocoer_core.config import CocoERConfig
 from cocoer_core.errors import CheckpointError
 from cocoer_core.golden import fill_module, golden_inputs
@@ -141,4 +142,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_with(main)

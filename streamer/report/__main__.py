@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from cocoer_core.command_line import exit_with
 from streamer.errors import UserError
 from streamer.redact import printable
 from streamer.report import write_report
@@ -37,4 +38,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_with(main)

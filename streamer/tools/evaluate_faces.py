@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from cocoer_core.baseline import FaceExpressionBaseline
+from cocoer_core.command_line import exit_with
 from cocoer_core.evaluate_faces import FaceFinder, evaluate, read_label_csv, report
 
 
@@ -66,4 +67,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_with(main)

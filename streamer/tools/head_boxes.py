@@ -28,6 +28,7 @@ from pathlib import Path
 
 import cv2
 
+from cocoer_core.command_line import exit_with
 from cocoer_core.data import KINDS, DatasetError, HeadBoxes, PersonSample, open_dataset
 from cocoer_core.data.samples import Box4
 from cocoer_core.runtime import estimated_head
@@ -134,4 +135,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_with(main)

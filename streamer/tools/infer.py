@@ -27,6 +27,7 @@ import cv2
 import numpy as np
 
 from cocoer_core.api import PersonRegion
+from cocoer_core.command_line import exit_with
 from cocoer_core.errors import CheckpointError
 from cocoer_core.infer import draw_official, official_dict
 from streamer.errors import SourceError
@@ -113,4 +114,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_with(main)

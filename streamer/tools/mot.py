@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cocoer_core.command_line import exit_with
 from streamer.outputs.records import read_records
 from streamer.types import Box
 
@@ -131,4 +132,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_with(main)
