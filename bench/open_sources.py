@@ -5,8 +5,8 @@
 Dead cameras are `SilentServer` URLs on 127.0.0.1 (connections accepted, never
 answered: RTSP, HTTP and HLS); beside them a ../shared/media clip. Prints:
 
-- the wall time to open them all, each `open_source` in turn in this thread
-  (what a run did before) against `open_sources` (files and URLs in threads of
+- the wall time to open them all, each in turn in this thread (`opened_here`:
+  what a run did before) against `open_sources` (files and URLs in threads of
   their own, up to 8 at once);
 - Ctrl+C while a dead source opens, each way in a process of its own: the
   seconds from the signal to the process's end, and how it ended.
@@ -25,7 +25,7 @@ from common import MEDIA, ROOT
 from streamer.backends.assembly import open_sources
 from streamer.config import SourceConfig
 from streamer.errors import UserError
-from streamer.sources import open_source
+from streamer.sources import opened_here
 from streamer.sources.entries import SourceEntry
 from tests.support.servers import SilentServer
 
@@ -35,13 +35,13 @@ import cv2, av
 from streamer.backends.assembly import open_sources
 from streamer.config import SourceConfig
 from streamer.errors import UserError
-from streamer.sources import open_source
+from streamer.sources import opened_here
 from streamer.sources.entries import SourceEntry
 config = SourceConfig(open_timeout_s=float(sys.argv[3]), read_timeout_s=float(sys.argv[3]))
 print("opening", flush=True)
 try:
     if sys.argv[2] == "in-turn":
-        open_source(sys.argv[1], config)
+        opened_here(sys.argv[1], config)  # the open in this (the main) thread, as before
     else:
         open_sources([SourceEntry(sys.argv[1], None, config)])
     print("opened")
@@ -65,7 +65,7 @@ def _in_turn(specs: list[str], config: SourceConfig) -> tuple[float, int]:
     started, opened = time.monotonic(), 0
     for spec in specs:
         try:
-            open_source(spec, config).close()
+            opened_here(spec, config).close()
             opened += 1
         except UserError:
             pass
@@ -112,7 +112,7 @@ def main() -> None:
         url = _dead_urls(server, 1)[0]
         for how in ("in-turn", "together"):
             took, said = _ctrl_c(url, how, args.timeout)
-            label = "open_source in the main thread" if how == "in-turn" else "open_sources"
+            label = "opened in the main thread" if how == "in-turn" else "open_sources"
             print(f"Ctrl+C 1 s into opening {url} ({label}): ended {took:.1f} s later, {said[:90]}")
     finally:
         server.listener.close()
