@@ -136,8 +136,9 @@ class Trainer:
             raise DatasetError(f"{o.dataset} train under {o.root} holds no annotated person")
         self.select_set = open_dataset(o.dataset, Path(o.root), o.select_on)
         self.val_set = self.select_set if o.select_on == "val" else open_dataset(o.dataset, Path(o.root), "val")
-        for split in (self.train_set, self.select_set, self.val_set):
-            split.check_images()  # seconds now, rather than an error when an epoch reaches the image
+        splits = [self.train_set, self.select_set] + ([] if self.val_set is self.select_set else [self.val_set])
+        for split in splits:  # seconds now, rather than an error when an epoch reaches the image
+            split.check_images()
         self.heads = read_head_boxes(Path(o.heads))
         self.metric = selection_metric(o.dataset)
         self.plan = BatchPlan(len(self.train_set), o.batch_size, o.accumulate, world.size, o.seed)
