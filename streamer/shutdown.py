@@ -1,8 +1,8 @@
 """Ctrl+C and SIGTERM: stop between frames, never in the middle of writing one.
 
-Before any output is open a signal simply raises KeyboardInterrupt (model
-loading, probing a source). Once `arm()` is called, the first signal only
-sets `event`: the run loop finishes the frame it is writing, then every
+Before any output is open the first signal raises KeyboardInterrupt (model
+loading, opening a source) and later ones are acknowledged and ignored.
+Once `arm()` is called, the first signal only sets `event`: the run loop finishes the frame it is writing, then every
 thread is stopped and joined and every file finalized. Later signals are
 acknowledged and ignored, because interrupting finalization is what used to
 abort the process and cut the video short of the JSONL.
@@ -33,6 +33,11 @@ class GracefulStop:
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if not self._armed:
+            if self.event.is_set():
+                # A second Ctrl+C would land in the first one's way out (its "interrupted" line): a traceback.
+                os.write(2, b"already stopping, please wait\n")
+                return
+            self.event.set()  # and should the KeyboardInterrupt be swallowed, the run stops once armed
             raise KeyboardInterrupt
         if self.event.is_set():
             # os.write, not logging: a handler can run while the logging lock is held.

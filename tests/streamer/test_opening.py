@@ -19,6 +19,7 @@ import pytest
 from streamer.backends import assembly
 from streamer.backends.assembly import open_sources
 from streamer.config import SourceConfig
+from streamer.shutdown import GracefulStop
 from streamer.sources import Source, open_source, opened_here
 from streamer.sources.entries import SourceEntry
 from tests.conftest import ROOT, media_file
@@ -144,6 +145,23 @@ def test_ctrl_c_while_a_source_opens_is_interrupted_at_once(silent: SilentServer
     assert process.returncode == 130 and stderr.strip() == "interrupted", stderr
     assert time.monotonic() - sent < 10
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+def test_a_second_ctrl_c_while_the_first_ends_the_start_up_is_acknowledged_not_raised(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    # Ctrl+C now ends an open at once, so a second one could land while the first was on its way out (in the
+    # CLI's "interrupted" line): a second KeyboardInterrupt, a traceback. Called as the signal would call it.
+    stop = GracefulStop()
+    with pytest.raises(KeyboardInterrupt):
+        stop._handle(signal.SIGINT, None)
+    try:
+        stop._handle(signal.SIGINT, None)
+        stop._handle(signal.SIGTERM, None)
+    except KeyboardInterrupt:
+        pytest.fail("a second signal raised KeyboardInterrupt again")
+    assert capfd.readouterr().err.splitlines() == ["already stopping, please wait"] * 2
+    assert stop.event.is_set(), "should the first be swallowed, the run stops once it is armed"
 
 
 def _writer_when_read(fifo: Path, process: subprocess.Popen[str]) -> int:
