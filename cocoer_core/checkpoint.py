@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from cocoer_core.clip_rn50 import CLIPRN50, clip_state_dict_from_archive
-from cocoer_core.errors import CheckpointError
+from cocoer_core.errors import CheckpointError, reason_of
 from cocoer_core.http_body import download_whole
 
 logger = logging.getLogger(__name__)
@@ -223,9 +223,8 @@ def download_clip_rn50(
     try:
         download_whole(url, destination, timeout_s, seen=digest.update, accept=same_bytes)
     except OSError as exc:
-        reason = getattr(exc, "reason", None) or exc
         raise CheckpointError(
-            f"CLIP RN50 weights not found and the download failed ({reason}); "
+            f"CLIP RN50 weights not found and the download failed ({reason_of(exc)}); "
             f"put OpenAI's RN50.pt at {destination} (from {url})"
         ) from None
     return destination

@@ -9,10 +9,11 @@ body. A 3 GB archive cut at 1 GB was then unpacked as if it were all there.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -50,16 +51,30 @@ def copy_body(response: http.client.HTTPResponse, out: BinaryIO, seen: Callable[
     return written
 
 
-def fetch_into(url: str, out: BinaryIO, timeout_s: float, seen: Callable[[bytes], object] | None = None) -> int:
-    """`url`'s body written to `out` (http(s) only), the bytes written; OSError when it can't be had whole
-    (offline, CutShort, a malformed URL: whatever fails, one kind of error to catch)."""
+@contextlib.contextmanager
+def opened(url: str, timeout_s: float) -> Iterator[http.client.HTTPResponse]:
+    """`url`'s response (http(s) only), closed when the block ends; OSError for whatever fails in reaching it or
+    reading it (offline, a malformed URL: `ValueError`/`InvalidURL`, a garbled answer: one kind of error to
+    catch). An http.client error raised in the block, say `IncompleteRead` from the caller's own `read()`, is
+    turned into OSError too."""
     try:
         if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
             raise OSError(f"the URL must be http(s): {url[:60]!r}")
-        with urllib.request.urlopen(url, timeout=timeout_s) as response:  # noqa: S310 - http(s) checked above
-            return copy_body(response, out, seen)
+        response = urllib.request.urlopen(url, timeout=timeout_s)  # noqa: S310 - http(s) checked above
     except (ValueError, http.client.HTTPException) as exc:  # a malformed URL (a mirror's), a garbled answer
         raise OSError(f"{type(exc).__name__}: {str(exc)[:120]}") from None
+    with response:
+        try:
+            yield response
+        except http.client.HTTPException as exc:
+            raise OSError(f"{type(exc).__name__}: {str(exc)[:120]}") from None
+
+
+def fetch_into(url: str, out: BinaryIO, timeout_s: float, seen: Callable[[bytes], object] | None = None) -> int:
+    """`url`'s body written to `out` (http(s) only), the bytes written; OSError when it can't be had whole
+    (see `opened`; CutShort when the connection ended early)."""
+    with opened(url, timeout_s) as response:
+        return copy_body(response, out, seen)
 
 
 def download_to(url: str, path: Path, timeout_s: float, seen: Callable[[bytes], object] | None = None) -> None:

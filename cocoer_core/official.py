@@ -16,22 +16,18 @@ since the official loading code passes no `map_location`.
 from __future__ import annotations
 
 import html
-import http.client
 import os
 import re
 import shutil
-import tarfile
 import time
 import urllib.parse
-import urllib.request
-import zipfile
-import zlib
 from pathlib import Path
 
+from cocoer_core.archives import extract_whole, member_names
 from cocoer_core.checkpoint import GWT_FILE, classes_in, load_state, load_vi_weights, read_cocoer_state
 from cocoer_core.config import CocoERConfig
-from cocoer_core.errors import CheckpointError
-from cocoer_core.http_body import copy_body
+from cocoer_core.errors import CheckpointError, reason_of
+from cocoer_core.http_body import copy_body, opened
 from cocoer_core.model import CocoER
 from cocoer_core.whole_files import ABANDONED_S, replaced_whole, writer_running
 
@@ -41,7 +37,6 @@ DOWNLOAD_URL = f"https://drive.usercontent.google.com/download?id={GOOGLE_DRIVE_
 PAGE_URL = f"https://drive.google.com/file/d/{GOOGLE_DRIVE_ID}/view"
 BAIDU_URL = "https://pan.baidu.com/s/1_jHm5j7JnkvdhU5NbI4CwA?pwd=u6wq"
 VI_FILE = Path("VI_weights") / "w.pth"
-CHUNK = 1 << 20
 #: The download's folder inside the checkpoints folder, named by its process: `.download-PID`.
 SCRATCH_PREFIX = ".download-"
 
@@ -66,10 +61,8 @@ def download(url: str, target: Path, timeout_s: float = 60.0, folder: Path | Non
     """Stream `url` into `target` (following Drive's confirmation page once); CheckpointError when offline."""
     where = folder or target.parent
     for _ in range(2):
-        if not url.lower().startswith(("http://", "https://")):
-            raise CheckpointError(f"the weights' URL must be http(s); got {url[:60]!r}")
         try:
-            with urllib.request.urlopen(url, timeout=timeout_s) as response:  # noqa: S310 - http(s) checked above
+            with opened(url, timeout_s) as response:
                 if "text/html" in response.headers.get("Content-Type", ""):
                     next_url = _confirm_url(response.read(1 << 20).decode("utf-8", "replace"))
                     if next_url is None:
@@ -79,26 +72,23 @@ def download(url: str, target: Path, timeout_s: float = 60.0, folder: Path | Non
                 with target.open("wb") as out:
                     copy_body(response, out)
                 return target
-        except (OSError, ValueError, http.client.HTTPException) as exc:  # offline, cut short, a malformed URL
-            reason = getattr(exc, "reason", None) or exc
+        except OSError as exc:  # offline, cut short, a malformed URL, a full disk
             raise CheckpointError(
-                f"cannot download the official CocoER weights ({reason}); {_by_hand(where)}"
+                f"cannot download the official CocoER weights ({reason_of(exc)}); {_by_hand(where)}"
             ) from None
     raise CheckpointError(f"Google Drive asked for confirmation twice; {_by_hand(where)}")
 
 
-def _members(archive: Path) -> dict[str, str]:
+def _members(archive: Path, folder: Path) -> dict[str, str]:
     """Archive member names for GWT.pth and w.pth ({'gwt': name, 'vi': name}); {} when not an archive."""
-    if zipfile.is_zipfile(archive):
-        with zipfile.ZipFile(archive) as zipped:
-            names = zipped.namelist()
-        if any(n.endswith("data.pkl") for n in names) and not any(n.endswith(".pth") for n in names):
-            return {}  # a bare torch checkpoint (torch.save writes a zip too)
-    elif tarfile.is_tarfile(archive):
-        with tarfile.open(archive) as tarred:
-            names = tarred.getnames()
-    else:
+    try:
+        names = member_names(archive)
+    except OSError as exc:
+        raise CheckpointError(f"cannot read the download ({reason_of(exc)}); {_by_hand(folder)}") from None
+    if names is None:
         return {}
+    if any(n.endswith("data.pkl") for n in names) and not any(n.endswith(".pth") for n in names):
+        return {}  # a bare torch checkpoint (torch.save writes a zip too)
     found = {}
     for name in names:
         if Path(name).name == GWT_FILE and "__MACOSX" not in name:
@@ -111,27 +101,17 @@ def _members(archive: Path) -> dict[str, str]:
 def _extract(archive: Path, member: str, target: Path, folder: Path) -> None:
     """`member` of the archive as `target`, whole or not at all: a damaged archive (a bad checksum, a cut
     stream) or a full disk is one line, and leaves neither `target` nor a partial copy beside it."""
-    target.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with replaced_whole(target) as partial:
-            if zipfile.is_zipfile(archive):
-                with zipfile.ZipFile(archive) as zipped, zipped.open(member) as source, partial.open("wb") as out:
-                    shutil.copyfileobj(source, out, CHUNK)
-            else:
-                with tarfile.open(archive) as tarred:
-                    member_file = tarred.extractfile(member)
-                    if member_file is None:
-                        raise CheckpointError(f"{member} in the download is not a file; {_by_hand(folder)}")
-                    with member_file, partial.open("wb") as out:
-                        shutil.copyfileobj(member_file, out, CHUNK)
-    except (OSError, EOFError, zipfile.BadZipFile, tarfile.TarError, zlib.error) as exc:
-        reason = getattr(exc, "strerror", None) or exc
-        raise CheckpointError(f"cannot unpack {member} from the download ({reason}); {_by_hand(folder)}") from None
+        extract_whole(archive, member, target)
+    except OSError as exc:
+        raise CheckpointError(
+            f"cannot unpack {member} from the download ({reason_of(exc)}); {_by_hand(folder)}"
+        ) from None
 
 
 def unpack(archive: Path, folder: Path) -> list[Path]:
     """GWT.pth and VI_weights/w.pth out of the download, into `folder` (a bare checkpoint is GWT.pth)."""
-    members = _members(archive)
+    members = _members(archive, folder)
     if not members:
         folder.mkdir(parents=True, exist_ok=True)
         with replaced_whole(folder / GWT_FILE) as partial:

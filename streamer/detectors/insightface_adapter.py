@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
-import zipfile
-import zlib
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from cocoer_core.archives import ArchiveDamaged, extract_whole, member_names
+from cocoer_core.errors import reason_of
 from cocoer_core.http_body import download_to, download_whole
-from cocoer_core.whole_files import replaced_whole, scratch_beside
+from cocoer_core.whole_files import scratch_beside
 from streamer.detectors.base import FrameByFrame, ScoredBox
 from streamer.types import Box
 
@@ -51,9 +50,8 @@ def _ensure(path: Path, allow_download: bool, download: Callable[[], object]) ->
         raise ModelUnavailable(f"no {path} (downloads off)")
     try:
         download()
-    except (OSError, zipfile.BadZipFile, zlib.error, EOFError) as exc:  # offline, cut short, damaged, disk full
-        reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or exc
-        raise ModelUnavailable(f"no {path}, download failed ({reason})") from None
+    except OSError as exc:  # offline, cut short, damaged (ArchiveDamaged), disk full
+        raise ModelUnavailable(f"no {path}, download failed ({reason_of(exc)})") from None
     return path
 
 
@@ -67,13 +65,11 @@ def _download_pack(root: Path) -> None:
     target = models / FACE_PACK / FACE_FILE
     with scratch_beside(models / f"{FACE_PACK}.zip") as archive:
         download_to(f"{_releases()}/{FACE_PACK}.zip", archive, DOWNLOAD_TIMEOUT_S)
-        with zipfile.ZipFile(archive) as zipped:
-            member = next((name for name in zipped.namelist() if Path(name).name == FACE_FILE), None)
-            if member is None:
-                raise zipfile.BadZipFile(f"{FACE_PACK}.zip holds no {FACE_FILE}")
-            target.parent.mkdir(exist_ok=True)  # only now: insightface takes the folder for the whole pack
-            with zipped.open(member) as source, replaced_whole(target) as partial, partial.open("wb") as out:
-                shutil.copyfileobj(source, out, 1 << 20)
+        member = next((name for name in member_names(archive) or [] if Path(name).name == FACE_FILE), None)
+        if member is None:
+            raise ArchiveDamaged(f"{FACE_PACK}.zip holds no {FACE_FILE}")
+        # The pack's folder appears only now: insightface takes it for the whole pack.
+        extract_whole(archive, member, target)
 
 
 def _download_onnx(root: Path) -> None:

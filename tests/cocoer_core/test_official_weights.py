@@ -10,6 +10,7 @@ import http.server
 import os
 import subprocess
 import sys
+import tarfile
 import threading
 import time
 import zipfile
@@ -139,6 +140,25 @@ def test_a_damaged_download_is_one_line_and_leaves_nothing_behind(tmp_path: Path
     assert message.startswith("cannot unpack checkpoints/GWT.pth from the download (") and "\n" not in message
     assert "drive.google.com" in message, "it says where to get them by hand"
     assert list(folder.iterdir()) == []
+
+
+def test_a_tar_download_cut_short_is_one_line_and_leaves_nothing_behind(tmp_path: Path) -> None:
+    # The archive's index is read before anything is unpacked: a .tar.gz that ends early raised EOFError
+    # (and a zip with a damaged directory BadZipFile) as a traceback from listing it.
+    payload = tmp_path / "GWT.pth"
+    torch.save({"model": {"W.weight": torch.randn(256, 256)}}, payload)
+    archive = tmp_path / "CocoER_weights.tar.gz"
+    with tarfile.open(archive, "w:gz") as tarred:
+        tarred.add(payload, "checkpoints/GWT.pth")
+        tarred.add(payload, "checkpoints/VI_weights/w.pth")
+    archive.write_bytes(archive.read_bytes()[: archive.stat().st_size * 2 // 3])
+    folder = tmp_path / "checkpoints"
+    with pytest.raises(CheckpointError) as info:
+        unpack(archive, folder)
+    message = str(info.value)
+    assert message.startswith("cannot ") and "(" in message and "\n" not in message, message
+    assert "drive.google.com" in message and str(folder) in message
+    assert not folder.exists() or list(folder.rglob("*")) == []
 
 
 @pytest.fixture()
