@@ -16,10 +16,8 @@ since the official loading code passes no `map_location`.
 from __future__ import annotations
 
 import html
-import os
 import re
 import shutil
-import time
 import urllib.parse
 from pathlib import Path
 
@@ -29,7 +27,7 @@ from cocoer_core.config import CocoERConfig
 from cocoer_core.errors import CheckpointError, reason_of
 from cocoer_core.http_body import copy_body, opened
 from cocoer_core.model import CocoER
-from cocoer_core.whole_files import ABANDONED_S, replaced_whole, writer_running
+from cocoer_core.whole_files import replaced_whole, scratch_folder
 
 #: The one place the official download is named (bisno/CocoER README, "Model Weight Download").
 GOOGLE_DRIVE_ID = "1JXXt22_M8UB-LXmCz-W90U6WQEtu1uck"
@@ -37,7 +35,7 @@ DOWNLOAD_URL = f"https://drive.usercontent.google.com/download?id={GOOGLE_DRIVE_
 PAGE_URL = f"https://drive.google.com/file/d/{GOOGLE_DRIVE_ID}/view"
 BAIDU_URL = "https://pan.baidu.com/s/1_jHm5j7JnkvdhU5NbI4CwA?pwd=u6wq"
 VI_FILE = Path("VI_weights") / "w.pth"
-#: The download's folder inside the checkpoints folder, named by its process: `.download-PID`.
+#: The download's folder inside the checkpoints folder, named by its writer: `.download-PID-THREAD`.
 SCRATCH_PREFIX = ".download-"
 
 
@@ -145,11 +143,8 @@ def fetch_official(folder: Path, url: str = DOWNLOAD_URL) -> str:
     folder.mkdir(parents=True, exist_ok=True)
     if (folder / GWT_FILE).is_file():
         return check_official(folder) + " (already there)"
-    scratch = _scratch(folder)
-    try:
+    with scratch_folder(folder, SCRATCH_PREFIX) as scratch:
         written = unpack(download(url, scratch / "download", folder=folder), folder)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
     try:
         return check_official(folder)
     except CheckpointError as exc:
@@ -157,25 +152,3 @@ def fetch_official(folder: Path, url: str = DOWNLOAD_URL) -> str:
         for path in written:
             path.unlink(missing_ok=True)
         raise CheckpointError(f"{exc}; the download was not the official weights, removed it") from None
-
-
-def _scratch(folder: Path) -> Path:
-    """This process's download folder in `folder` (the archive is up to 3 GB). One a killed download left
-    (SIGKILL, power loss: no `finally` ran) is removed first: its process is gone and nothing in it has been
-    written for `ABANDONED_S` (a download from another machine sharing the folder still writes)."""
-    for left in folder.glob(f"{SCRATCH_PREFIX}*"):
-        pid = left.name.removeprefix(SCRATCH_PREFIX)
-        if pid.isdigit() and not writer_running(int(pid)) and _idle_s(left) > ABANDONED_S:
-            shutil.rmtree(left, ignore_errors=True)
-    scratch = folder / f"{SCRATCH_PREFIX}{os.getpid()}"
-    scratch.mkdir(exist_ok=True)
-    return scratch
-
-
-def _idle_s(folder: Path) -> float:
-    """Seconds since anything in `folder` (or the folder itself) was last written."""
-    try:
-        latest = max(path.stat().st_mtime for path in (folder, *folder.iterdir()))
-    except OSError:
-        return 0.0  # going as we look: its writer is at work
-    return time.time() - latest

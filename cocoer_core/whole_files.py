@@ -14,6 +14,7 @@ import contextlib
 import glob
 import os
 import re
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -65,12 +66,47 @@ def remove_leftovers(path: Path) -> list[Path]:
             idle = now - leftover.stat().st_mtime
         except OSError:
             continue  # its writer has just moved it into place
-        gone = not writer_running(int(writer.group(1)))
-        if (gone and idle > ABANDONED_S) or idle > FORGOTTEN_S:
+        if _abandoned(int(writer.group(1)), idle):
             with contextlib.suppress(OSError):
                 leftover.unlink()
                 removed.append(leftover)
     return removed
+
+
+@contextlib.contextmanager
+def scratch_folder(parent: Path, prefix: str) -> Iterator[Path]:
+    """A folder of this writer's own in `parent`, `<prefix><pid>-<thread>`, for what is bulky on the way to a
+    result (a 3 GB archive, a package being unpacked), removed when the block ends however it ends.
+
+    A writer killed mid-way (SIGKILL, power loss: no `finally` ran) leaves its folder: such folders of
+    `prefix` are removed first, by the same rules as `remove_leftovers`' files.
+    """
+    parent.mkdir(parents=True, exist_ok=True)
+    for left in parent.glob(f"{glob.escape(prefix)}*"):
+        writer = _WRITER.fullmatch(left.name[len(prefix) :])
+        if writer is not None and left.is_dir() and _abandoned(int(writer.group(1)), _idle_s(left)):
+            shutil.rmtree(left, ignore_errors=True)
+    scratch = parent / f"{prefix}{os.getpid()}-{threading.get_ident()}"
+    shutil.rmtree(scratch, ignore_errors=True)  # a reused process id's leftover: not ours to add to
+    scratch.mkdir()
+    try:
+        yield scratch
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _abandoned(pid: int, idle_s: float) -> bool:
+    """Whether a temporary file or folder was left by a writer that will not come back to it."""
+    return (not writer_running(pid) and idle_s > ABANDONED_S) or idle_s > FORGOTTEN_S
+
+
+def _idle_s(folder: Path) -> float:
+    """Seconds since anything in `folder` (or the folder itself) was last written."""
+    try:
+        latest = max(path.stat().st_mtime for path in (folder, *folder.rglob("*")))
+    except OSError:
+        return 0.0  # going as we look: its writer is at work
+    return time.time() - latest
 
 
 def writer_running(pid: int) -> bool:

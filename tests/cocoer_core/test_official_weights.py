@@ -196,10 +196,12 @@ def test_a_download_killed_midway_is_cleared_by_the_next_fetch(stalling_drive: s
         cwd=ROOT, env={**os.environ, "COCOER_WEIGHTS_URL": stalling_drive},
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    left = folder / f".download-{fetch.pid}" / "download"
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not (left.is_file() and left.stat().st_size >= 1 << 20):
+    while time.monotonic() < deadline and not any(
+        left.stat().st_size >= 1 << 20 for left in folder.glob(f".download-{fetch.pid}-*/download")
+    ):
         time.sleep(0.1)
+    (left,) = folder.glob(f".download-{fetch.pid}-*/download")
     fetch.kill()
     fetch.wait(timeout=30)
     assert left.stat().st_size >= 1 << 20, "the killed download left its part behind"

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from cocoer_core.whole_files import remove_leftovers, replaced_whole, write_text_whole
+from cocoer_core.whole_files import remove_leftovers, replaced_whole, scratch_folder, write_text_whole
+from tests.support.leftovers import age, ended_pid
 
 
 def test_a_write_cut_short_leaves_the_old_file_and_nothing_beside_it(tmp_path: Path) -> None:
@@ -25,8 +24,7 @@ def test_a_write_cut_short_leaves_the_old_file_and_nothing_beside_it(tmp_path: P
 
 
 def test_only_the_abandoned_temporary_files_of_that_export_are_removed(tmp_path: Path) -> None:
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    gone = int(dead.stdout)  # a process that has ended
+    gone = ended_pid()
     export = tmp_path / "cocoer.onnx"
     abandoned = [tmp_path / f".cocoer.onnx.{gone}-7.tmp", tmp_path / f".cocoer.onnx.{gone}.tmp"]
     kept = [
@@ -46,3 +44,36 @@ def test_only_the_abandoned_temporary_files_of_that_export_are_removed(tmp_path:
     remove_leftovers(export)
     assert not kept[0].exists(), "two days untouched: forgotten, whoever wrote it"
     assert kept[1].exists() and kept[2].exists(), "never another file's"
+
+
+def test_a_scratch_folder_is_removed_however_its_block_ends_and_a_killed_writers_is_cleared(tmp_path: Path) -> None:
+    gone = ended_pid()
+    abandoned = tmp_path / f".pkg-{gone}-7"
+    (abandoned / "package" / "models").mkdir(parents=True)
+    (abandoned / "package.tgz").write_bytes(b"half a tarball")
+    kept = [
+        tmp_path / f".pkg-{os.getpid()}-1",  # a writer still running (this process)
+        tmp_path / f".other-{gone}-7",  # another download's
+        tmp_path / ".pkg-notes",  # not a name scratch_folder gives
+    ]
+    fresh = tmp_path / f".pkg-{gone}-8"  # written a moment ago: maybe a writer on another machine
+    for folder in kept:
+        folder.mkdir()
+        age(folder, 120)
+    fresh.mkdir()
+    (fresh / "package.tgz").write_bytes(b"arriving")
+    age(abandoned, 120)
+    os.utime(abandoned / "package" / "models", None)  # written deep inside a moment ago: still at work
+    with scratch_folder(tmp_path, ".pkg-") as scratch:
+        assert abandoned.exists(), "a file written a moment ago, however deep, keeps it"
+    age(abandoned, 120)
+    with pytest.raises(OSError, match="No space left"), scratch_folder(tmp_path, ".pkg-") as scratch:
+        (scratch / "package.tgz").write_bytes(b"half")
+        raise OSError(28, "No space left on device")
+    assert not scratch.exists() and not abandoned.exists()
+    assert all(folder.exists() for folder in [*kept, fresh])
+    age(kept[0], 2 * 86400)
+    with scratch_folder(tmp_path, ".pkg-"):
+        pass
+    assert not kept[0].exists(), "two days untouched: forgotten, whoever wrote it"
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(path.name for path in [*kept[1:], fresh])

