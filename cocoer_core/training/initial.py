@@ -18,9 +18,11 @@ to put where.
 
 from __future__ import annotations
 
-import io
+import hashlib
 import logging
-from contextlib import redirect_stderr
+import os
+import re
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,17 +36,25 @@ from cocoer_core.checkpoint import (
     load_clip_rn50,
     load_state,
     load_vi_weights,
+    model_state,
+    read_checkpoint,
     read_cocoer_state,
 )
 from cocoer_core.clip_rn50 import ModifiedResNet
 from cocoer_core.config import CocoERConfig
-from cocoer_core.errors import CheckpointError
+from cocoer_core.errors import CheckpointError, reason_of
+from cocoer_core.http_body import download_whole
 from cocoer_core.model import CocoER
 
 logger = logging.getLogger(__name__)
 
 INITS = ("pretrained", "random")
 VI_FILE = Path("VI_weights") / "w.pth"
+#: torchvision's ResNet50_Weights.IMAGENET1K_V1 (what `pretrained=True` gave the release's torch).
+RESNET50_URL = "https://download.pytorch.org/models/resnet50-0676ba61.pth"
+#: torch.hub's naming: `<name>-<first hex digits of the file's SHA-256>.<ext>`.
+HASH_IN_NAME = re.compile(r"-([a-f0-9]{8,})\.")
+DOWNLOAD_TIMEOUT_S = 60.0
 #: torchvision's ResNet-50 module names -> the trunk's Sequential indices (cocoer_core.backbones).
 TRUNK_INDEX = {"conv1": "0", "bn1": "1", "layer1": "4", "layer2": "5", "layer3": "6", "layer4": "7"}
 
@@ -59,28 +69,42 @@ class Initial:
     notes: list[str] = field(default_factory=list)
 
 
-def imagenet_trunk_state() -> dict[str, torch.Tensor]:
-    """torchvision's ImageNet ResNet-50 weights, keyed as our trunks (downloaded once into torch's cache)."""
-    from torchvision.models import ResNet50_Weights
-
-    weights = ResNet50_Weights.IMAGENET1K_V1
-    cache = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+def imagenet_trunk_state(url: str | None = None, timeout_s: float = DOWNLOAD_TIMEOUT_S) -> dict[str, torch.Tensor]:
+    """torchvision's ImageNet ResNet-50 weights, keyed as our trunks (downloaded once into torch's cache, where
+    torchvision keeps them too; `COCOER_RESNET50_URL` names a mirror of the same file)."""
+    url = url or os.environ.get("COCOER_RESNET50_URL") or RESNET50_URL
+    name = Path(urllib.parse.urlsplit(url).path).name or "resnet50.pth"
+    cache = Path(torch.hub.get_dir()) / "checkpoints" / name
     if not cache.is_file():
-        logger.info("downloading the ImageNet ResNet-50 weights to %s", cache)
-    try:
-        with redirect_stderr(io.StringIO()):  # torch.hub prints its own "Downloading" line
-            state = weights.get_state_dict(progress=False, check_hash=True)
-    except OSError as exc:  # URLError when offline
-        raise CheckpointError(
-            f"ImageNet ResNet-50 weights cannot be downloaded ({getattr(exc, 'reason', exc)}): "
-            f"put {weights.url} at {cache}, or train with --init random"
-        ) from None
+        _download_resnet50(url, cache, timeout_s)
+    state = model_state(read_checkpoint(cache), cache)
     out = {}
     for key, value in state.items():
         module, _, rest = key.partition(".")
         if module in TRUNK_INDEX:
             out[f"{TRUNK_INDEX[module]}.{rest}"] = value
     return out
+
+
+def _download_resnet50(url: str, cache: Path, timeout_s: float) -> None:
+    """Our own fetch, not torch.hub's: that one has no timeout (a stalled connection waited for ever) and said
+    "invalid hash value" as a RuntimeError (a traceback) for a download cut short. The file's name carries the
+    start of its SHA-256, as torch.hub names them; it is checked when there is one."""
+    logger.info("downloading the ImageNet ResNet-50 weights to %s", cache)
+    named = HASH_IN_NAME.search(cache.name)
+    digest = hashlib.sha256()
+
+    def same_bytes() -> None:
+        if named is not None and not digest.hexdigest().startswith(named[1]):
+            raise CheckpointError(f"the download from {url} is not {cache.name} (its SHA-256 differs)")
+
+    try:
+        download_whole(url, cache, timeout_s, seen=digest.update, accept=same_bytes)
+    except (OSError, CheckpointError) as exc:
+        raise CheckpointError(
+            f"ImageNet ResNet-50 weights cannot be downloaded ({reason_of(exc)}): "
+            f"put {RESNET50_URL} at {cache}, or train with --init random"
+        ) from None
 
 
 def check_same_keys(model: nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:

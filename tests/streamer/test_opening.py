@@ -10,7 +10,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -27,13 +26,6 @@ from tests.support.servers import SilentServer
 from tests.test_cli import ENV, OFFLINE
 
 
-@pytest.fixture()
-def silent() -> Iterator[SilentServer]:
-    server = SilentServer()
-    yield server
-    server.listener.close()
-
-
 def _open_fds_on(path: Path) -> int:
     count = 0
     for fd in os.listdir("/proc/self/fd"):
@@ -42,11 +34,11 @@ def _open_fds_on(path: Path) -> int:
     return count
 
 
-def test_sources_that_do_not_answer_open_together_and_say_so(silent: SilentServer, shared_media: Path) -> None:
+def test_sources_that_do_not_answer_open_together_and_say_so(silent_server: SilentServer, shared_media: Path) -> None:
     # Opened one after the other, each dead camera made every source after it wait out its open timeout.
     config = SourceConfig(open_timeout_s=2.0, read_timeout_s=2.0)
-    urls = [f"rtsp://127.0.0.1:{silent.port}/a", f"http://127.0.0.1:{silent.port}/b.mp4",
-            f"http://127.0.0.1:{silent.port}/c.m3u8"]  # fmt: skip
+    urls = [f"rtsp://127.0.0.1:{silent_server.port}/a", f"http://127.0.0.1:{silent_server.port}/b.mp4",
+            f"http://127.0.0.1:{silent_server.port}/c.m3u8"]  # fmt: skip
     clip = str(media_file(shared_media, "face_man_smiling_short.mp4"))
     opened, failed = open_sources([SourceEntry(spec, None, config) for spec in [*urls, clip]])
     try:
@@ -54,13 +46,15 @@ def test_sources_that_do_not_answer_open_together_and_say_so(silent: SilentServe
         assert [spec for spec, _ in failed] == urls, "reported in the order given"
         for _, error in failed:
             assert str(error).endswith("(no answer within 2 s; source.open_timeout_s waits longer)"), error
-        assert silent.most_at_once >= 3, "the three were waited for at the same time"
+        assert silent_server.most_at_once >= 3, "the three were waited for at the same time"
     finally:
         for source in opened:
             source.source.close()
 
 
-def test_no_more_sources_open_at_once_than_the_limit(silent: SilentServer, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_more_sources_open_at_once_than_the_limit(
+    silent_server: SilentServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # A folder of a thousand videos must not start a thousand opens (threads, file handles) at once.
     at_work, most, threads, lock = [0], [0], [0], threading.Lock()
 
@@ -78,20 +72,23 @@ def test_no_more_sources_open_at_once_than_the_limit(silent: SilentServer, monke
     monkeypatch.setattr(assembly, "OPEN_AT_ONCE", 2)
     monkeypatch.setattr(assembly, "opened_here", counted)
     config = SourceConfig(open_timeout_s=1.0, read_timeout_s=1.0)
-    urls = [f"rtsp://127.0.0.1:{silent.port}/{n}" for n in range(5)]
+    urls = [f"rtsp://127.0.0.1:{silent_server.port}/{n}" for n in range(5)]
     opened, failed = open_sources([SourceEntry(url, None, config) for url in urls])
     assert opened == [] and [spec for spec, _ in failed] == urls
     assert most[0] == 2 and threads[0] == 2, "two opens at work, in two threads"
 
 
 def test_ctrl_c_while_sources_open_ends_the_wait_and_closes_what_opened(
-    silent: SilentServer, shared_media: Path
+    silent_server: SilentServer, shared_media: Path
 ) -> None:
     clip = media_file(shared_media, "face_man_smiling_short.mp4")
     config = SourceConfig(open_timeout_s=60.0, read_timeout_s=60.0)
-    entries = [SourceEntry(str(clip), None, config), SourceEntry(f"rtsp://127.0.0.1:{silent.port}/a", None, config)]
+    entries = [
+        SourceEntry(str(clip), None, config),
+        SourceEntry(f"rtsp://127.0.0.1:{silent_server.port}/a", None, config),
+    ]
     threading.Thread(
-        target=lambda: (silent.accepted.wait(30), os.kill(os.getpid(), signal.SIGINT)), daemon=True
+        target=lambda: (silent_server.accepted.wait(30), os.kill(os.getpid(), signal.SIGINT)), daemon=True
     ).start()
     started = time.monotonic()
     with pytest.raises(KeyboardInterrupt):
@@ -103,20 +100,22 @@ def test_ctrl_c_while_sources_open_ends_the_wait_and_closes_what_opened(
     assert _open_fds_on(clip) == 0, "the file that had opened is closed again"
 
 
-def test_ctrl_c_while_open_source_waits_reaches_the_caller(silent: SilentServer) -> None:
+def test_ctrl_c_while_open_source_waits_reaches_the_caller(silent_server: SilentServer) -> None:
     # The Python API's own `open_source`, in this (the main) thread: the open used to go on to its timeout.
     config = SourceConfig(open_timeout_s=60.0, read_timeout_s=60.0)
     threading.Thread(
-        target=lambda: (silent.accepted.wait(30), os.kill(os.getpid(), signal.SIGINT)), daemon=True
+        target=lambda: (silent_server.accepted.wait(30), os.kill(os.getpid(), signal.SIGINT)), daemon=True
     ).start()
     started = time.monotonic()
     with pytest.raises(KeyboardInterrupt):
-        open_source(f"http://127.0.0.1:{silent.port}/camera.mjpg", config)
+        open_source(f"http://127.0.0.1:{silent_server.port}/camera.mjpg", config)
     assert time.monotonic() - started < 20
 
 
 @pytest.mark.parametrize("kind", ["network", "fifo"])
-def test_ctrl_c_while_a_source_opens_is_interrupted_at_once(silent: SilentServer, tmp_path: Path, kind: str) -> None:
+def test_ctrl_c_while_a_source_opens_is_interrupted_at_once(
+    silent_server: SilentServer, tmp_path: Path, kind: str
+) -> None:
     # FFmpeg's open blocks in C; in the main thread Ctrl+C was dropped inside PyAV's callbacks and the run waited
     # out the open timeout, then said "Invalid data found" and exited 2 (a FIFO with no writer: "Interrupted
     # system call").
@@ -125,7 +124,7 @@ def test_ctrl_c_while_a_source_opens_is_interrupted_at_once(silent: SilentServer
         os.mkfifo(spec)
     process = subprocess.Popen(
         [sys.executable, str(ROOT / "run_stream.py"), "--source",
-         str(spec) if kind == "fifo" else f"rtsp://127.0.0.1:{silent.port}/live",
+         str(spec) if kind == "fifo" else f"rtsp://127.0.0.1:{silent_server.port}/live",
          "--set", "source.open_timeout_s=60", "--model", "none", "--out", str(tmp_path / "out"), *OFFLINE],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
     )  # fmt: skip
@@ -133,7 +132,7 @@ def test_ctrl_c_while_a_source_opens_is_interrupted_at_once(silent: SilentServer
         if kind == "fifo":
             writer = _writer_when_read(spec, process)  # the run is now reading: its open waits for data
         else:
-            assert silent.accepted.wait(60), "the run never connected"
+            assert silent_server.accepted.wait(60), "the run never connected"
         time.sleep(0.5)
         process.send_signal(signal.SIGINT)
         sent = time.monotonic()

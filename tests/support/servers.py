@@ -313,3 +313,11 @@ class SilentServer:
                 pass  # whatever the client says, no answer
         with self._lock:
             self.open_now -= 1
+
+
+@pytest.fixture()
+def silent_server() -> Iterator[SilentServer]:
+    """A `SilentServer`, closed after the test."""
+    server = SilentServer()
+    yield server
+    server.listener.close()
