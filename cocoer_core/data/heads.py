@@ -11,6 +11,7 @@ only reads and writes the format, so `cocoer_core` needs nothing else of ours.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,11 +54,27 @@ class HeadBoxes:
             "rule": self.rule,
             "created": self.created,
             "counts": self.counts(),
-            "heads": {k: [*box, round(score, 4), how] for k, (box, score, how) in self.heads.items()},
+            "heads": {key: head_to_json(head) for key, head in self.heads.items()},
         }
 
     def write(self, path: Path) -> None:
         write_text_whole(path, json.dumps(self.to_json()) + "\n")
+
+
+def head_to_json(head: tuple[Box4, float, str]) -> list[Any]:
+    """One person's head as the file holds it: [x1, y1, x2, y2, score, how]."""
+    box, score, how = head
+    return [*box, round(score, 4), how]
+
+
+def head_from_json(entry: object) -> tuple[Box4, float, str] | None:
+    """[x1, y1, x2, y2, score, how] read back; None when the entry is not that."""
+    if not isinstance(entry, list) or len(entry) != 6 or entry[5] not in HOW:
+        return None
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in entry[:5]):
+        return None  # JSON may hold NaN or Infinity: no box
+    x1, y1, x2, y2, score = (float(v) for v in entry[:5])
+    return (x1, y1, x2, y2), score, str(entry[5])
 
 
 def read_head_boxes(path: Path) -> HeadBoxes:
@@ -74,11 +91,9 @@ def read_head_boxes(path: Path) -> HeadBoxes:
         raise DatasetError(f"{path}: not a head-box file (no 'heads' mapping)")
     heads: dict[str, tuple[Box4, float, str]] = {}
     for key, entry in data["heads"].items():
-        ok = isinstance(entry, list) and len(entry) == 6 and entry[5] in HOW
-        numbers = entry[:5] if ok else []
-        if not ok or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in numbers):
+        head = head_from_json(entry)
+        if head is None:
             raise DatasetError(f"{path}: entry {str(key)[:80]!r} is not [x1, y1, x2, y2, score, how]")
-        x1, y1, x2, y2, score = (float(v) for v in numbers)
-        heads[str(key)] = ((x1, y1, x2, y2), score, str(entry[5]))
+        heads[str(key)] = head
     text = {k: str(data.get(k, "")) for k in ("dataset", "detector", "licence", "rule", "created")}
     return HeadBoxes(text["dataset"], text["detector"], text["licence"], text["rule"], heads, text["created"])

@@ -38,6 +38,7 @@ from streamer.detectors.base import FaceDetector, ScoredBox
 from streamer.errors import UserError
 from streamer.privacy.declaration import licence_of
 from streamer.redact import printable
+from streamer.tools.head_progress import Progress, progress_path
 
 RULE = (
     "face centre inside the body box and face no wider than it; closest to the body's top centre first, "
@@ -79,8 +80,11 @@ def match_heads(persons: list[PersonSample], faces: list[ScoredBox]) -> list[tup
     return out
 
 
-def find_heads(kind: str, root: Path, detector: FaceDetector, progress: bool = True) -> HeadBoxes:
-    """Every split's persons (each image once) through `detector`, matched to their heads."""
+def find_heads(
+    kind: str, root: Path, detector: FaceDetector, progress: Progress | None = None, show: bool = True
+) -> HeadBoxes:
+    """Every split's persons (each image once) through `detector`, matched to their heads; the images in
+    `progress` are taken from it, and each image done is added to it."""
     persons: dict[str, dict[int, PersonSample]] = defaultdict(dict)
     for split in ("train", "val", "test"):
         dataset = open_dataset(kind, root, split)
@@ -88,17 +92,35 @@ def find_heads(kind: str, root: Path, detector: FaceDetector, progress: bool = T
         for sample in dataset.samples:
             persons[sample.image][sample.person] = sample
     heads = HeadBoxes(kind, detector.name, licence_of(detector.name), RULE, created=time.strftime("%Y-%m-%d"))
-    started, total = time.monotonic(), len(persons)
-    for n, (image_name, by_index) in enumerate(persons.items(), start=1):
-        image = cv2.imread(str(root / image_name))
-        if image is None:
-            raise DatasetError(f"{root / image_name}: cannot be read as an image")
+    todo = []
+    for image_name, by_index in persons.items():
         people = [by_index[k] for k in sorted(by_index)]
-        for person, found in zip(people, match_heads(people, detector.detect(image)), strict=True):
-            heads.heads[person.key] = found
-        if progress and (n % 50 == 0 or n == total):
-            rate = n / max(time.monotonic() - started, 1e-9)
-            print(f"\r{n}/{total} images, {rate:.1f}/s", end="" if n < total else "\n", file=sys.stderr)
+        saved = progress.saved(image_name, {p.key for p in people}) if progress is not None else None
+        if saved is None:
+            todo.append((image_name, people))
+        else:
+            heads.heads.update(saved)
+    total, done = len(persons), len(persons) - len(todo)
+    if show and done:
+        print(f"carrying on: {done} of {total} images done before", file=sys.stderr)
+    started = time.monotonic()
+    try:
+        for n, (image_name, people) in enumerate(todo, start=1):
+            image = cv2.imread(str(root / image_name))
+            if image is None:
+                raise DatasetError(f"{root / image_name}: cannot be read as an image")
+            found = dict(zip((p.key for p in people), match_heads(people, detector.detect(image)), strict=True))
+            heads.heads.update(found)
+            if progress is not None:
+                progress.add(image_name, found)
+            done += 1
+            if show and (n % 50 == 0 or n == len(todo)):
+                rate = n / max(time.monotonic() - started, 1e-9)
+                print(f"\r{done}/{total} images, {rate:.1f}/s", end="" if done < total else "\n", file=sys.stderr)
+    except KeyboardInterrupt:
+        if show and progress is not None:
+            print(f"\nstopped at {done} of {total} images: the same command carries on from there", file=sys.stderr)
+        raise
     return heads
 
 
@@ -109,20 +131,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, type=Path, help="the head-box file to write (JSON)")
     parser.add_argument("--face", default="mtcnn", choices=("mtcnn", "haar", "insightface"), help="face detector")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--fresh", action="store_true", help="start over, not from an interrupted pass's progress")
     args = parser.parse_args(argv)
+    progress, finished = None, False
     try:
         detector = build_face_detector(DetectorConfig(face=args.face, min_face_px=10, max_side=0), args.device)
         if detector is None:  # pragma: no cover - a named detector is always built or refused
             raise UserError(f"no face detector {args.face}")
-        heads = find_heads(args.dataset, args.root, detector)
+        header = {"dataset": args.dataset, "detector": detector.name, "rule": RULE}
+        progress = Progress(progress_path(args.out), header, fresh=args.fresh)
+        if progress.note:
+            print(printable(progress.note), file=sys.stderr)
+        heads = find_heads(args.dataset, args.root, detector, progress)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         heads.write(args.out)
+        finished = True
     except (DatasetError, UserError) as exc:
         print(printable(f"error: {exc}"), file=sys.stderr)
         return 2
     except OSError as exc:
-        print(printable(f"error: cannot write {args.out} ({exc.strerror or exc})"), file=sys.stderr)
+        print(printable(f"error: cannot write {exc.filename or args.out} ({exc.strerror or exc})"), file=sys.stderr)
         return 2
+    finally:
+        if progress is not None:
+            progress.close(finished)
     counts = heads.counts()
     print(
         printable(
