@@ -46,7 +46,7 @@ import numpy as np
 import torch
 
 from cocoer_core.api import PersonRegion
-from cocoer_core.command_line import exit_with
+from cocoer_core.command_line import exit_with, whole_number_from
 from cocoer_core.data import KINDS, DatasetError, HeadBoxes, PersonDataset, PersonSample, open_dataset
 from cocoer_core.data import read_head_boxes as read_heads
 from cocoer_core.errors import CheckpointError
@@ -258,7 +258,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--weights", required=True, type=Path, help="the folder holding GWT.pth (and RN50.pt)")
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--images-per-batch", type=int, default=8)
+    parser.add_argument("--images-per-batch", type=whole_number_from(1), default=8)
     parser.add_argument(
         "--mode",
         choices=("paper", "live"),
@@ -277,7 +277,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         model = CocoERModel.from_directory(
             args.weights, device=args.device, allow_download=False, refine=args.mode == "live"
         )
-        metrics = evaluate(model, dataset, heads, args.out, max(args.images_per_batch, 1), args.mode)
+        metrics = evaluate(model, dataset, heads, args.out, args.images_per_batch, args.mode)
         save_beside = args.split == "val" and args.mode == "live" and not args.no_save_thresholds
         if save_beside:
             write_text_whole(args.weights / THRESHOLDS_FILE, (args.out / THRESHOLDS_FILE).read_text())

@@ -40,6 +40,13 @@ def _check_min(name: str, value: float, low: float, inclusive: bool = True) -> N
         raise ValueError(f"{name} must be {'>=' if inclusive else '>'} {low}; got {value}")
 
 
+def _check_within(name: str, value: float, low: float, high: float) -> None:
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number; got {value}")
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be within {low:g}..{high:g}; got {value}")
+
+
 def _check_finite(config: Any, prefix: str = "") -> None:
     """Every number in a config tree is finite: `nan` passes every `<` and `>` check and would reach FFmpeg's
     timeouts, the smoothing and the thresholds as it is."""
@@ -161,6 +168,10 @@ class DetectorConfig:
         _check_min("detector.batch_wait_ms", self.batch_wait_ms, 0.0)
         _check_min("detector.centernet_input", self.centernet_input, 32)
         _check_min("detector.threads", self.threads, 0)
+        for score in ("face_min_score", "centernet_min_score"):  # person_min_score is also HOG's SVM margin: any number
+            _check_within(f"detector.{score}", getattr(self, score), 0.0, 1.0)
+        _check_min("detector.min_face_px", self.min_face_px, 0)
+        _check_min("detector.max_side", self.max_side, 0)  # 0: frames searched at their own size
 
     def interval_for(self, live: bool) -> int:
         """`interval`, where auto is 2 for live sources (where it then adapts; see LIVE_INTERVAL), 1 for others."""
@@ -197,6 +208,10 @@ class EmotionConfig:
             raise ValueError(f"emotion.batch_size must be >= 1; got {self.batch_size}")
         _check_min("emotion.batch_wait_ms", self.batch_wait_ms, 0.0)
         _check_min("emotion.min_face_px", self.min_face_px, 0)
+        _check_within("emotion.face_margin", self.face_margin, 0.0, 2.0)
+        _check_within("emotion.final_threshold", self.final_threshold, 0.0, 1.0)
+        _check_within("emotion.level_threshold", self.level_threshold, 0.0, 1.0)
+        _check_min("emotion.inside_lr", self.inside_lr, 0.0)
 
 
 @dataclass
@@ -212,6 +227,7 @@ class SmoothingConfig:
     def __post_init__(self) -> None:
         if not (0.0 <= self.uncertain_below <= 1.0 and 0.0 <= self.uncertain_margin <= 1.0):
             raise ValueError("smoothing.uncertain_below and smoothing.uncertain_margin must be within 0..1")
+        _check_within("smoothing.hysteresis", self.hysteresis, 0.0, 1.0)
         if self.half_life_s < 0:
             raise ValueError(f"smoothing.half_life_s must be >= 0; got {self.half_life_s}")
         if self.exclusion_window < 1:

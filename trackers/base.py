@@ -7,6 +7,7 @@ track is confirmed.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -40,6 +41,11 @@ class TrackerConfig:
             raise ValueError("tracker.embedder_size must be [height, width], each >= 32")
         if self.n_init < 1 or self.max_age < 1:
             raise ValueError("tracker.n_init and tracker.max_age must be >= 1")
+        for name in ("min_iou", "high_score", "new_track_score", "max_cosine_distance"):
+            if not 0.0 <= getattr(self, name) <= 1.0 and math.isfinite(getattr(self, name)):
+                raise ValueError(f"tracker.{name} must be within 0..1; got {getattr(self, name)}")
+        if self.nn_budget < 1:
+            raise ValueError(f"tracker.nn_budget must be >= 1; got {self.nn_budget}")
 
 
 class Tracker(Protocol):

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from cocoer_core.baseline import FaceExpressionBaseline
-from cocoer_core.command_line import exit_with
+from cocoer_core.command_line import exit_with, number_within
 from cocoer_core.evaluate_faces import FaceFinder, evaluate, read_label_csv, report
 
 
@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--face-margin",
-        type=float,
+        type=number_within(0.0, 2.0),
         default=0.0,
         help="grow the face box by this fraction per side (as emotion.face_margin)",
     )

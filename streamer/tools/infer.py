@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 
 from cocoer_core.api import PersonRegion
-from cocoer_core.command_line import exit_with
+from cocoer_core.command_line import exit_with, number_within
 from cocoer_core.errors import CheckpointError
 from cocoer_core.infer import draw_official, official_dict
 from streamer.errors import SourceError
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--device", default="cpu")
     parser.add_argument(
-        "--inside-lr", type=float, default=1.0, help="coordination step size (the original script: 1.0)"
+        "--inside-lr", type=number_within(0.0), default=1.0, help="coordination step size (the original script: 1.0)"
     )
     parser.add_argument("--offline", action="store_true", help="never try to download detector or CLIP weights")
     args = parser.parse_args(argv)

@@ -18,8 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from cocoer_core.command_line import exit_with
+from cocoer_core.command_line import exit_with, number_within, whole_number_from
+from cocoer_core.errors import first_line
 from streamer.outputs.records import read_records
+from streamer.redact import printable
 from streamer.types import Box
 
 #: {0-based frame: [(id, box), ...]}
@@ -46,6 +48,8 @@ class MotScores:
 def read_mot_gt(path: str | Path, scale: float = 1.0, frames: int | None = None) -> dict[int, list[tuple[int, Box]]]:
     """GT boxes per 0-based frame, in the analysed video's pixels (confidence-1 rows only)."""
     rows = np.loadtxt(path, delimiter=",", ndmin=2)
+    if rows.size and rows.shape[1] < 7:
+        raise ValueError(f"{path}: not a MOTChallenge gt.txt (frame,id,left,top,width,height,conf,...)")
     out: dict[int, list[tuple[int, Box]]] = {}
     for row in rows:
         frame, ident, left, top, width, height, conf = row[:7]
@@ -105,26 +109,39 @@ def match_counts(truth: Sequence[Box], found: Sequence[Box], min_iou: float = 0.
 
 
 def read_jsonl_tracks(path: str | Path) -> dict[int, list[tuple[int, Box]]]:
-    """Body boxes and track ids per frame from a run's JSONL (lines that are not records are skipped)."""
+    """Body boxes and track ids per frame from a run's JSONL (lines that are not records are skipped; a file
+    with none at all is not a run's: ValueError)."""
     out: dict[int, list[tuple[int, Box]]] = {}
+    skipped = 0
     for record in read_records(Path(path)):
-        if record is not None:
+        if record is None:
+            skipped += 1
+        else:
             out[record.frame] = [(p.track_id, Box(*p.body_box)) for p in record.persons]
+    if not out:
+        raise ValueError(f"no frame records of a run in {path} ({_lines(skipped)} read)")
+    if skipped:
+        print(printable(f"note: skipped {_lines(skipped)} of {path} that are not frame records"), file=sys.stderr)
     return out
 
 
+def _lines(count: int) -> str:
+    return f"{count} line" if count == 1 else f"{count} lines"
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m streamer.tools.mot", description=__doc__.split("\n\n")[0])
     parser.add_argument("--gt", required=True, help="MOTChallenge gt.txt")
     parser.add_argument("--jsonl", required=True, help="the run's <name>.jsonl")
-    parser.add_argument("--scale", type=float, default=1.0, help="GT pixels per video pixel")
-    parser.add_argument("--frames", type=int, default=None, help="score the first N frames only")
+    parser.add_argument("--scale", type=number_within(0.0, low_inclusive=False), default=1.0,
+                        help="GT pixels per video pixel")  # fmt: skip
+    parser.add_argument("--frames", type=whole_number_from(1), default=None, help="score the first N frames only")
     args = parser.parse_args(argv)
     try:
         gt = read_mot_gt(args.gt, args.scale, args.frames)
         tracked = read_jsonl_tracks(args.jsonl)
     except (OSError, ValueError, KeyError, IndexError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(printable(f"error: {first_line(exc)}"), file=sys.stderr)
         return 2
     last = max(gt, default=-1) + 1 if args.frames is None else args.frames
     print(score(gt, tracked, range(last)).line())
