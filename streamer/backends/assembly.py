@@ -29,7 +29,15 @@ from streamer.outputs import ensure_writable_dir, open_outputs
 from streamer.privacy.declaration import video_tags
 from streamer.privacy.retention import manifest_for
 from streamer.privacy.zones import ZoneFilter, parse_zones
-from streamer.sources import Source, SourceInfo, SourceKind, close_source, opened_here, opens_in_calling_thread
+from streamer.sources import (
+    Source,
+    SourceInfo,
+    SourceKind,
+    close_source,
+    opened_here,
+    opens_in_calling_thread,
+    when_slow,
+)
 from streamer.sources.aside import Aside
 from streamer.sources.entries import SourceEntry, unique_names
 from streamer.stages.detect_track import DetectTrackStage
@@ -121,7 +129,9 @@ def open_sources(entries: Sequence[SourceEntry]) -> tuple[list[OpenedSource], li
         for index, entry in enumerate(entries):
             current = openings.pop(index, None)  # started already: the ones before it are taken
             try:
-                source = opened_here(entry.spec, entry.config) if current is None else current.result()
+                source = (
+                    opened_here(entry.spec, entry.config) if current is None else current.result(when_slow(entry.spec))
+                )
             except UserError as exc:
                 failed.append((entry.name or entry.spec, exc))
                 continue

@@ -19,13 +19,16 @@ Errors a user can fix become `SourceError`: one line, credentials masked.
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import re
+import stat
+from collections.abc import Callable
 from pathlib import Path
 
 from streamer.config import SourceConfig
 from streamer.errors import SourceError
-from streamer.redact import mask_url, url_name
+from streamer.redact import mask_url, printable, url_name
 from streamer.sources.aside import Aside
 from streamer.sources.base import IMAGE_SUFFIXES, Source, SourceInfo, SourceKind
 from streamer.sources.container import ContainerSource, file_source, open_container, serves_a_stream
@@ -33,6 +36,8 @@ from streamer.sources.demo import DemoSource
 from streamer.sources.ffmpeg_limits import limit_allocations
 from streamer.sources.live import CameraSource, StreamSource
 from streamer.sources.still import ImageSource
+
+logger = logging.getLogger(__name__)
 
 LIVE_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "udp", "tcp", "srt")
 NETWORK_SCHEMES = (*LIVE_SCHEMES, "http", "https")
@@ -51,6 +56,7 @@ __all__ = [
     "open_source",
     "opened_here",
     "opens_in_calling_thread",
+    "when_slow",
 ]
 
 
@@ -84,7 +90,23 @@ def open_source(spec: str, config: SourceConfig) -> Source:
     """
     if opens_in_calling_thread(spec):
         return opened_here(spec, config)
-    return Aside(functools.partial(opened_here, spec, config), "open-source", close_source).result()
+    opening = Aside(functools.partial(opened_here, spec, config), "open-source", close_source)
+    return opening.result(when_slow(spec))
+
+
+def when_slow(spec: str) -> Callable[[], None] | None:
+    """What to say when opening `spec` takes long and has no timeout of its own: a FIFO waits for a writer,
+    and then for data, for as long as it takes (a network source gives up at `source.open_timeout_s`)."""
+    if "://" in spec:
+        return None
+    path = Path(os.path.expanduser(spec))
+    try:
+        fifo = stat.S_ISFIFO(path.stat().st_mode)
+    except (OSError, ValueError):
+        return None  # missing or unreadable: the open says so
+    if not fifo:
+        return None
+    return lambda: logger.info("%s is a FIFO: waiting for its writer's data (Ctrl+C stops)", printable(str(path)))
 
 
 def close_source(source: Source) -> None:

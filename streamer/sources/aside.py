@@ -62,9 +62,12 @@ class Aside(Generic[T]):
                 return
         self._let_go([result])
 
-    def result(self) -> T:
-        """Its result (or its exception), once it has ended. Ctrl+C while waiting abandons it and is raised."""
+    def result(self, when_slow: Callable[[], object] | None = None, slow_after_s: float = 2.0) -> T:
+        """Its result (or its exception), once it has ended. Ctrl+C while waiting abandons it and is raised.
+        `when_slow` is called once if it has not ended within `slow_after_s` (to say what it waits for)."""
         try:
+            if when_slow is not None and not self.wait(slow_after_s):
+                when_slow()
             self._thread.join()
         except KeyboardInterrupt:
             self.abandon()

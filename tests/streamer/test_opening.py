@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import signal
 import subprocess
@@ -13,6 +14,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import av
 import pytest
 
 from streamer.backends import assembly
@@ -144,6 +146,56 @@ def test_ctrl_c_while_a_source_opens_is_interrupted_at_once(
     assert process.returncode == 130 and stderr.strip() == "interrupted", stderr
     assert time.monotonic() - sent < 10
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+def test_a_fifo_is_waited_for_said_so_and_read_to_its_end(tmp_path: Path, shared_media: Path) -> None:
+    # A FIFO has no open timeout: the run waits for its writer as long as it takes. It used to wait saying
+    # nothing, as if it hung.
+    fifo = tmp_path / "camera.ts"
+    os.mkfifo(fifo)
+    stream = _as_mpegts(media_file(shared_media, "face_expressive_liveportrait_d10.mp4"), frames=30)
+    said = tmp_path / "stderr.txt"
+    with said.open("w") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, str(ROOT / "run_stream.py"), "--source", str(fifo), "--model", "none",
+             "--out", str(tmp_path / "out"), *OFFLINE],
+            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=stderr, text=True, env=ENV,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while "is a FIFO: waiting for its writer" not in said.read_text() and time.monotonic() < deadline:
+            assert process.poll() is None, said.read_text()
+            time.sleep(0.2)
+        assert f"{fifo} is a FIFO: waiting for its writer's data (Ctrl+C stops)" in said.read_text()
+        writer = _writer_when_read(fifo, process)
+        os.set_blocking(writer, True)
+        try:
+            os.write(writer, stream)
+        finally:
+            os.close(writer)
+        assert process.wait(timeout=120) == 0, said.read_text()
+    finally:
+        process.kill()
+    records = (tmp_path / "out" / "camera.jsonl").read_text().splitlines()
+    assert len(records) == 30, "every frame the writer sent"
+
+
+def _as_mpegts(video: Path, frames: int) -> bytes:
+    """The first `frames` frames of `video`'s stream, copied (not re-encoded) into MPEG-TS, as a camera's
+    encoder writes it to a FIFO."""
+    out = io.BytesIO()
+    with av.open(str(video)) as source, av.open(out, "w", format="mpegts") as target:
+        stream = source.streams.video[0]
+        copied = target.add_stream_from_template(stream)
+        for packet in source.demux(stream):
+            if packet.dts is None:
+                continue
+            if frames <= 0:
+                break
+            frames -= 1
+            packet.stream = copied
+            target.mux(packet)
+    return out.getvalue()
 
 
 def test_a_second_ctrl_c_while_the_first_ends_the_start_up_is_acknowledged_not_raised(
