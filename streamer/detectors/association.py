@@ -16,7 +16,7 @@ behind another) still does not pair.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from streamer.detectors.base import ScoredBox
 from streamer.types import Box, PersonDetection
@@ -56,6 +56,18 @@ def _pair_cost(face: Box, body: Box) -> float | None:
     return (abs(fx - head_x) + abs(fy - head_y)) / max(body.width, 1.0)
 
 
+def closest_first(pairs: Iterable[tuple[float, int, int]]) -> dict[int, int]:
+    """One to one, the closest first: from (cost, left, right) candidates, {left: right} taking the cheapest
+    pair whose two sides are both still free, then the next (greedy; ties go to the lower indices)."""
+    right_of: dict[int, int] = {}
+    taken: set[int] = set()
+    for _, left, right in sorted(pairs):
+        if left not in right_of and right not in taken:
+            right_of[left] = right
+            taken.add(right)
+    return right_of
+
+
 def associate(
     bodies: Sequence[ScoredBox],
     faces: Sequence[ScoredBox],
@@ -77,18 +89,12 @@ def associate(
         One person per body, in detector order, with its face when paired;
         then one per unpaired face, with an extrapolated body.
     """
-    pairs = sorted(
+    face_of_body = closest_first(
         (cost, bi, fi)
         for bi, body in enumerate(bodies)
         for fi, face in enumerate(faces)
         if (cost := _pair_cost(face.box, body.box)) is not None
     )
-    face_of_body: dict[int, int] = {}
-    taken_faces: set[int] = set()
-    for _, bi, fi in pairs:
-        if bi not in face_of_body and fi not in taken_faces:
-            face_of_body[bi] = fi
-            taken_faces.add(fi)
 
     persons = []
     for bi, body in enumerate(bodies):
@@ -97,8 +103,9 @@ def associate(
         score = max(body.score, paired.score) if paired is not None else body.score
         persons.append(PersonDetection(body.box, head, score, body_source="person"))
     if bodies_from_faces:
+        paired_faces = set(face_of_body.values())
         for fi, face in enumerate(faces):
-            if fi not in taken_faces:
+            if fi not in paired_faces:
                 extrapolated = body_from_face(face.box, image_w, image_h)
                 persons.append(PersonDetection(extrapolated, face.box, face.score, body_source="face"))
     return persons

@@ -34,6 +34,7 @@ from cocoer_core.data.samples import Box4
 from cocoer_core.runtime import estimated_head
 from streamer.config import DetectorConfig
 from streamer.detectors import build_face_detector
+from streamer.detectors.association import closest_first
 from streamer.detectors.base import FaceDetector, ScoredBox
 from streamer.errors import UserError
 from streamer.privacy.declaration import licence_of
@@ -58,18 +59,12 @@ def _distance(face: ScoredBox, body: Box4) -> float | None:
 
 def match_heads(persons: list[PersonSample], faces: list[ScoredBox]) -> list[tuple[Box4, float, str]]:
     """Each person's head: the closest eligible face (one to one), else an estimate from the body box."""
-    pairs = sorted(
+    taken_p = closest_first(
         (d, p, f)
         for p, person in enumerate(persons)
         for f, face in enumerate(faces)
         if (d := _distance(face, person.body)) is not None
     )
-    taken_p: dict[int, int] = {}
-    taken_f: set[int] = set()
-    for _, p, f in pairs:
-        if p not in taken_p and f not in taken_f:
-            taken_p[p] = f
-            taken_f.add(f)
     out = []
     for p, person in enumerate(persons):
         if p in taken_p:
