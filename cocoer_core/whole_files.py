@@ -58,8 +58,12 @@ def remove_leftovers(path: Path) -> list[Path]:
     """Remove the temporary files of `path` that killed writers left (see ABANDONED_S); the ones removed."""
     removed = []
     now = time.time()
-    for leftover in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
-        writer = _WRITER.fullmatch(leftover.name[len(path.name) + 2 : -len(".tmp")])
+    prefix = f".{path.name}."
+    for name in _temporary_names(path.parent):
+        if not name.startswith(prefix):
+            continue
+        leftover = path.parent / name
+        writer = _WRITER.fullmatch(name[len(prefix) : -len(".tmp")])
         if writer is None:
             continue  # not a name replaced_whole gives (another file's, say `X.onnx.data`)
         try:
@@ -71,6 +75,31 @@ def remove_leftovers(path: Path) -> list[Path]:
                 leftover.unlink()
                 removed.append(leftover)
     return removed
+
+
+#: A folder's temporary names are listed at most this often per process: a folder of images gets a file per
+#: image, and listing it for each one made a run over N images O(N^2). Leftovers come from writers killed
+#: before (or while) this process runs: one listing a while is enough to find them.
+LIST_EVERY_S = 600.0
+_listings: dict[Path, tuple[float, list[str]]] = {}
+_listings_lock = threading.Lock()
+
+
+def _temporary_names(folder: Path) -> list[str]:
+    """The names in `folder` that may be temporary files (`.<name>.<writer>.tmp`), as listed lately."""
+    now = time.monotonic()
+    with _listings_lock:
+        listed = _listings.get(folder)
+    if listed is not None and now - listed[0] < LIST_EVERY_S:
+        return listed[1]
+    try:
+        with os.scandir(folder) as entries:
+            names = [entry.name for entry in entries if entry.name.startswith(".") and entry.name.endswith(".tmp")]
+    except OSError:
+        names = []  # not there yet, or not ours to list: nothing to remove
+    with _listings_lock:
+        _listings[folder] = (now, names)
+    return names
 
 
 @contextlib.contextmanager

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from cocoer_core import whole_files
 from cocoer_core.whole_files import remove_leftovers, replaced_whole, scratch_folder, write_text_whole
 from tests.support.leftovers import age, ended_pid
 
@@ -77,3 +78,30 @@ def test_a_scratch_folder_is_removed_however_its_block_ends_and_a_killed_writers
         pass
     assert not kept[0].exists(), "two days untouched: forgotten, whoever wrote it"
     assert sorted(path.name for path in tmp_path.iterdir()) == sorted(path.name for path in [*kept[1:], fresh])
+
+
+def test_a_folder_is_listed_for_leftovers_once_a_while_not_for_every_file_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Listed for every file, a run over a folder of N images (a JSON each) was O(N^2): 4.5 ms a write at 4,000
+    # images and growing (bench/whole_writes.py).
+    listed: list[str] = []
+    scandir = os.scandir
+
+    def counted(path):  # type: ignore[no-untyped-def]
+        listed.append(str(path))
+        return scandir(path)
+
+    monkeypatch.setattr(whole_files.os, "scandir", counted)
+    for n in range(50):
+        write_text_whole(tmp_path / f"image_{n}.json", "{}")
+    assert listed == [str(tmp_path)], "listed once for the 50 files"
+    left = tmp_path / f".image_7.json.{ended_pid()}-1.tmp"  # a writer killed meanwhile
+    left.write_text("{")
+    age(left, 120)
+    write_text_whole(tmp_path / "image_7.json", "{}")
+    assert left.exists(), "seen at the next listing, not before"
+    when, names = whole_files._listings[tmp_path]
+    whole_files._listings[tmp_path] = (when - whole_files.LIST_EVERY_S, names)
+    write_text_whole(tmp_path / "image_7.json", "{}")
+    assert not left.exists() and len(listed) == 2
