@@ -99,6 +99,11 @@ def entries_from_file(path: Path, base: SourceConfig) -> list[SourceEntry]:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise UserError(f"sources file {path} is not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    if _expands_too_far(document):
+        raise UserError(
+            f"sources file {path} repeats itself through YAML aliases beyond {ALIAS_GROWTH}x its own size "
+            "(a 'billion laughs'): refusing it"
+        )
     items = document.get("sources") if isinstance(document, dict) else document
     if not isinstance(items, list) or not items:
         raise UserError(f"sources file {path} must hold a non-empty list of sources (or a 'sources:' list)")
@@ -119,6 +124,48 @@ def entries_from_file(path: Path, base: SourceConfig) -> list[SourceEntry]:
     return entries
 
 
+#: How far YAML aliases may grow a sources file beyond its own values (`<<: *common` settings shared by many
+#: cameras stay far below): a few lines of aliases of aliases expand to billions, and building one source's
+#: settings from them took for ever.
+ALIAS_GROWTH = 10
+#: Small files may grow to this many values whatever their size.
+ALIAS_FLOOR = 10_000
+
+
+def _expands_too_far(document: object) -> bool:
+    return _expanded_beyond(document, max(ALIAS_FLOOR, ALIAS_GROWTH * _written_size(document)))
+
+
+def _children(item: object) -> list[object]:
+    if isinstance(item, dict):
+        return [*item.keys(), *item.values()]
+    return list(item) if isinstance(item, list) else []
+
+
+def _written_size(document: object) -> int:
+    """The values of a parsed YAML document as written: a mapping or list an alias repeats counts once."""
+    seen: set[int] = set()
+    stack, count = [document], 0
+    while stack:
+        item = stack.pop()
+        count += 1
+        if isinstance(item, (dict, list)) and id(item) not in seen:
+            seen.add(id(item))
+            stack += _children(item)
+    return count
+
+
+def _expanded_beyond(document: object, limit: int) -> bool:
+    """Whether the document holds more than `limit` values with every alias expanded (walking no further)."""
+    stack, count = [document], 0
+    while stack:
+        count += 1
+        if count > limit:
+            return True
+        stack += _children(stack.pop())
+    return False
+
+
 def unique_names(names: list[str]) -> list[str]:
     """Output names: each reduced to a safe file name, then made unique in order (a second `clip` is `clip-2`).
 
@@ -126,15 +173,17 @@ def unique_names(names: list[str]) -> list[str]:
     (said once in the log).
     """
     taken: set[str] = set()
+    tried: dict[str, int] = {}  # the last number tried for a name: N `frame`s number in O(N), not O(N^2)
     out = []
     for given in names:
         name = safe_name(given)
         if name != given:
             logger.warning("output name %r becomes %r (output names are plain file names inside --out)", given, name)
-        candidate, n = name, 1
+        candidate, n = name, tried.get(name, 1)
         while candidate in taken:
             n += 1
             candidate = f"{clip_utf8(name, MAX_NAME_BYTES - len(f'-{n}'))}-{n}"
+        tried[name] = n
         taken.add(candidate)
         out.append(candidate)
     return out

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 
 import pytest
 
 from streamer.config import SourceConfig
 from streamer.errors import UserError
+from streamer.sources import entries as entries_module
 from streamer.sources.entries import entries_from_file, entries_from_specs, unique_names
 from tests.conftest import media_file
 
@@ -74,3 +76,44 @@ def test_a_bad_sources_file_is_one_clear_error(tmp_path: Path, text: str, needle
 
 def test_output_names_are_unique() -> None:
     assert unique_names(["clip", "clip", "cam", "clip", "clip-2"]) == ["clip", "clip-2", "cam", "clip-3", "clip-2-2"]
+
+
+BILLION_LAUGHS = "".join(
+    f"{name}: &{name} [{', '.join([f'*{before}'] * 9) if before else ', '.join(['lol'] * 9)}]\n"
+    for before, name in zip(["", *"abcdefgh"], "abcdefghi", strict=True)
+)
+
+
+def test_a_sources_file_that_aliases_expand_to_billions_is_refused_at_once(tmp_path: Path) -> None:
+    # Ten lines of YAML aliases (9^9 values once expanded) as one camera's mask: building its settings ran for
+    # minutes, holding the CPU, before any error.
+    listing = tmp_path / "cameras.yaml"
+    listing.write_text(BILLION_LAUGHS + "sources:\n  - {spec: demo, mask: *i}\n")
+    started = time.monotonic()
+    with pytest.raises(UserError) as raised:
+        entries_from_file(listing, SourceConfig())
+    assert str(raised.value) == (
+        f"sources file {listing} repeats itself through YAML aliases beyond 10x its own size "
+        "(a 'billion laughs'): refusing it"
+    )
+    assert time.monotonic() - started < 5
+
+
+def test_settings_shared_by_many_sources_through_an_alias_are_fine(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(entries_module, "ALIAS_FLOOR", 100)  # the growth rule, not the floor, decides here
+    cameras = "".join(f"  - {{<<: *common, spec: 'rtsp://10.0.0.{n}/live', mask: *door}}\n" for n in range(60))
+    listing = tmp_path / "cameras.yaml"
+    listing.write_text(
+        "common: &common {rtsp_transport: udp, read_timeout_s: 10, keep_tracks_s: 3}\n"
+        "door: &door [[[0.1, 0.1], [0.3, 0.1], [0.3, 0.9], [0.1, 0.9]]]\nsources:\n" + cameras
+    )
+    entries = entries_from_file(listing, SourceConfig())
+    assert len(entries) == 60 and all(e.config.rtsp_transport == "udp" and e.config.mask for e in entries)
+
+
+def test_many_sources_of_one_name_are_numbered_in_order() -> None:
+    names = unique_names(["frame"] * 2000 + ["frame-7", "frame"])
+    assert names[:3] == ["frame", "frame-2", "frame-3"] and names[1999] == "frame-2000"
+    assert names[2000:] == ["frame-7-2", "frame-2001"] and len(set(names)) == 2002
