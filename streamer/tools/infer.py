@@ -7,7 +7,8 @@ all of them in one batch, prints per person the same dict as the original
 script (`pred`, `VI`, `head`, `body`, `ctx`, `emo_process`, keyed "0", "1",
 ...) as JSON on stdout (the six items per person also go to stderr), and
 saves the annotated image to `outputs/<input name>` in the original's
-drawing style. Unlike the original it runs deterministically: eval mode, no
+drawing style (never over the input itself: an input inside `--out` gets
+`<stem>_annotated`; a name no image format goes by gets `.png`). Unlike the original it runs deterministically: eval mode, no
 colour jitter, RGB input (see the spec's §10). A photo over 8K UHD is read
 as the pipeline reads one: analysed and drawn scaled down to that size; an
 image that is a decompression bomb is refused in one line.
@@ -30,8 +31,20 @@ from cocoer_core.api import PersonRegion
 from cocoer_core.command_line import exit_with, number_within
 from cocoer_core.errors import CheckpointError
 from cocoer_core.infer import draw_official, official_dict
+from cocoer_core.whole_files import replaced_whole
 from streamer.errors import SourceError
+from streamer.redact import printable
 from streamer.sources.still import read_image
+
+
+def annotated_path(image: Path, out: Path) -> Path:
+    """Where the annotated copy of `image` goes in `out`: its own name, as the original script wrote it, with a
+    suffix OpenCV can write (else `.png`), and never the input itself (an input inside `out`)."""
+    suffix = image.suffix if image.suffix and cv2.haveImageWriter(f"x{image.suffix}") else ".png"
+    target = out / f"{image.stem}{suffix}"
+    if target.exists() and target.resolve() == image.resolve():
+        target = out / f"{image.stem}_annotated{suffix}"
+    return target
 
 
 def _detect(image: np.ndarray, device: str, allow_download: bool, insightface: bool) -> list[PersonRegion]:
@@ -60,6 +73,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     image = read_image(args.input)
     if image is None:
         raise ValueError(f"{args.input} is not a readable image")
+    target = annotated_path(args.input, args.out)
+    args.out.mkdir(parents=True, exist_ok=True)  # before the models load: a place it can't write is said at once
     model = CocoER(CocoERConfig(inside_lr=args.inside_lr))
     load_cocoer_weights(model, args.ckpt)
     clip_path = args.clip or find_clip_weights(args.ckpt.parent, allow_download=not args.offline)
@@ -69,8 +84,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raise ValueError(f"no person with a face found in {args.input}")
     results = [r for r in runtime.predict(image, persons) if r is not None]
     outputs = {str(i): official_dict(r) for i, r in enumerate(results)}
-    args.out.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(args.out / args.input.name), draw_official(image.copy(), persons, results))
+    encoded, data = cv2.imencode(target.suffix, draw_official(image.copy(), persons, results))
+    if not encoded:  # pragma: no cover - annotated_path picks a suffix OpenCV writes
+        raise ValueError(f"OpenCV cannot write {target.suffix} images")
+    with replaced_whole(target) as partial:
+        partial.write_bytes(data.tobytes())
+    logging.getLogger(__name__).info("wrote %s", printable(str(target)))
     return outputs
 
 
@@ -99,12 +118,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     if not args.input.is_file():
-        print(f"error: no such image: {args.input}", file=sys.stderr)
+        print(printable(f"error: no such image: {args.input}"), file=sys.stderr)
         return 2
     try:
         outputs = run(args)
     except (CheckpointError, ValueError, SourceError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(printable(f"error: {exc}"), file=sys.stderr)
+        return 2
+    except OSError as exc:  # the annotated image's folder: not writable, a file in the way, a full disk
+        where = exc.filename or args.out
+        print(printable(f"error: cannot write {where} ({exc.strerror or exc})"), file=sys.stderr)
         return 2
     for key, value in outputs.items():
         for item, labels in value.items():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,8 @@ from cocoer_core.api import EmotionModel, Level, PersonRegion
 from cocoer_core.labels import EMOTIC_LABELS
 from cocoer_core.postprocess import LabelRule, select_labels
 from cocoer_core.runtime import CocoERModel, estimated_head
+from streamer.tools.infer import annotated_path
+from streamer.tools.infer import main as infer_main
 from tests.conftest import ROOT, media_file
 from tests.support.png_bomb import png_bomb
 
@@ -130,6 +133,39 @@ def test_infer_cli_prints_the_original_output_dict(checkpoint_dir: Path, shared_
     original = cv2.imread(str(image))
     green = np.all(written == (0, 255, 0), axis=2) & ~np.all(original == (0, 255, 0), axis=2)
     assert green.sum() > 300, "the person box and labels are drawn in the original's green"
+
+
+def test_infer_never_writes_over_its_input(checkpoint_dir: Path, shared_media: Path, tmp_path: Path) -> None:
+    # The annotated copy went to `<out>/<input name>`: a photo inside `outputs/` (the default --out) was
+    # replaced by its annotated copy, the original lost.
+    out = tmp_path / "outputs"
+    out.mkdir()
+    photo = out / "family.png"
+    shutil.copy(media_file(shared_media, "cocoer_test_o1.png"), photo)
+    original = photo.read_bytes()
+    done = subprocess.run(
+        [sys.executable, "-m", "streamer.tools.infer", "--input", str(photo), "--ckpt",
+         str(checkpoint_dir / "GWT.pth"), "--out", str(out), "--offline"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert photo.read_bytes() == original, "the input is as it was"
+    assert sorted(p.name for p in out.iterdir()) == ["family.png", "family_annotated.png"]
+    assert f"wrote {out / 'family_annotated.png'}" in done.stderr
+
+
+def test_infer_names_its_output_as_an_image_and_says_where_it_cannot_write(
+    shared_media: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    photo = tmp_path / "photo"  # a JPEG without an extension: cv2.imwrite raised "could not find a writer"
+    shutil.copy(media_file(shared_media, "cocoer_test_p1.jpg"), photo)
+    assert annotated_path(photo, tmp_path / "outputs") == tmp_path / "outputs" / "photo.png"
+    assert annotated_path(tmp_path / "shot.heic", tmp_path) == tmp_path / "shot.png", "a format OpenCV does not write"
+    in_the_way = tmp_path / "outputs"
+    in_the_way.write_text("a file where the folder should be")
+    # Before the models load: said at once, and not as a traceback (OSError was not caught).
+    assert infer_main(["--input", str(photo), "--ckpt", str(tmp_path / "GWT.pth"), "--out", str(in_the_way)]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == f"error: cannot write {in_the_way} (File exists)"
 
 
 def test_infer_cli_with_a_missing_checkpoint(shared_media: Path, tmp_path: Path) -> None:
