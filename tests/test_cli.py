@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -92,6 +93,19 @@ def test_unwritable_output_folder(tmp_path: Path, shared_media: Path) -> None:
         "--source", str(media_file(shared_media, "face_woman_head_pose.mp4")), "--out", str(blocker / "sub"), *OFFLINE
     )
     _assert_one_error_line(done, "cannot create output folder")
+
+
+def test_an_output_that_would_be_the_input_is_refused_before_anything_is_written(
+    tmp_path: Path, shared_media: Path
+) -> None:
+    # `--out` the input's own folder: the video output is the input's name. Refused (the guard had no test),
+    # but after a warning that it was "replacing" the input "from an earlier run", and after the models loaded.
+    clip = tmp_path / "clip.mp4"
+    shutil.copy(media_file(shared_media, "face_man_smiling_short.mp4"), clip)
+    original = clip.read_bytes()
+    done = run_cli("--source", str(clip), "--out", str(tmp_path), "--max-frames", "3", *OFFLINE)
+    _assert_one_error_line(done, f"output {clip} would overwrite the input; choose another --out folder")
+    assert clip.read_bytes() == original and sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]
 
 
 def test_bad_config_key_names_its_path(tmp_path: Path) -> None:

@@ -38,7 +38,7 @@ from streamer.backends.session import SourceSession
 from streamer.config import AppConfig
 from streamer.detectors.base import PersonDetector
 from streamer.detectors.shared import SharedDetector
-from streamer.outputs import ensure_writable_dir
+from streamer.outputs import ensure_writable_dir, refuse_overwriting_input
 from streamer.outputs.claim import refuse_if_busy
 from streamer.privacy.declaration import declare_runtimes, write_declaration
 from streamer.sources import Source
@@ -120,8 +120,9 @@ class LocalBackend:
         if not opened:
             return RunReport([], unopened)
         try:
-            for source in opened:  # fail now, before models load, when another run writes these files
+            for source in opened:  # fail now, before models load: another run writes these files, or the input
                 if not source.source.info.is_live:
+                    refuse_overwriting_input(source.source.info, source.name, out_dir)
                     refuse_if_busy(out_dir, source.name)
             components = self.components(job)
         except BaseException:

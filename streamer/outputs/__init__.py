@@ -31,12 +31,31 @@ logger = logging.getLogger(__name__)
 
 IMAGE_WRITE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
-__all__ = ["FrameSink", "Outputs", "ensure_writable_dir", "open_outputs"]
+__all__ = ["FrameSink", "Outputs", "ensure_writable_dir", "open_outputs", "refuse_overwriting_input"]
 
 
-def _refuse_overwriting_input(output: Path, source_path: Path | None) -> None:
-    if source_path is not None and source_path.exists() and output.resolve() == source_path.resolve():
-        raise UserError(f"output {output} would overwrite the input; choose another --out folder")
+def _image_path(out_dir: Path, stem: str, source_path: Path | None) -> Path:
+    suffix = source_path.suffix.lower() if source_path else ".png"
+    return out_dir / f"{stem}_annotated{suffix if suffix in IMAGE_WRITE_SUFFIXES else '.png'}"
+
+
+def _source_path(info: SourceInfo) -> Path | None:
+    return Path(info.display_name) if info.kind in (SourceKind.FILE, SourceKind.IMAGE) else None
+
+
+def refuse_overwriting_input(info: SourceInfo, stem: str, out_dir: Path) -> None:
+    """UserError when an output of this source would be the source's own file (`--out` its folder). The run
+    checks it before its models load, and `open_outputs` before anything is claimed or written."""
+    source_path = _source_path(info)
+    if source_path is None or not source_path.exists():
+        return
+    if info.kind is SourceKind.IMAGE:
+        outputs = [_image_path(out_dir, stem, source_path), out_dir / f"{stem}.json"]
+    else:
+        outputs = [out_dir / f"{stem}{suffix}" for suffix in (".mp4", ".jsonl", ".counts.jsonl")]
+    for output in outputs:
+        if output.resolve() == source_path.resolve():
+            raise UserError(f"output {output} would overwrite the input; choose another --out folder")
 
 
 def _patterns(info: SourceInfo, sink: SinkConfig, aggregate: bool) -> list[str]:
@@ -67,7 +86,8 @@ def open_outputs(
         raise ValueError(f"output name {stem!r} is not a safe file name")
     if info.is_live:
         stem = f"{stem}_{time.strftime('%Y%m%d-%H%M%S')}"
-    source_path = Path(info.display_name) if info.kind in (SourceKind.FILE, SourceKind.IMAGE) else None
+    refuse_overwriting_input(info, stem, out_dir)
+    source_path = _source_path(info)
     claim = claim_outputs(out_dir, stem, unique=info.is_live, existing=_patterns(info, sink, aggregate_s is not None))
     outputs = Outputs(claim=claim)
     try:
@@ -85,14 +105,8 @@ def _sinks(
     sink: SinkConfig, info: SourceInfo, stem: str, out_dir: Path, source_path: Path | None, tags: dict[str, str] | None
 ) -> list[FrameSink]:
     if info.kind is SourceKind.IMAGE:
-        suffix = source_path.suffix.lower() if source_path else ".png"
-        image_path = out_dir / f"{stem}_annotated{suffix if suffix in IMAGE_WRITE_SUFFIXES else '.png'}"
-        json_path = out_dir / f"{stem}.json"
-        for path in (image_path, json_path):
-            _refuse_overwriting_input(path, source_path)
-        return [ImageOutput(image_path), ImageJsonOutput(json_path, info.display_name)]
-    for suffix in (".mp4", ".jsonl"):
-        _refuse_overwriting_input(out_dir / f"{stem}{suffix}", source_path)
+        image_path = _image_path(out_dir, stem, source_path)
+        return [ImageOutput(image_path), ImageJsonOutput(out_dir / f"{stem}.json", info.display_name)]
     sinks: list[FrameSink] = []
     if sink.video:
         # Live: a new file every segment_s, on the RTP clock; a file: one MP4 with the input's own time base.
