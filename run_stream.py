@@ -193,6 +193,8 @@ def _log_report(report: RunReport, several: bool) -> None:
         )
     if report.interrupted:
         logger.warning("interrupted: the files written so far are finalized")
+    if report.not_started:
+        logger.warning("%d file(s) not started: their turn had not come (source.files_at_once)", report.not_started)
 
 
 def run(args: argparse.Namespace, console: Console, shutdown: GracefulStop, secrets: tuple[str, ...]) -> int:

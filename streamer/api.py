@@ -28,6 +28,7 @@ from rich.console import Console
 
 from streamer.backends import backend_named
 from streamer.backends.base import Backend, ModelFactory, OnFrame, RunJob, RunReport
+from streamer.backends.turns import in_turns, run_in_turns
 from streamer.config import AppConfig, load_config
 from streamer.errors import UserError
 from streamer.outputs.records import FrameRecord
@@ -93,27 +94,37 @@ class Analyzer:
     ) -> RunReport:
         """Analyse every source to its end (or until `stop` is set); everything is finalized when it returns.
 
-        Per-source failures and sources that could not open are in the report, not raised.
+        Per-source failures and sources that could not open are in the report, not raised. Files only (a
+        folder of recordings) run `source.files_at_once` at a time, in turns (`backends/turns.py`).
         """
-        job = RunJob(
-            self.config,
-            self.entries(sources),
-            stop=stop or threading.Event(),
-            on_frame=on_frame,
-            on_open=on_open,
-            console=console,
-            show_status=show_status,
-            live_view=live_view,
-            model_factory=self.model_factory,
-            on_unopened=on_unopened,
-        )
+        turns = in_turns(self.entries(sources), self.config.source.files_at_once)
+        everyone = [entry.name for turn in turns for entry in turn if entry.name] if len(turns) > 1 else []
+        stop = stop or threading.Event()
+
+        def run_turn(entries: Sequence[SourceEntry]) -> RunReport:
+            job = RunJob(
+                self.config,
+                entries,
+                stop=stop,
+                on_frame=on_frame,
+                on_open=on_open,
+                console=console,
+                show_status=show_status,
+                live_view=live_view,
+                model_factory=self.model_factory,
+                on_unopened=on_unopened,
+                run_sources=everyone,
+            )
+            return self.backend.run(job)
+
         retention = self.config.retention
         out_dir = Path(self.config.sink.out_dir).expanduser()
         # Old outputs go at start and every check_every_s while the run goes on (only files of the manifest).
         keeper = RetentionKeeper(out_dir, retention.max_age, retention.max_bytes, retention.check_every_s)
         keeper.start()
         try:
-            self.last_report = self.backend.run(job)
+            # A folder of files runs `source.files_at_once` at a time (backends/turns.py); anything else at once.
+            self.last_report = run_in_turns(turns, run_turn)
         finally:
             keeper.stop()
         return self.last_report

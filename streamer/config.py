@@ -95,6 +95,9 @@ class SourceConfig:
     demo_fps: int = 25
     mask: list[Any] = field(default_factory=list)
     ignore: list[Any] = field(default_factory=list)
+    #: Run-wide (the run's `source.*`, not a sources file entry's): when every source is a file or a photo,
+    #: this many run at a time, the next ones as they end (0: all at once). See streamer/backends/turns.py.
+    files_at_once: int = 8
 
     def __post_init__(self) -> None:
         # This source's own zones (a sources file's `mask:`/`ignore:`), added to privacy.mask/analysis.ignore.
@@ -121,6 +124,7 @@ class SourceConfig:
             _check_min(f"source.{name}", getattr(self, name), 0.0, inclusive=False)
         _check_min("source.keep_tracks_s", self.keep_tracks_s, 0.0)
         _check_min("source.demo_fps", self.demo_fps, 1)
+        _check_min("source.files_at_once", self.files_at_once, 0)
 
 
 #: `detector.interval: auto` on live sources starts at detection on every 2nd frame (the tracker's predictions

@@ -53,6 +53,8 @@ class RunJob:
         live_view: the web view's board, when one is served: each source publishes to it.
         model_factory: how the emotion model is built (default: from `config.emotion`).
         on_unopened: told at once of each source that cannot be opened (it is in the report too).
+        run_sources: when this job is one turn of a run (`backends.turns`), every source name of the run:
+            run.json lists them all.
     """
 
     config: AppConfig
@@ -65,6 +67,7 @@ class RunJob:
     live_view: LiveBoard | None = None
     model_factory: ModelFactory | None = None
     on_unopened: Callable[[str, UserError], None] | None = None
+    run_sources: Sequence[str] = ()
 
     def unopened(self, failed: Sequence[tuple[str, UserError]]) -> None:
         if self.on_unopened is not None:
@@ -105,6 +108,8 @@ class RunReport:
     batches: int = 0
     persons_inferred: int = 0
     stage_ms: dict[str, float] = field(default_factory=dict)
+    #: Files that never had their turn (`source.files_at_once`): the run was interrupted, or its model failed.
+    not_started: int = 0
 
     @property
     def failed(self) -> list[SourceReport]:

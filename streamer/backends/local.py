@@ -130,7 +130,8 @@ class LocalBackend:
                 source.source.close()
             raise
         models = {**components.detector.models(), "emotion": components.card.name}
-        write_declaration(out_dir, config, models, [source.name for source in opened], _runtimes(components))
+        names = list(job.run_sources) or [source.name for source in opened]
+        write_declaration(out_dir, config, models, names, _runtimes(components))
         try:
             report = _LocalRun(job, components, opened).run()
         finally:

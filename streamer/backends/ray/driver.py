@@ -175,7 +175,8 @@ class RayRun:
             source.runtimes = node_built["runtimes"]
         self.emotion_runtime = card.description
         models = _across_nodes([b["models"] for b in built])
-        write_declaration(self.out_dir, self.config, {**models, "emotion": card.name}, names, self._runtimes())
+        declared = list(self.job.run_sources) or names
+        write_declaration(self.out_dir, self.config, {**models, "emotion": card.name}, declared, self._runtimes())
 
     def _start_actors(self) -> list[dict[str, dict[str, str]]]:
         """Start every source actor; what each built. One actor per node first, then the others, each group at
