@@ -124,7 +124,7 @@ class Analyzer:
         keeper.start()
         try:
             # A folder of files runs `source.files_at_once` at a time (backends/turns.py); anything else at once.
-            self.last_report = run_in_turns(turns, run_turn)
+            self.last_report = run_in_turns(turns, run_turn, stop)
         finally:
             keeper.stop()
         return self.last_report

@@ -14,6 +14,7 @@ source never ends, so no later turn would come.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -39,19 +40,24 @@ def in_turns(entries: Sequence[SourceEntry], at_once: int) -> list[list[SourceEn
 
 
 def run_in_turns(
-    turns: Sequence[Sequence[SourceEntry]], run_turn: Callable[[Sequence[SourceEntry]], RunReport]
+    turns: Sequence[Sequence[SourceEntry]],
+    run_turn: Callable[[Sequence[SourceEntry]], RunReport],
+    stop: threading.Event,
 ) -> RunReport:
     """Each turn run to its end, the next after it; stops early when one is interrupted or fails as a whole
-    (the model), and says in the report which files never had their turn."""
+    (the model), or `stop` is set between two, and says in the report how many files never had their turn."""
     if len(turns) == 1:
         return run_turn(turns[0])
     reports: list[RunReport] = []
     for turn in turns:
+        if stop.is_set():  # Ctrl+C as one turn ended: the next does not start
+            break
         reports.append(run_turn(turn))
         if reports[-1].interrupted or reports[-1].error is not None:
             break
     merged = merged_reports(reports)
     merged.not_started = sum(len(turn) for turn in turns[len(reports) :])
+    merged.interrupted = merged.interrupted or (stop.is_set() and merged.not_started > 0)
     return merged
 
 

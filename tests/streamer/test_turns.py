@@ -16,7 +16,8 @@ import pytest
 
 from streamer import Analyzer
 from streamer.backends import local
-from streamer.backends.turns import in_turns
+from streamer.backends.base import RunReport
+from streamer.backends.turns import in_turns, run_in_turns
 from streamer.config import SourceConfig
 from streamer.sources.entries import SourceEntry
 from tests.conftest import media_file
@@ -76,6 +77,20 @@ def test_a_stop_in_one_turn_starts_no_other_and_says_how_many_never_ran(
     analyzer = Analyzer(overrides=[f"sink.out_dir={tmp_path / 'out'}", "source.files_at_once=2"])
     report = analyzer.run(photos, stop=stop, on_frame=lambda record: stop.set())  # Ctrl+C at the first frame
     assert turns == [2] and report.interrupted and report.not_started == 3
+
+
+def test_a_stop_as_a_turn_ends_starts_no_other(photos: list[str], tmp_path: Path) -> None:
+    stop = threading.Event()
+    ran: list[int] = []
+
+    def run_turn(entries: Sequence[SourceEntry]) -> RunReport:  # a turn that ends normally, then Ctrl+C
+        ran.append(len(entries))
+        stop.set()
+        return RunReport([])
+
+    entries = [SourceEntry(photo, None, SourceConfig()) for photo in photos]
+    report = run_in_turns(in_turns(entries, 2), run_turn, stop)
+    assert ran == [2] and report.interrupted and report.not_started == 3
 
 
 def test_only_a_run_of_local_files_goes_in_turns() -> None:
