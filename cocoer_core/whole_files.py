@@ -11,6 +11,7 @@ training state and evaluation results.
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import os
 import re
@@ -37,9 +38,14 @@ def replaced_whole(path: Path) -> Iterator[Path]:
     (SIGKILL, power loss) leaves its file behind, up to half a gigabyte for
     CocoER: such leftovers of `path` are removed first.
     """
+    if path.is_dir():  # said before the work, naming the path (os.replace names the temporary file)
+        raise IsADirectoryError(errno.EISDIR, "it is a folder", str(path))
     with scratch_beside(path) as tmp:
         yield tmp
-        os.replace(tmp, path)
+        try:
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise OSError(exc.errno, exc.strerror, str(path)) from None
 
 
 @contextlib.contextmanager

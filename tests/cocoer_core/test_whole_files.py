@@ -105,3 +105,13 @@ def test_a_folder_is_listed_for_leftovers_once_a_while_not_for_every_file_writte
     whole_files._listings[tmp_path] = (when - whole_files.LIST_EVERY_S, names)
     write_text_whole(tmp_path / "image_7.json", "{}")
     assert not left.exists() and len(listed) == 2
+
+
+def test_a_path_that_is_a_folder_is_said_before_writing_naming_the_path(tmp_path: Path) -> None:
+    # os.replace's error named the temporary file: "error: .../.model.onnx.123-456.tmp: Is a directory".
+    folder = tmp_path / "model.onnx"
+    (folder / "inside").mkdir(parents=True)
+    with pytest.raises(IsADirectoryError) as raised, replaced_whole(folder) as tmp:
+        tmp.write_text("never written")
+    assert raised.value.filename == str(folder) and raised.value.strerror == "it is a folder"
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["inside", "model.onnx"]
