@@ -23,7 +23,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="folder for the report (default: beside the JSONL)")
     args = parser.parse_args(argv)
     if not args.jsonl.is_file():
-        print(printable(f"error: no such file: {args.jsonl}"), file=sys.stderr)
+        if args.jsonl.is_dir():
+            print(printable(f"error: {args.jsonl} is a folder: give a run's <stem>.jsonl in it"), file=sys.stderr)
+        else:
+            print(printable(f"error: no such file: {args.jsonl}"), file=sys.stderr)
         return 2
     try:
         done = write_report(args.jsonl, args.video, args.out)
@@ -31,7 +34,8 @@ def main(argv: list[str] | None = None) -> int:
         print(printable(f"error: {exc}"), file=sys.stderr)
         return 2
     except OSError as exc:
-        print(printable(f"error: cannot read or write the report ({exc.strerror or exc})"), file=sys.stderr)
+        where = exc.filename or "the report"  # which: a file in --out's way, a folder not ours to write
+        print(printable(f"error: cannot read or write {where} ({exc.strerror or exc})"), file=sys.stderr)
         return 2
     print(printable(f"wrote {done.describe()}"), file=sys.stderr)
     return 0

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from streamer.report import write_report
+from streamer.report.__main__ import main as report_main
 from streamer.report.summary import Decimated
 from tests.conftest import media_file
 from tests.support.runs import jsonl_lines
@@ -83,6 +84,19 @@ def test_a_truncated_jsonl_still_gives_a_report_and_says_what_was_skipped(run_di
     assert done.skipped_lines == 4, "both halves of the split line, the garbage line and the cut last line"
     assert "model fer2013-mini-xception · 20 frames" in page
     assert "4 line(s) of the JSONL could not be read" in page and '<section class="track"' in page
+
+
+def test_the_report_command_names_what_is_in_its_way(
+    run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # It said "cannot read or write the report (Not a directory)" naming nothing, and "no such file" for a folder.
+    in_the_way = tmp_path / "reports"
+    in_the_way.write_text("a file where the folder should be")
+    assert report_main([str(run_dir / "faces_two_people_head_pose.jsonl"), "--out", str(in_the_way)]) == 2
+    said = capsys.readouterr().err.strip()
+    assert said.startswith(f"error: cannot read or write {in_the_way}") and said.endswith("(Not a directory)")
+    assert report_main([str(run_dir)]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {run_dir} is a folder: give a run's <stem>.jsonl in it"
 
 
 def test_long_timelines_are_bounded() -> None:
