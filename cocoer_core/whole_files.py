@@ -53,7 +53,7 @@ def scratch_beside(path: Path) -> Iterator[Path]:
     """A temporary name beside `path` (as `replaced_whole` gives), removed when the block ends however it ends:
     for what is needed only on the way to `path` (a downloaded archive that one file is taken from)."""
     remove_leftovers(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
+    tmp = path.with_name(f".{path.name}.{_writer_id()}.tmp")
     try:
         yield tmp
     finally:
@@ -121,13 +121,18 @@ def scratch_folder(parent: Path, prefix: str) -> Iterator[Path]:
         writer = _WRITER.fullmatch(left.name[len(prefix) :])
         if writer is not None and left.is_dir() and _abandoned(int(writer.group(1)), _idle_s(left)):
             shutil.rmtree(left, ignore_errors=True)
-    scratch = parent / f"{prefix}{os.getpid()}-{threading.get_ident()}"
+    scratch = parent / f"{prefix}{_writer_id()}"
     shutil.rmtree(scratch, ignore_errors=True)  # a reused process id's leftover: not ours to add to
     scratch.mkdir()
     try:
         yield scratch
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _writer_id() -> str:
+    """Who writes a temporary file or folder, as its name says it (`_WRITER`): this process, then this thread."""
+    return f"{os.getpid()}-{threading.get_ident()}"
 
 
 def _abandoned(pid: int, idle_s: float) -> bool:

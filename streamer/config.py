@@ -317,8 +317,7 @@ class PrivacyConfig:
         if self.faces.lower() in ("false", "no"):  # YAML (and --set) read a bare `off` as a boolean
             self.faces = "off"
         _check_choice("privacy.faces", self.faces, ("blur", "pixelate", "fill", "off"))
-        if not 0.0 <= self.face_margin <= 2.0:
-            raise ValueError(f"privacy.face_margin must be within 0..2; got {self.face_margin}")
+        _check_within("privacy.face_margin", self.face_margin, 0.0, 2.0)
         if len(self.notice) > 200 or "\n" in self.notice:
             raise ValueError("privacy.notice must be one line of at most 200 characters")
 

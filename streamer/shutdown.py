@@ -2,10 +2,11 @@
 
 Before any output is open the first signal raises KeyboardInterrupt (model
 loading, opening a source) and later ones are acknowledged and ignored.
-Once `arm()` is called, the first signal only sets `event`: the run loop finishes the frame it is writing, then every
-thread is stopped and joined and every file finalized. Later signals are
-acknowledged and ignored, because interrupting finalization is what used to
-abort the process and cut the video short of the JSONL.
+Once `arm()` is called, the first signal only sets `event`: the run loop
+finishes the frame it is writing, then every thread is stopped and joined
+and every file finalized. Later signals are acknowledged and ignored,
+because interrupting finalization is what used to abort the process and cut
+the video short of the JSONL.
 """
 
 from __future__ import annotations

@@ -20,6 +20,8 @@ from cocoer_core.data.samples import Box4, DatasetError, PersonSample
 from cocoer_core.whole_files import write_text_whole
 
 HOW = ("face", "estimated")
+#: One person's head: its box, the detector's score (0 when estimated) and how it was found (one of HOW).
+Head = tuple[Box4, float, str]
 
 
 @dataclass
@@ -30,7 +32,7 @@ class HeadBoxes:
     detector: str
     licence: str
     rule: str
-    heads: dict[str, tuple[Box4, float, str]] = field(default_factory=dict)
+    heads: dict[str, Head] = field(default_factory=dict)
     created: str = ""
 
     def head_of(self, sample: PersonSample) -> Box4:
@@ -61,13 +63,13 @@ class HeadBoxes:
         write_text_whole(path, json.dumps(self.to_json()) + "\n")
 
 
-def head_to_json(head: tuple[Box4, float, str]) -> list[Any]:
+def head_to_json(head: Head) -> list[Any]:
     """One person's head as the file holds it: [x1, y1, x2, y2, score, how]."""
     box, score, how = head
     return [*box, round(score, 4), how]
 
 
-def head_from_json(entry: object) -> tuple[Box4, float, str] | None:
+def head_from_json(entry: object) -> Head | None:
     """[x1, y1, x2, y2, score, how] read back; None when the entry is not that."""
     if not isinstance(entry, list) or len(entry) != 6 or entry[5] not in HOW:
         return None
@@ -89,7 +91,7 @@ def read_head_boxes(path: Path) -> HeadBoxes:
         raise DatasetError(f"{path}: not a head-box file ({type(exc).__name__})") from None
     if not isinstance(data, dict) or not isinstance(data.get("heads"), dict):
         raise DatasetError(f"{path}: not a head-box file (no 'heads' mapping)")
-    heads: dict[str, tuple[Box4, float, str]] = {}
+    heads: dict[str, Head] = {}
     for key, entry in data["heads"].items():
         head = head_from_json(entry)
         if head is None:

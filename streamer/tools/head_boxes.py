@@ -30,6 +30,7 @@ import cv2
 
 from cocoer_core.command_line import exit_with
 from cocoer_core.data import KINDS, DatasetError, HeadBoxes, PersonSample, open_dataset
+from cocoer_core.data.heads import Head
 from cocoer_core.data.samples import Box4
 from cocoer_core.runtime import estimated_head
 from streamer.config import DetectorConfig
@@ -57,7 +58,7 @@ def _distance(face: ScoredBox, body: Box4) -> float | None:
     return math.hypot(cx - head_x, cy - head_y) / max(math.hypot(x2 - x1, y2 - y1), 1.0)
 
 
-def match_heads(persons: list[PersonSample], faces: list[ScoredBox]) -> list[tuple[Box4, float, str]]:
+def match_heads(persons: list[PersonSample], faces: list[ScoredBox]) -> list[Head]:
     """Each person's head: the closest eligible face (one to one), else an estimate from the body box."""
     taken_p = closest_first(
         (d, p, f)

@@ -16,11 +16,8 @@ import json
 from pathlib import Path
 from typing import IO, Any
 
-from cocoer_core.data.heads import head_from_json
-from cocoer_core.data.samples import Box4
+from cocoer_core.data.heads import Head, head_from_json
 from cocoer_core.whole_files import write_text_whole
-
-Head = tuple[Box4, float, str]
 
 
 def progress_path(out: Path) -> Path:

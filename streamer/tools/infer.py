@@ -8,8 +8,9 @@ script (`pred`, `VI`, `head`, `body`, `ctx`, `emo_process`, keyed "0", "1",
 ...) as JSON on stdout (the six items per person also go to stderr), and
 saves the annotated image to `outputs/<input name>` in the original's
 drawing style (never over the input itself: an input inside `--out` gets
-`<stem>_annotated`; a name no image format goes by gets `.png`). Unlike the original it runs deterministically: eval mode, no
-colour jitter, RGB input (see the spec's §10). A photo over 8K UHD is read
+`<stem>_annotated`; a name no image format goes by gets `.png`). Unlike the
+original it runs deterministically: eval mode, no colour jitter, RGB input
+(see the spec's §10). A photo over 8K UHD is read
 as the pipeline reads one: analysed and drawn scaled down to that size; an
 image that is a decompression bomb is refused in one line.
 """
